@@ -1,0 +1,52 @@
+# wan-gateway — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help install run test lint typecheck test-sqlite test-postgres openapi config-docs format clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed ## Create .venv and install the gateway with its dev tools
+
+run: install ## Serve on http://127.0.0.1:8000 (sandbox upstream, SQLite, local files; migrations applied)
+	$(BIN)/wan-gateway serve --host 127.0.0.1 --port 8000
+
+test: install lint typecheck test-sqlite test-postgres ## Everything CI runs: lint, types, the suite on SQLite and on a throwaway Postgres
+
+lint: install ## ruff check + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## ruff fix + format
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: install ## mypy --strict over app/
+	$(BIN)/mypy
+
+test-sqlite: install ## The suite on SQLite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-postgres: install ## The suite on a throwaway Postgres (started and removed by scripts/with-postgres.sh)
+	scripts/with-postgres.sh $(BIN)/pytest $(PYTEST_ARGS)
+
+openapi: install ## Write openapi/openapi.json from the app
+	$(BIN)/wan-gateway openapi --output openapi/openapi.json
+
+config-docs: install ## Write docs/CONFIGURATION.md from the settings
+	$(BIN)/python -m app.config_docs > docs/CONFIGURATION.md
+
+clean: ## Remove caches, local data and the venv
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data output .cache

@@ -1,0 +1,48 @@
+"""The problem+json schema, for the OpenAPI description of error responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.errors import PROBLEM_JSON
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="The request field, e.g. `duration` or `webhook_events[0]`.")
+    message: str
+    type: str | None = None
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details with a stable machine `code`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["urn:wan-gateway:problem:validation_error"])
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    code: str = Field(description="Stable machine code, e.g. `validation_error`, `not_found`.")
+    field: str | None = Field(default=None, description="The first offending field, for validation errors.")
+    errors: list[FieldProblem] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        400: "Malformed request (e.g. invalid JSON)",
+        404: "No such job",
+        409: "The job is not in a state that allows this",
+        422: "A field is invalid; `field` names it",
+        503: "Upstream or a dependency is unavailable; retry after `Retry-After`",
+    }
+    return {
+        status: {
+            "model": Problem,
+            "description": descriptions.get(status, "Error"),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,224 @@
+"""Settings: every knob of the gateway, read from the environment (and `.env`).
+
+Environment names are the public contract of `architecture.md` §3 (flat, upper case). Every field carries
+a description; `docs/CONFIGURATION.md` is generated from them and the README links to it.
+"""
+
+from __future__ import annotations
+
+import configparser
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
+
+#: Per-family defaults from dashscope-protocol.md §7 (per Alibaba Cloud account).
+DEFAULT_SUBMIT_RPS: dict[str, float] = {"wan2.6": 5, "wan2.5": 5, "wan2.2": 2, "wan2.1": 2, "kf2v": 2}
+DEFAULT_MAX_INFLIGHT: dict[str, int] = {"wan2.6": 5, "wan2.5": 5, "wan2.2": 2, "wan2.1": 2, "kf2v": 2}
+
+
+def _credentials_file_key(path: Path) -> str | None:
+    """`dashscope_api_key` under `[default]` in `~/.alibabacloud/credentials` (seed 004)."""
+    if not path.is_file():
+        return None
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error:
+        return None
+    value = parser.get("default", "dashscope_api_key", fallback="").strip()
+    return value or None
+
+
+def _parse_family_map(value: Any) -> Any:
+    """Accept `wan2.6=5,kf2v=1` as well as JSON for the per-family maps."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return {}
+        if text.startswith("{"):
+            import json
+
+            return json.loads(text)
+        pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+        return {k.strip(): v.strip() for k, v in pairs}
+    return value
+
+
+class Settings(BaseSettings):
+    """The gateway's configuration. Field names map 1:1 to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- upstream -------------------------------------------------------------------------------
+    dashscope_api_key: SecretStr | None = Field(
+        default=None,
+        description="DashScope API key (region-bound). Falls back to `dashscope_api_key` under `[default]` "
+        "in `~/.alibabacloud/credentials`; the environment wins. With no key the sandbox is used.",
+    )
+    dashscope_base_url: str = Field(
+        default=DEFAULT_BASE_URL,
+        description="Upstream base URL ending in `/api/v1`; must be the key's region (Beijing by default).",
+    )
+    dashscope_sandbox: bool | None = Field(
+        default=None,
+        description="Force the built-in DashScope emulator on (`true`) or off (`false`). Unset: on when "
+        "no upstream key is configured.",
+    )
+    dashscope_credentials_file: Path = Field(
+        default=Path("~/.alibabacloud/credentials"),
+        description="Where to look for `dashscope_api_key` when DASHSCOPE_API_KEY is unset.",
+    )
+    upstream_connect_timeout_s: float = Field(default=5.0, description="TCP/TLS connect timeout upstream.")
+    upstream_read_timeout_s: float = Field(
+        default=30.0, description="Read timeout for DashScope API calls (create, get, cancel, list)."
+    )
+    upstream_query_qps: float = Field(
+        default=20.0, description="Task query/cancel/list calls per second per upstream account."
+    )
+    upstream_submit_rps: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_SUBMIT_RPS),
+        description="Create calls per second per model family, e.g. "
+        "`wan2.6=5,wan2.5=5,wan2.2=2,wan2.1=2,kf2v=2` (or JSON). Families not named keep their defaults.",
+    )
+    upstream_max_inflight: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_MAX_INFLIGHT),
+        description="Upstream tasks PENDING or RUNNING at once per model family, e.g. `wan2.6=5,kf2v=2`. "
+        "Queued jobs wait for a free slot in FIFO order.",
+    )
+
+    # --- sandbox (DashScope emulator) -----------------------------------------------------------
+    sandbox_host: str = Field(default="127.0.0.1", description="Address the embedded sandbox listens on.")
+    sandbox_port: int = Field(default=0, description="Port of the embedded sandbox (0 = any free port).")
+    sandbox_api_key: SecretStr = Field(
+        default=SecretStr("sk-sandbox"), description="The key the sandbox accepts (and the gateway sends it)."
+    )
+    sandbox_pending_s: float = Field(default=2.0, description="Sandbox: seconds a task stays PENDING.")
+    sandbox_running_s: float = Field(default=8.0, description="Sandbox: seconds a task stays RUNNING.")
+    sandbox_video_ttl_s: float = Field(
+        default=86400.0, description="Sandbox: lifetime of a result `video_url` (the real service: 24 h)."
+    )
+    sandbox_faults: str = Field(
+        default="",
+        description="Sandbox fault injection, e.g. `create:429=0.3,get:502=0.1,task:FAILED=0.2`. "
+        "See docs/SANDBOX.md for the grammar.",
+    )
+    sandbox_enforce_limits: bool = Field(
+        default=False,
+        description="Sandbox: enforce DashScope's per-account limits (submit RPS and concurrent tasks per "
+        "family, 20 QPS task queries): extra tasks wait PENDING, excess calls get 429.",
+    )
+    sandbox_fault_seed: int | None = Field(
+        default=None, description="Sandbox: seed for probabilistic faults, for repeatable runs."
+    )
+    sandbox_state_path: Path | None = Field(
+        default=None,
+        description="SQLite file holding the sandbox's tasks, so they survive a restart. "
+        "Default: `sandbox.db` next to a SQLite DATABASE_URL, else under OUTPUT_DIR.",
+    )
+    sandbox_clip_cache_dir: Path = Field(
+        default=Path(".cache/sandbox-clips"), description="Where the sandbox keeps the MP4s it has encoded."
+    )
+
+    # --- database -------------------------------------------------------------------------------
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./data/gateway.db",
+        description="SQLAlchemy async URL: `sqlite+aiosqlite:///path` or `postgresql+asyncpg://user:pw@host/db`.",
+    )
+    database_pool_size: int = Field(default=10, description="Postgres connection pool size.")
+    database_echo: bool = Field(default=False, description="Log every SQL statement.")
+
+    # --- storage --------------------------------------------------------------------------------
+    output_dir: Path = Field(default=Path("output"), description="Base directory for local output.")
+    storage_url: str | None = Field(
+        default=None,
+        description="Where finished videos are kept: a local directory (default "
+        "`$OUTPUT_DIR/ai-video-wan-video/videos/`) or `s3://bucket/prefix`.",
+    )
+    max_video_bytes: int = Field(
+        default=1 << 30, description="A result video larger than this is refused (the copy stops early)."
+    )
+    download_timeout_s: float = Field(default=120.0, description="Read timeout while copying a result video.")
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="How clients reach the gateway; used to build `result.video_url`.",
+    )
+
+    # --- input limits ---------------------------------------------------------------------------
+    image_min_side_px: int = Field(default=360, description="Smallest allowed side of a reference image.")
+    image_max_side_px: int = Field(default=2000, description="Largest allowed side of a reference image.")
+    image_max_bytes: int = Field(default=10 * 1024 * 1024, description="Largest reference image (decoded).")
+
+    # --- job loop -------------------------------------------------------------------------------
+    workers_enabled: bool = Field(
+        default=True, description="Run the poller loop inside the API process (false: API only)."
+    )
+    poll_min_interval_s: float = Field(default=2.0, description="First/shortest upstream poll interval.")
+    poll_max_interval_s: float = Field(default=15.0, description="Longest upstream poll interval.")
+    job_deadline_s: float = Field(
+        default=86400.0, description="A job not finished upstream this long after creation fails."
+    )
+    lease_s: float = Field(default=60.0, description="How long a claimed job belongs to one worker.")
+    worker_concurrency: int = Field(default=16, description="Jobs one worker handles at once.")
+    worker_batch_size: int = Field(default=32, description="Due jobs claimed per poll tick.")
+    reconcile_grace_s: float = Field(
+        default=30.0,
+        description="After an ambiguous create, how long the task list is searched before resubmitting.",
+    )
+
+    log_level: str = Field(default="INFO", description="Python logging level.")
+
+    @field_validator("upstream_submit_rps", mode="before")
+    @classmethod
+    def _merge_submit(cls, value: Any) -> Any:
+        parsed = _parse_family_map(value)
+        return {**DEFAULT_SUBMIT_RPS, **parsed} if isinstance(parsed, dict) else parsed
+
+    @field_validator("upstream_max_inflight", mode="before")
+    @classmethod
+    def _merge_inflight(cls, value: Any) -> Any:
+        parsed = _parse_family_map(value)
+        return {**DEFAULT_MAX_INFLIGHT, **parsed} if isinstance(parsed, dict) else parsed
+
+    @field_validator("dashscope_base_url", "public_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _intervals(self) -> Settings:
+        if self.poll_min_interval_s <= 0 or self.poll_max_interval_s < self.poll_min_interval_s:
+            raise ValueError("need 0 < POLL_MIN_INTERVAL_S <= POLL_MAX_INTERVAL_S")
+        return self
+
+    # --- derived --------------------------------------------------------------------------------
+    @cached_property
+    def upstream_key(self) -> SecretStr | None:
+        """The real upstream key: environment first, then the credentials file."""
+        if self.dashscope_api_key and self.dashscope_api_key.get_secret_value():
+            return self.dashscope_api_key
+        key = _credentials_file_key(self.dashscope_credentials_file.expanduser())
+        return SecretStr(key) if key else None
+
+    @property
+    def sandbox_enabled(self) -> bool:
+        if self.dashscope_sandbox is not None:
+            return self.dashscope_sandbox
+        return self.upstream_key is None
+
+    @property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or str(self.output_dir / "ai-video-wan-video" / "videos")
+
+    @property
+    def resolved_sandbox_state_path(self) -> Path:
+        if self.sandbox_state_path is not None:
+            return self.sandbox_state_path
+        prefix = "sqlite+aiosqlite:///"
+        if self.database_url.startswith(prefix) and ":memory:" not in self.database_url:
+            return Path(self.database_url.removeprefix(prefix)).with_name("sandbox.db")
+        return self.output_dir / "sandbox.db"

@@ -1,0 +1,1 @@
+"""Database plumbing shared by every stage: metadata, column types, engine and sessions."""

@@ -1,0 +1,184 @@
+"""One error base class that carries its HTTP status and code, and the handlers that turn every error into
+RFC 9457 `application/problem+json` with a stable machine `code` (validation errors name the field)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class AppError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+    title: str = "Internal error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        code: str | None = None,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        if code:
+            self.code = code
+        if title:
+            self.title = title
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+class FieldError(AppError):
+    """A request field is wrong. `field` uses the request's own names (`duration`, `webhook_events[0]`)."""
+
+    status = 422
+    code = "validation_error"
+    title = "Invalid request"
+
+    def __init__(self, field: str, message: str, *, code: str | None = None) -> None:
+        super().__init__(f"{field}: {message}", code=code)
+        self.errors = [{"field": field, "message": message}]
+        self.extra = {"field": field, "errors": self.errors}
+
+
+class BadRequest(AppError):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": f"urn:wan-gateway:problem:{code}", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body["code"] = code
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def field_name(loc: Sequence[int | str]) -> str:
+    """`("body", "webhook_events", 0)` → `webhook_events[0]`; `("query", "limit")` → `limit`."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    name = ""
+    for part in parts:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else str(part)
+    return name or "body"
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for err in exc.errors():
+        loc = err.get("loc", ())
+        kind = err.get("type", "")
+        field = "body" if kind == "json_invalid" else field_name(loc)
+        message = str(err.get("msg", "invalid value"))
+        if kind == "extra_forbidden":
+            message = "unknown field (see the API reference for the accepted fields)"
+        if kind == "missing" and field == "body":
+            message = "a JSON object body is required"
+        errors.append({"field": field, "message": message, "type": kind})
+    return errors
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(request: Request, exc: AppError) -> Response:
+        return problem(
+            exc.status,
+            exc.code,
+            exc.title,
+            exc.detail,
+            instance=request.url.path,
+            headers=exc.headers,
+            **exc.extra,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = _validation_errors(exc)
+        if any(e["type"] == "json_invalid" for e in errors):
+            return problem(
+                400,
+                "invalid_json",
+                "Malformed JSON",
+                "the request body is not valid JSON",
+                instance=request.url.path,
+                field="body",
+                errors=errors,
+            )
+        first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        return problem(
+            422,
+            "validation_error",
+            "Invalid request",
+            f"{first['field']}: {first['message']}",
+            instance=request.url.path,
+            field=first["field"],
+            errors=errors,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        return problem(
+            exc.status_code,
+            code,
+            detail,
+            None,
+            instance=request.url.path,
+            headers=dict(exc.headers or {}),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "internal_error", "Internal error", None, instance=request.url.path)

@@ -1,0 +1,77 @@
+"""The `jobs` table: one row per video.generate job, which is also the work queue (architecture §1)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base, JSONDoc, utcnow
+
+
+def new_job_id() -> str:
+    return "job_" + secrets.token_hex(12)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # Claims: due rows by status.
+        Index("ix_jobs_status_next_attempt_at", "status", "next_attempt_at"),
+        # Listing, newest first, and FIFO submission within a limit group.
+        Index("ix_jobs_created_at_id", "created_at", "id"),
+        Index("ix_jobs_limit_group_status", "limit_group", "status"),
+        Index("ix_jobs_owner_created_at", "owner", "created_at"),
+        # Room for idempotency (a later issue): one job per (tenant, key).
+        UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_job_id)
+    owner: Mapped[str | None] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+
+    status: Mapped[str] = mapped_column(String(16))
+    # Bumped by every write: all updates are compare-and-set on it.
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+    model: Mapped[str] = mapped_column(String(64))
+    limit_group: Mapped[str] = mapped_column(String(16))
+    request: Mapped[dict[str, Any]] = mapped_column(JSONDoc)  # normalized echo, images described
+    upstream_body: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)  # what is sent (data: URIs)
+    warnings: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONDoc)
+
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    webhook_events: Mapped[list[str] | None] = mapped_column(JSONDoc)
+
+    # Upstream task. Unique, so two jobs can never adopt the same task during reconciliation.
+    task_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    upstream_status: Mapped[str | None] = mapped_column(String(16))
+    upstream: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)  # request id, times, prompts, usage
+    video_source_url: Mapped[str | None] = mapped_column(Text)
+    video_source_expires_at: Mapped[datetime | None]
+
+    # Set (and committed) before a create call; cleared once the outcome is known. A row with this set
+    # and no task_id may have created a billable task: it is reconciled, never blindly resubmitted.
+    submit_started_at: Mapped[datetime | None]
+    submit_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    poll_count: Mapped[int] = mapped_column(Integer, default=0)
+    retry_count: Mapped[int] = mapped_column(Integer, default=0)  # consecutive transient failures
+    last_error: Mapped[str | None] = mapped_column(Text)  # latest transient problem, for operators
+
+    next_attempt_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    deadline_at: Mapped[datetime]
+
+    storage_key: Mapped[str | None] = mapped_column(String(255))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    submitted_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]

@@ -1,0 +1,530 @@
+"""The job loop: claim due jobs with a lease, then submit, reconcile, poll or store each one.
+
+The database is the queue. Each tick claims (a) queued jobs of every model family that has a free
+upstream slot, oldest first, and (b) due jobs to poll, copy, reconcile or expire. Every change is a
+compare-and-set on the job's version; a process killed at any point leaves rows that the next claim
+(after the lease runs out) picks up where they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+import zlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.base import utcnow
+from app.jobs import repository
+from app.jobs.models import Job
+from app.jobs.states import JobStatus
+from app.providers.base import (
+    ListedTask,
+    PermanentError,
+    ProviderError,
+    ProviderTask,
+    TaskState,
+    TransientError,
+    VideoProvider,
+)
+from app.storage.base import Storage
+from app.storage.copy import CopyError, copy_video, parse_url_expiry
+
+log = logging.getLogger(__name__)
+
+#: Tolerance between our clock and upstream's when matching a task to an ambiguous create.
+CLOCK_SKEW = timedelta(seconds=120)
+#: Upstream keeps a result URL this long when it gives no `Expires=` (dashscope-protocol.md §7).
+RESULT_URL_LIFETIME = timedelta(hours=24)
+MAX_BACKOFF_S = 300.0
+#: A refused poll (bad key, revoked access) is our configuration's fault, not the job's: retry slowly.
+POLL_REFUSED_RETRY_S = 30.0
+
+
+class Action(Enum):
+    SUBMIT = "submit"
+    WORK = "work"  # whatever the job's state calls for: reconcile, poll, store, expire
+
+
+@dataclass(frozen=True)
+class PollerConfig:
+    poll_min_s: float = 2.0
+    poll_max_s: float = 15.0
+    lease_s: float = 60.0
+    concurrency: int = 16
+    batch_size: int = 32
+    reconcile_grace_s: float = 30.0
+    create_timeout_s: float = 30.0
+    max_inflight: Mapping[str, int] = field(default_factory=dict)
+    default_max_inflight: int = 2
+    max_video_bytes: int = 1 << 30
+    download_timeout_s: float = 120.0
+
+
+class LostJob(Exception):
+    """Our compare-and-set failed: someone else (another worker, a cancel) changed the job."""
+
+
+def backoff(attempt: int, base: float, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter, never shorter than the server's Retry-After."""
+    delay = min(MAX_BACKOFF_S, base * 2.0 ** min(attempt, 16))
+    delay *= random.uniform(1.0, 1.25)
+    return max(delay, retry_after or 0.0)
+
+
+def make_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class JobPoller:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        provider: VideoProvider,
+        storage: Storage,
+        download_http: httpx.AsyncClient,
+        config: PollerConfig,
+        *,
+        worker_id: str | None = None,
+        dialect: str = "sqlite",
+    ) -> None:
+        self._sessions = sessions
+        self._provider = provider
+        self._storage = storage
+        self._download = download_http
+        self._config = config
+        self.worker_id = worker_id or make_worker_id()
+        self._dialect = dialect
+        self._wake = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self.last_tick_at: datetime | None = None
+
+    # --- loop ---------------------------------------------------------------------------------
+    def wake(self) -> None:
+        """A hint that work arrived (e.g. a job was created); the database stays the source of truth."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Claim what is due, handle all of it, return how many jobs were handled. For tests and tools."""
+        claimed = await self._claim(self._config.batch_size)
+        if claimed:
+            await asyncio.gather(*(self._handle(job, action) for job, action in claimed))
+        return len(claimed)
+
+    async def run(self, stop: asyncio.Event, drain_timeout_s: float = 10.0) -> None:
+        """Keep up to `concurrency` jobs in hand until `stop` is set; then drain for a bounded time."""
+        log.info("job poller %s started", self.worker_id)
+        try:
+            while not stop.is_set():
+                free = self._config.concurrency - len(self._in_flight)
+                claimed: list[tuple[Job, Action]] = []
+                if free > 0:
+                    try:
+                        claimed = await self._claim(min(free, self._config.batch_size))
+                    except Exception:
+                        log.exception("claiming jobs failed; retrying")
+                for job, action in claimed:
+                    task = asyncio.create_task(self._handle(job, action), name=f"job {job.id}")
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
+                if not claimed:
+                    await self._idle(stop)
+        finally:
+            await self._drain(drain_timeout_s)
+            log.info("job poller %s stopped", self.worker_id)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        timeout = self._config.poll_min_s
+        with contextlib.suppress(Exception):
+            async with self._sessions() as session:
+                due = await repository.next_due_at(session, utcnow())
+            if due is not None:
+                timeout = min(timeout, max(0.05, (due - utcnow()).total_seconds()))
+        self._wake.clear()
+        waiters: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(stop.wait()),
+        ]
+        if self._in_flight:
+            waiters.append(asyncio.ensure_future(asyncio.wait(set(self._in_flight))))
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _drain(self, grace_s: float) -> None:
+        if not self._in_flight:
+            return
+        _, pending = await asyncio.wait(set(self._in_flight), timeout=grace_s)
+        for task in pending:
+            task.cancel()  # its lease lapses; another worker resumes the job
+        if pending:
+            await asyncio.wait(pending)
+
+    # --- claiming -----------------------------------------------------------------------------
+    async def _claim(self, limit: int) -> list[tuple[Job, Action]]:
+        now = utcnow()
+        self.last_tick_at = now
+        lease_until = now + timedelta(seconds=self._config.lease_s)
+        claimed: list[tuple[Job, Action]] = []
+        async with self._sessions.begin() as session:
+            for group in await repository.limit_groups_with_queued(session, now):
+                await self._lock_group(session, group)
+                cap = self._config.max_inflight.get(group, self._config.default_max_inflight)
+                free = min(cap - await repository.upstream_slots_in_use(session, group), limit - len(claimed))
+                jobs = await repository.claim_for_submit(
+                    session, group, free, self.worker_id, now, lease_until
+                )
+                claimed += [(job, Action.SUBMIT) for job in jobs]
+            rest = limit - len(claimed)
+            if rest > 0:
+                jobs = await repository.claim_due(session, rest, self.worker_id, now, lease_until)
+                claimed += [(job, Action.WORK) for job in jobs]
+        return claimed
+
+    async def _lock_group(self, session: AsyncSession, group: str) -> None:
+        """Serialize slot accounting per family across replicas (SQLite's BEGIN IMMEDIATE already does)."""
+        if self._dialect == "postgresql":
+            await session.execute(select(func.pg_advisory_xact_lock(zlib.crc32(group.encode()))))
+
+    # --- handling -----------------------------------------------------------------------------
+    async def _handle(self, job: Job, action: Action) -> None:
+        try:
+            async with self._keep_lease(job):
+                if action is Action.SUBMIT:
+                    await self._submit(job)
+                else:
+                    await self._work(job)
+        except LostJob:
+            log.info("job %s changed under worker %s; leaving it", job.id, self.worker_id)
+        except Exception as exc:
+            log.exception("job %s: unexpected error", job.id)
+            with contextlib.suppress(Exception):
+                await self._retry_later(job, f"internal error: {exc!r}", None)
+
+    @contextlib.asynccontextmanager
+    async def _keep_lease(self, job: Job) -> AsyncIterator[None]:
+        """Extend the lease while a long step (a big copy) runs, so nobody else starts the same work."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._config.lease_s / 3)
+                until = utcnow() + timedelta(seconds=self._config.lease_s)
+                with contextlib.suppress(Exception):
+                    async with self._sessions.begin() as session:
+                        await repository.extend_lease(session, job, self.worker_id, until)
+
+        renewer = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _work(self, job: Job) -> None:
+        status = JobStatus(job.status)
+        now = utcnow()
+        if status is JobStatus.QUEUED:
+            if job.submit_started_at is not None:
+                await self._reconcile(job)
+            elif now >= job.deadline_at:
+                await self._fail(job, "deadline_exceeded", "the job was not submitted before its deadline")
+            else:
+                await self._release(job, next_attempt_at=now)
+        elif status in (JobStatus.SUBMITTED, JobStatus.RUNNING):
+            await self._poll(job)
+        elif status is JobStatus.STORING:
+            await self._store(job)
+
+    # --- writes -------------------------------------------------------------------------------
+    async def _write(self, job: Job, **values: Any) -> None:
+        async with self._sessions.begin() as session:
+            if not await repository.cas_update(session, job, **values):
+                raise LostJob(job.id)
+
+    async def _release(self, job: Job, **values: Any) -> None:
+        await self._write(job, lease_owner=None, lease_expires_at=None, **values)
+
+    async def _retry_later(self, job: Job, error: str, retry_after: float | None, **values: Any) -> None:
+        attempt = job.retry_count
+        delay = backoff(attempt, self._config.poll_min_s, retry_after)
+        await self._release(
+            job,
+            retry_count=attempt + 1,
+            last_error=error[:2000],
+            next_attempt_at=utcnow() + timedelta(seconds=delay),
+            **values,
+        )
+
+    async def _fail(
+        self, job: Job, code: str, message: str, upstream_code: str | None = None, **values: Any
+    ) -> None:
+        log.warning("job %s failed: %s: %s", job.id, code, message)
+        await self._release(
+            job,
+            status=JobStatus.FAILED.value,
+            error={"code": code, "message": message, "upstream_code": upstream_code},
+            finished_at=utcnow(),
+            next_attempt_at=None,
+            submit_started_at=None,
+            **values,
+        )
+
+    def _poll_delay(self, poll_count: int) -> float:
+        return min(self._config.poll_max_s, self._config.poll_min_s * 1.5 ** min(poll_count, 20))
+
+    # --- submit -------------------------------------------------------------------------------
+    async def _submit(self, job: Job) -> None:
+        if utcnow() >= job.deadline_at:
+            await self._fail(job, "deadline_exceeded", "the job was not submitted before its deadline")
+            return
+        body = job.upstream_body or {}
+        try:
+            receipt = await self._provider.submit(body)
+        except PermanentError as exc:
+            await self._fail(job, "upstream_rejected", f"DashScope refused the task: {exc.message}", exc.code)
+            return
+        except TransientError as exc:
+            if exc.maybe_created:
+                # The task may exist: find it through the task list before anything is sent again.
+                log.warning("job %s: ambiguous create (%s); reconciling", job.id, exc)
+                upstream = dict(job.upstream or {})
+                if exc.request_id:
+                    upstream["create_request_id"] = exc.request_id
+                await self._release(
+                    job,
+                    last_error=f"create outcome unknown: {exc}"[:2000],
+                    upstream=upstream,
+                    next_attempt_at=utcnow() + timedelta(seconds=min(2.0, self._config.poll_min_s)),
+                )
+            else:
+                await self._retry_later(job, f"create: {exc}", exc.retry_after, submit_started_at=None)
+            return
+        now = utcnow()
+        await self._release(
+            job,
+            status=JobStatus.SUBMITTED.value,
+            task_id=receipt.task_id,
+            upstream_status=receipt.state.value,
+            upstream={**(job.upstream or {}), "request_id": receipt.request_id},
+            submitted_at=now,
+            submit_started_at=None,
+            retry_count=0,
+            last_error=None,
+            poll_count=0,
+            next_attempt_at=now + timedelta(seconds=self._config.poll_min_s),
+        )
+        log.info("job %s submitted as task %s", job.id, receipt.task_id)
+
+    # --- reconcile ----------------------------------------------------------------------------
+    async def _reconcile(self, job: Job) -> None:
+        """Find the task an ambiguous create may have made; adopt it, or release the job for a resend."""
+        assert job.submit_started_at is not None
+        started = job.submit_started_at
+        now = utcnow()
+        window_end = started + timedelta(seconds=self._config.create_timeout_s) + CLOCK_SKEW
+        try:
+            listed = await self._provider.list_tasks(job.model, started - CLOCK_SKEW, window_end)
+        except ProviderError as exc:
+            await self._retry_later(job, f"reconcile: {exc}", getattr(exc, "retry_after", None))
+            return
+        async with self._sessions() as session:
+            in_use = await repository.task_ids_in_use(session, [t.task_id for t in listed])
+            peers = await repository.reconciling_jobs(session, job.limit_group, job.model)
+        others = {(p.upstream or {}).get("create_request_id") for p in peers if p.id != job.id} - {None}
+        mine = (job.upstream or {}).get("create_request_id")
+        candidates = [t for t in listed if t.task_id not in in_use and t.request_id not in others]
+        candidates.sort(key=lambda t: (t.request_id != mine or mine is None, _distance(t, started)))
+        for task in candidates:
+            if await self._matches(job, task) and await self._adopt(job, task):
+                return
+        if now - started >= timedelta(seconds=self._config.reconcile_grace_s):
+            if now >= job.deadline_at:
+                await self._fail(job, "deadline_exceeded", "the job was not submitted before its deadline")
+                return
+            log.warning("job %s: no upstream task found for the ambiguous create; resubmitting", job.id)
+            await self._release(job, submit_started_at=None, next_attempt_at=now)
+        else:
+            await self._retry_later(job, "reconcile: create not visible upstream yet", None)
+
+    async def _matches(self, job: Job, task: ListedTask) -> bool:
+        """A candidate from the right window whose prompt (when upstream shows it) is ours."""
+        mine = (job.upstream or {}).get("create_request_id")
+        if mine and task.request_id == mine:
+            return True
+        try:
+            detail = await self._provider.get(task.task_id)
+        except ProviderError:
+            return False
+        prompt = (job.upstream_body or {}).get("input", {}).get("prompt")
+        return detail.orig_prompt is None or prompt is None or detail.orig_prompt == prompt
+
+    async def _adopt(self, job: Job, task: ListedTask) -> bool:
+        now = utcnow()
+        try:
+            await self._release(
+                job,
+                status=JobStatus.SUBMITTED.value,
+                task_id=task.task_id,
+                upstream_status=task.state.value,
+                upstream={**(job.upstream or {}), "request_id": task.request_id},
+                submitted_at=now,
+                submit_started_at=None,
+                retry_count=0,
+                last_error=None,
+                poll_count=0,
+                next_attempt_at=now,
+            )
+        except IntegrityError:  # another job adopted this task first
+            return False
+        log.warning("job %s: adopted upstream task %s after an ambiguous create", job.id, task.task_id)
+        return True
+
+    # --- poll ---------------------------------------------------------------------------------
+    async def _poll(self, job: Job) -> None:
+        assert job.task_id is not None
+        if utcnow() >= job.deadline_at:
+            await self._fail(job, "deadline_exceeded", "upstream did not finish before the job's deadline")
+            return
+        try:
+            task = await self._provider.get(job.task_id)
+        except TransientError as exc:
+            await self._retry_later(job, f"poll: {exc}", exc.retry_after)
+            return
+        except PermanentError as exc:
+            # Our key or configuration is wrong, not the job: keep it and keep trying, slowly.
+            log.error("job %s: polling task %s refused: %s", job.id, job.task_id, exc)
+            await self._retry_later(job, f"poll refused: {exc}", POLL_REFUSED_RETRY_S)
+            return
+        await self._apply(job, task)
+
+    async def _apply(self, job: Job, task: ProviderTask) -> None:
+        now = utcnow()
+        upstream = {
+            **(job.upstream or {}),
+            "submit_time": task.submit_time,
+            "scheduled_time": task.scheduled_time,
+            "end_time": task.end_time,
+            "orig_prompt": task.orig_prompt,
+            "actual_prompt": task.actual_prompt,
+        }
+        if task.request_id and not upstream.get("request_id"):
+            upstream["request_id"] = task.request_id
+        upstream = {k: v for k, v in upstream.items() if v is not None}
+        common: dict[str, Any] = {"upstream_status": task.state.value, "upstream": upstream, "retry_count": 0}
+        state = task.state
+        if state in (TaskState.PENDING, TaskState.RUNNING):
+            status = JobStatus.RUNNING if state is TaskState.RUNNING else JobStatus(job.status)
+            await self._release(
+                job,
+                status=status.value,
+                poll_count=job.poll_count + 1,
+                last_error=None,
+                next_attempt_at=now + timedelta(seconds=self._poll_delay(job.poll_count)),
+                **common,
+            )
+        elif state is TaskState.SUCCEEDED:
+            if not task.video_url:
+                await self._retry_later(job, "SUCCEEDED without video_url", None)
+                return
+            expires = parse_url_expiry(task.video_url) or now + RESULT_URL_LIFETIME
+            upstream["usage"] = dict(task.usage)
+            await self._write(
+                job,
+                status=JobStatus.STORING.value,
+                video_source_url=task.video_url,
+                video_source_expires_at=expires,
+                next_attempt_at=now,
+                **common,
+            )
+            await self._store(job)
+        elif state is TaskState.FAILED:
+            await self._fail(
+                job,
+                "upstream_failed",
+                task.message or "DashScope reported the task FAILED",
+                task.code,
+                **common,
+            )
+        elif state is TaskState.CANCELED:
+            await self._release(
+                job, status=JobStatus.CANCELED.value, finished_at=now, next_attempt_at=None, **common
+            )
+        else:
+            await self._fail(
+                job,
+                "upstream_task_unknown",
+                f"DashScope no longer knows task {job.task_id} (tasks expire after 24 h)",
+                "UNKNOWN",
+                **common,
+            )
+
+    # --- store --------------------------------------------------------------------------------
+    async def _store(self, job: Job) -> None:
+        assert job.video_source_url is not None
+        expires = job.video_source_expires_at
+        if expires is not None and utcnow() >= expires:
+            await self._fail(job, "video_url_expired", "the upstream video URL expired before it was copied")
+            return
+        key = f"{job.id}.mp4"
+        try:
+            copied = await copy_video(
+                self._download,
+                job.video_source_url,
+                self._storage,
+                key,
+                max_bytes=self._config.max_video_bytes,
+                timeout_s=self._config.download_timeout_s,
+                expires_at=expires,
+            )
+        except CopyError as exc:
+            if exc.transient and (expires is None or utcnow() < expires):
+                await self._retry_later(job, f"copy: {exc.code}: {exc.message}", None)
+            else:
+                await self._fail(job, exc.code, exc.message)
+            return
+        probe = copied.probe
+        result = {
+            "duration": round(probe.duration_s, 3),
+            "fps": round(probe.fps, 3),
+            "seed": (job.upstream_body or {}).get("parameters", {}).get("seed"),
+            "width": probe.width,
+            "height": probe.height,
+            "bytes": copied.stored.size_bytes,
+            "sha256": copied.stored.sha256,
+            "content_type": copied.stored.content_type,
+            "video_codec": probe.video_codec,
+            "has_audio": probe.has_audio,
+        }
+        await self._release(
+            job,
+            status=JobStatus.SUCCEEDED.value,
+            storage_key=copied.stored.key,
+            result=result,
+            finished_at=utcnow(),
+            next_attempt_at=None,
+            last_error=None,
+            retry_count=0,
+        )
+        log.info("job %s succeeded (%s bytes, %.2fs)", job.id, copied.stored.size_bytes, probe.duration_s)
+
+
+def _distance(task: ListedTask, started: datetime) -> float:
+    if task.created_at is None:
+        return float("inf")
+    return abs((task.created_at - started).total_seconds())

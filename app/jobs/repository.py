@@ -1,0 +1,257 @@
+"""SQL for jobs: inserts, reads, lease-based claims and compare-and-set writes. Never commits.
+
+Every write after a claim is `WHERE id = ? AND version = ?` and bumps `version`, so a worker whose lease
+was taken over, or a job the API canceled meanwhile, simply stops being written by the stale party.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.base import utcnow
+from app.jobs.models import Job
+from app.jobs.states import JobStatus, check_transition
+
+UPSTREAM_ACTIVE = (JobStatus.SUBMITTED.value, JobStatus.RUNNING.value)
+
+
+async def insert(session: AsyncSession, job: Job) -> Job:
+    session.add(job)
+    await session.flush()
+    return job
+
+
+async def get(session: AsyncSession, job_id: str) -> Job | None:
+    return await session.get(Job, job_id)
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+def encode_cursor(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Raises ValueError on anything that is not a cursor this service issued."""
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    created, job_id = raw.split("|", 1)
+    when = datetime.fromisoformat(created)
+    if when.tzinfo is None or not job_id.startswith("job_"):
+        raise ValueError("not a cursor")
+    return when, job_id
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    owner: str | None,
+    statuses: Sequence[str] | None,
+    limit: int,
+    cursor: tuple[datetime, str] | None,
+) -> Page:
+    """Newest first; the cursor is the last row of the previous page."""
+    query = select(Job).where(Job.owner.is_(None) if owner is None else Job.owner == owner)
+    if statuses:
+        query = query.where(Job.status.in_(statuses))
+    if cursor is not None:
+        created, job_id = cursor
+        query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id)))
+    rows = list(
+        (await session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))).all()
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(jobs=rows, next_cursor=encode_cursor(rows[-1]) if more and rows else None)
+
+
+async def upstream_slots_in_use(session: AsyncSession, limit_group: str) -> int:
+    """Tasks of this family that are (or may be) PENDING/RUNNING upstream. See states.holds_upstream_slot."""
+    query = select(func.count()).where(
+        Job.limit_group == limit_group,
+        or_(
+            Job.status.in_(UPSTREAM_ACTIVE),
+            and_(Job.status == JobStatus.QUEUED.value, Job.submit_started_at.is_not(None)),
+        ),
+    )
+    return int((await session.scalar(query)) or 0)
+
+
+async def limit_groups_with_queued(session: AsyncSession, now: datetime) -> list[str]:
+    query = (
+        select(Job.limit_group)
+        .where(
+            Job.status == JobStatus.QUEUED.value,
+            Job.submit_started_at.is_(None),
+            Job.next_attempt_at <= now,
+        )
+        .distinct()
+    )
+    return list((await session.scalars(query)).all())
+
+
+def _unleased(now: datetime) -> Any:
+    return or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
+
+
+async def _lease(
+    session: AsyncSession,
+    ids: list[str],
+    owner: str,
+    now: datetime,
+    lease_until: datetime,
+    **extra: Any,
+) -> list[Job]:
+    if not ids:
+        return []
+    await session.execute(
+        update(Job)
+        .where(Job.id.in_(ids))
+        .values(
+            lease_owner=owner, lease_expires_at=lease_until, version=Job.version + 1, updated_at=now, **extra
+        )
+        .execution_options(synchronize_session=False)
+    )
+    jobs = (
+        await session.scalars(select(Job).where(Job.id.in_(ids)).execution_options(populate_existing=True))
+    ).all()
+    return sorted(jobs, key=lambda j: ids.index(j.id))
+
+
+async def claim_for_submit(
+    session: AsyncSession, limit_group: str, count: int, owner: str, now: datetime, lease_until: datetime
+) -> list[Job]:
+    """The oldest `count` due queued jobs of a family, FIFO, leased to `owner`.
+
+    The submit attempt is recorded in the same statement (`submit_started_at`): from here on the job
+    holds an upstream slot, so a concurrent claimer counting slots cannot over-commit the family.
+    """
+    if count <= 0:
+        return []
+    query = (
+        select(Job.id)
+        .where(
+            Job.limit_group == limit_group,
+            Job.status == JobStatus.QUEUED.value,
+            Job.submit_started_at.is_(None),
+            Job.next_attempt_at <= now,
+            _unleased(now),
+        )
+        .order_by(Job.created_at, Job.id)
+        .limit(count)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list((await session.scalars(query)).all())
+    return await _lease(
+        session, ids, owner, now, lease_until, submit_started_at=now, submit_attempts=Job.submit_attempts + 1
+    )
+
+
+async def claim_due(
+    session: AsyncSession, count: int, owner: str, now: datetime, lease_until: datetime
+) -> list[Job]:
+    """Due jobs that need upstream polling, a copy, reconciliation, or a deadline check."""
+    query = (
+        select(Job.id)
+        .where(
+            Job.next_attempt_at <= now,
+            _unleased(now),
+            or_(
+                Job.status.in_((*UPSTREAM_ACTIVE, JobStatus.STORING.value)),
+                # queued: an ambiguous create to reconcile, or a job past its deadline
+                and_(
+                    Job.status == JobStatus.QUEUED.value,
+                    or_(Job.submit_started_at.is_not(None), Job.deadline_at <= now),
+                ),
+            ),
+        )
+        .order_by(Job.next_attempt_at)
+        .limit(count)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list((await session.scalars(query)).all())
+    return await _lease(session, ids, owner, now, lease_until)
+
+
+def _rowcount(result: Any) -> int:
+    """Rows an UPDATE matched (the Result of an UPDATE is a CursorResult)."""
+    return int(result.rowcount)
+
+
+async def cas_update(session: AsyncSession, job: Job, **values: Any) -> bool:
+    """Write `values` iff the row is still at `job.version`; on success `job` reflects the new row."""
+    now = values.pop("updated_at", None) or utcnow()
+    target = values.get("status")
+    if target is not None and target != job.status:
+        check_transition(JobStatus(job.status), JobStatus(target))
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.version == job.version)
+        .values(**values, version=job.version + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(result) != 1:
+        return False
+    for key, value in values.items():
+        setattr(job, key, value)
+    job.version += 1
+    job.updated_at = now
+    return True
+
+
+async def extend_lease(session: AsyncSession, job: Job, owner: str, lease_until: datetime) -> bool:
+    """Keep a long operation's lease alive without changing the job (no version bump)."""
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.version == job.version, Job.lease_owner == owner)
+        .values(lease_expires_at=lease_until)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result) == 1
+
+
+async def task_ids_in_use(session: AsyncSession, task_ids: Sequence[str]) -> set[str]:
+    if not task_ids:
+        return set()
+    rows = await session.scalars(select(Job.task_id).where(Job.task_id.in_(list(task_ids))))
+    return {r for r in rows.all() if r}
+
+
+async def reconciling_jobs(session: AsyncSession, limit_group: str, model: str) -> list[Job]:
+    """Jobs of this model whose create outcome is unknown, oldest attempt first."""
+    query = (
+        select(Job)
+        .where(
+            Job.model == model,
+            Job.limit_group == limit_group,
+            Job.status == JobStatus.QUEUED.value,
+            Job.submit_started_at.is_not(None),
+        )
+        .order_by(Job.submit_started_at, Job.id)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def next_due_at(session: AsyncSession, now: datetime) -> datetime | None:
+    """When the next active job becomes due (for the loop's idle wait).
+
+    Rows already due but not claimed are waiting for an upstream slot: a slot frees when a handler
+    finishes (which wakes the loop) or within a poll interval, so they must not make the loop spin.
+    """
+    query = select(func.min(Job.next_attempt_at)).where(
+        Job.status.in_([s.value for s in JobStatus if not s.terminal]),
+        Job.next_attempt_at > now,
+    )
+    value: datetime | None = await session.scalar(query)
+    return value

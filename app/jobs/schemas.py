@@ -1,0 +1,181 @@
+"""Request and response bodies of the jobs API: the normalized `video.generate` interface (seed 004) plus
+DashScope options, and the job as clients see it. Type checks live here; per-model rules in the provider."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.providers.dashscope.capabilities import DEFAULT_MODEL, SEED_MAX
+
+_SIZE = re.compile(r"^\s*(\d{2,5})\s*[*xX×]\s*(\d{2,5})\s*$")
+JobStatusName = Literal["queued", "submitted", "running", "storing", "succeeded", "failed", "canceled"]
+
+
+def parse_size(value: str) -> tuple[int, int]:
+    match = _SIZE.match(value)
+    if not match:
+        raise ValueError("size must look like 1280*720 (WIDTH*HEIGHT)")
+    width, height = int(match.group(1)), int(match.group(2))
+    if width == 0 or height == 0:
+        raise ValueError("size must have positive sides")
+    return width, height
+
+
+class JobCreate(BaseModel):
+    """A `video.generate` job. Unknown fields are refused (422 naming the field), so typos never pass."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "prompt": "a cat running across a sunny lawn, cinematic",
+                    "duration": 5,
+                    "size": "1280*720",
+                    "seed": 42,
+                    "reference_image": "data:image/png;base64,iVBORw0KGgo...",
+                }
+            ]
+        },
+    )
+
+    prompt: str | None = Field(
+        default=None,
+        max_length=1500,
+        description="What happens in the video (≤1500 chars for wan2.6/2.5, "
+        "≤800 for the others). Required unless `template` is set.",
+    )
+    negative_prompt: str | None = Field(
+        default=None, max_length=500, description="What to avoid (≤500 chars)."
+    )
+    duration: float | None = Field(
+        default=None, gt=0, le=60, description="Seconds, a whole number the model offers (default 5)."
+    )
+    fps: float | None = Field(
+        default=None, gt=0, le=240, description="Frames per second. Wan renders 30 fps only: 30 or omitted."
+    )
+    size: str | None = Field(
+        default=None,
+        examples=["1280*720"],
+        description="`WIDTH*HEIGHT`; picks the resolution tier by pixel count (480P/720P/1080P). The output "
+        "keeps the reference image's aspect ratio. Default: the model's default tier.",
+    )
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX, description="Random seed, 0–2147483647.")
+    reference_image: str = Field(
+        min_length=1,
+        description="First frame: an https:// or oss:// URL, or a `data:image/<type>;base64,` URI "
+        "(JPEG, PNG without alpha, BMP or WEBP; 360–2000 px per side; ≤10 MB).",
+    )
+    last_frame_image: str | None = Field(
+        default=None, description="Last frame, for the kf2v models only (same formats as reference_image)."
+    )
+    motion_strength: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="Accepted for compatibility with video.generate; DashScope has no such parameter, so it "
+        "is not sent (the job's `warnings` say so).",
+    )
+    model: str = Field(default=DEFAULT_MODEL, description="A Wan image-to-video model (see docs/MODELS.md).")
+    resolution: Literal["480P", "720P", "1080P"] | None = Field(
+        default=None, description="Resolution tier; wins over `size`."
+    )
+    audio_url: str | None = Field(default=None, description="wav/mp3 soundtrack URL (wan2.6, wan2.5 only).")
+    audio: bool | None = Field(default=None, description="Sound on/off (wan2.6-i2v-flash only; default on).")
+    shot_type: Literal["single", "multi"] | None = Field(default=None, description="wan2.6 only.")
+    prompt_extend: bool | None = Field(
+        default=None, description="Let DashScope rewrite the prompt (default on)."
+    )
+    watermark: bool | None = Field(default=None, description="Add the 'AI generated' mark (default off).")
+    template: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+        description="Effect template, e.g. `flying` (wanx2.1 models only).",
+    )
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Your own JSON object, echoed back (≤16 KB when serialized)."
+    )
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_size(value)
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        import json
+
+        if value is not None and len(json.dumps(value)) > 16 * 1024:
+            raise ValueError("metadata must serialize to at most 16 KB")
+        return value
+
+
+class UpstreamInfo(BaseModel):
+    task_id: str | None = Field(description="DashScope task id, once the task exists.")
+    request_id: str | None = None
+    status: str | None = Field(default=None, description="Last DashScope task_status seen.")
+    submit_time: str | None = Field(default=None, description="As DashScope reports it (zone unstated).")
+    scheduled_time: str | None = None
+    end_time: str | None = None
+    orig_prompt: str | None = None
+    actual_prompt: str | None = Field(default=None, description="The prompt after DashScope's rewriting.")
+
+
+class JobResult(BaseModel):
+    video_url: str = Field(description="Where to download the stored MP4 (this gateway's /content).")
+    duration: float = Field(description="Seconds, probed from the stored file.")
+    fps: float = Field(description="Probed from the stored file.")
+    seed: int | None = Field(description="The request's seed (DashScope does not report one).")
+    width: int
+    height: int
+    bytes: int
+    sha256: str
+    content_type: str
+    video_codec: str | None = None
+    has_audio: bool | None = None
+
+
+class JobError(BaseModel):
+    code: str = Field(description="Stable machine code, e.g. `upstream_failed`, `upstream_task_unknown`.")
+    message: str
+    upstream_code: str | None = Field(default=None, description="DashScope's own code, when it gave one.")
+
+
+class Job(BaseModel):
+    """A job as clients see it."""
+
+    object: Literal["job"] = "job"
+    id: str
+    status: JobStatusName
+    model: str
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    progress: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Rough percentage: by stage, and by elapsed time against a typical run while running. "
+        "DashScope reports no progress of its own. Null once failed or canceled.",
+    )
+    request: dict[str, Any] = Field(description="The normalized request (images described, never repeated).")
+    upstream: UpstreamInfo | None = None
+    result: JobResult | None = None
+    error: JobError | None = None
+    usage: dict[str, Any] | None = Field(default=None, description="DashScope's billing usage, verbatim.")
+    warnings: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+
+
+class JobList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Job]
+    next_cursor: Annotated[
+        str | None, Field(description="Pass as `cursor` for the next page; null at the end.")
+    ]

@@ -1,0 +1,263 @@
+"""Job use cases for the API: create (validate, store, never call upstream), read, list, cancel.
+
+Each method is one unit of work: it opens and commits its own transaction. Upstream is touched only by
+`cancel`, for a task that is still PENDING there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.base import utcnow
+from app.errors import Conflict, FieldError, NotFound, ServiceUnavailable
+from app.jobs import repository
+from app.jobs import schemas as api
+from app.jobs.images import ImageLimits, inspect_image
+from app.jobs.models import Job
+from app.jobs.states import JobStatus
+from app.providers.base import (
+    InvalidInput,
+    PermanentError,
+    TransientError,
+    VideoProvider,
+    VideoRequest,
+)
+
+log = logging.getLogger(__name__)
+
+#: Rough DashScope run time used only for the `progress` estimate: a minute plus 12 s per video second.
+_TYPICAL_BASE_S, _TYPICAL_PER_VIDEO_S = 60.0, 12.0
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    public_base_url: str
+    job_deadline_s: float
+    image_limits: ImageLimits
+
+
+class JobService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        provider: VideoProvider,
+        config: ServiceConfig,
+        on_created: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._sessions = sessions
+        self._provider = provider
+        self._config = config
+        self._on_created = on_created
+
+    # --- create -------------------------------------------------------------------------------
+    def _to_request(self, body: api.JobCreate) -> VideoRequest:
+        limits = self._config.image_limits
+        try:
+            reference = inspect_image(body.reference_image, "reference_image", limits)
+            last = (
+                inspect_image(body.last_frame_image, "last_frame_image", limits)
+                if body.last_frame_image is not None
+                else None
+            )
+        except InvalidInput as exc:
+            raise FieldError(exc.field, exc.message) from exc
+        return VideoRequest(
+            model=body.model,
+            reference_image=reference,
+            last_frame_image=last,
+            prompt=body.prompt,
+            negative_prompt=body.negative_prompt,
+            duration=body.duration,
+            fps=body.fps,
+            size=api.parse_size(body.size) if body.size else None,
+            seed=body.seed,
+            motion_strength=body.motion_strength,
+            resolution=body.resolution,
+            audio_url=body.audio_url,
+            audio=body.audio,
+            shot_type=body.shot_type,
+            prompt_extend=body.prompt_extend,
+            watermark=body.watermark,
+            template=body.template,
+        )
+
+    async def create(self, body: api.JobCreate, *, owner: str | None = None) -> Job:
+        request = self._to_request(body)
+        try:
+            submission = self._provider.prepare(request)
+        except InvalidInput as exc:
+            raise FieldError(exc.field, exc.message) from exc
+
+        echo: dict[str, Any] = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt,
+            "duration": submission.duration,
+            "fps": submission.fps,
+            "size": body.size,
+            "resolution": submission.resolution,
+            "seed": request.seed,
+            "reference_image": request.reference_image.describe(),
+            "last_frame_image": request.last_frame_image.describe() if request.last_frame_image else None,
+            "motion_strength": request.motion_strength,
+            "audio_url": request.audio_url,
+            "audio": request.audio,
+            "has_audio": submission.has_audio,
+            "shot_type": request.shot_type,
+            "prompt_extend": request.prompt_extend,
+            "watermark": request.watermark,
+            "template": request.template,
+            "expected_size": "{}*{}".format(*submission.expected_size) if submission.expected_size else None,
+        }
+        now = utcnow()
+        job = Job(
+            owner=owner,
+            status=JobStatus.QUEUED.value,
+            version=0,
+            model=submission.model,
+            limit_group=submission.limit_group,
+            request={k: v for k, v in echo.items() if v is not None},
+            upstream_body=submission.body,
+            warnings=submission.warnings,
+            meta=body.metadata,
+            next_attempt_at=now,
+            deadline_at=now + timedelta(seconds=self._config.job_deadline_s),
+            created_at=now,
+            updated_at=now,
+        )
+        async with self._sessions.begin() as session:
+            await repository.insert(session, job)
+        log.info("job %s queued (model=%s)", job.id, job.model)
+        self._on_created()
+        return job
+
+    # --- read ---------------------------------------------------------------------------------
+    async def get(self, job_id: str, *, owner: str | None = None) -> Job:
+        async with self._sessions() as session:
+            job = await repository.get(session, job_id)
+        if job is None or job.owner != owner:
+            raise NotFound(f"no job {job_id}")
+        return job
+
+    async def list(
+        self, *, owner: str | None, statuses: list[str] | None, limit: int, cursor: str | None
+    ) -> repository.Page:
+        position = None
+        if cursor:
+            try:
+                position = repository.decode_cursor(cursor)
+            except (ValueError, UnicodeDecodeError):
+                raise FieldError("cursor", "not a cursor issued by this service") from None
+        async with self._sessions() as session:
+            return await repository.list_page(
+                session, owner=owner, statuses=statuses, limit=limit, cursor=position
+            )
+
+    # --- cancel -------------------------------------------------------------------------------
+    async def cancel(self, job_id: str, *, owner: str | None = None) -> Job:
+        for _ in range(5):  # re-read and retry when a worker moved the job meanwhile
+            job = await self.get(job_id, owner=owner)
+            status = JobStatus(job.status)
+            if status is JobStatus.CANCELED:
+                return job
+            if status.terminal:
+                raise Conflict(f"the job already {status.value}", code="job_finished")
+            if status is JobStatus.QUEUED and job.submit_started_at is not None:
+                raise Conflict(
+                    "the job is being submitted upstream; its task is being confirmed — try again shortly",
+                    code="submission_in_progress",
+                    headers={"Retry-After": "2"},
+                )
+            if status in (JobStatus.RUNNING, JobStatus.STORING):
+                raise Conflict(
+                    f"the job is {status.value}: DashScope can only cancel tasks that are still PENDING",
+                    code="not_cancelable",
+                )
+            if status is JobStatus.SUBMITTED and job.task_id:
+                await self._cancel_upstream(job.task_id)
+            if await self._mark_canceled(job):
+                log.info("job %s canceled", job.id)
+                return job
+        raise ServiceUnavailable("the job kept changing; try again", headers={"Retry-After": "1"})
+
+    async def _cancel_upstream(self, task_id: str) -> None:
+        try:
+            await self._provider.cancel(task_id)
+        except PermanentError as exc:
+            if exc.code == "UnsupportedOperation":
+                raise Conflict(
+                    "the upstream task already started: DashScope can only cancel PENDING tasks",
+                    code="not_cancelable",
+                ) from exc
+            raise ServiceUnavailable(f"DashScope refused the cancel: {exc}", code="upstream_error") from exc
+        except TransientError as exc:
+            retry = str(int(exc.retry_after or 2))
+            raise ServiceUnavailable(
+                f"DashScope is unavailable: {exc}",
+                code="upstream_unavailable",
+                headers={"Retry-After": retry},
+            ) from exc
+
+    async def _mark_canceled(self, job: Job) -> bool:
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            return await repository.cas_update(
+                session,
+                job,
+                status=JobStatus.CANCELED.value,
+                upstream_status="CANCELED" if job.task_id else job.upstream_status,
+                finished_at=now,
+                next_attempt_at=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+
+    # --- presentation -------------------------------------------------------------------------
+    def content_url(self, job_id: str) -> str:
+        return f"{self._config.public_base_url}/v1/jobs/{job_id}/content"
+
+    def to_public(self, job: Job) -> api.Job:
+        upstream_doc = dict(job.upstream or {})
+        usage = upstream_doc.pop("usage", None)
+        upstream = None
+        if job.task_id or upstream_doc:
+            upstream = api.UpstreamInfo(task_id=job.task_id, status=job.upstream_status, **upstream_doc)
+        result = None
+        if job.result:
+            result = api.JobResult(video_url=self.content_url(job.id), **job.result)
+        return api.Job(
+            id=job.id,
+            status=job.status,  # type: ignore[arg-type]
+            model=job.model,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            finished_at=job.finished_at,
+            progress=progress(job),
+            request=job.request,
+            upstream=upstream,
+            result=result,
+            error=api.JobError(**job.error) if job.error else None,
+            usage=usage,
+            warnings=list(job.warnings or []),
+            metadata=job.meta,
+        )
+
+
+def progress(job: Job) -> int | None:
+    status = JobStatus(job.status)
+    if status in (JobStatus.FAILED, JobStatus.CANCELED):
+        return None
+    fixed = {JobStatus.QUEUED: 0, JobStatus.SUBMITTED: 5, JobStatus.STORING: 95, JobStatus.SUCCEEDED: 100}
+    if status in fixed:
+        return fixed[status]
+    started = job.submitted_at or job.created_at
+    seconds = float(job.request.get("duration") or 5)
+    typical = _TYPICAL_BASE_S + _TYPICAL_PER_VIDEO_S * seconds
+    share = min(1.0, (utcnow() - started).total_seconds() / typical)
+    return 10 + int(80 * share)

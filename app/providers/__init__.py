@@ -1,0 +1,1 @@
+"""Upstream video services: the neutral seam (base.py), DashScope, and the DashScope sandbox emulator."""

@@ -1,0 +1,99 @@
+"""The six DashScope routes under /api/v1 (§1.2): headers, bodies and query strings in, JSON out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app.providers.dashscope.capabilities import Endpoint
+from app.providers.sandbox.emulator import Emulator
+from app.providers.sandbox.errors import BAD_REQUEST, SYNC_NOT_SUPPORTED, ApiError, invalid, new_request_id
+
+
+def emulator_of(request: Request) -> Emulator:
+    return cast(Emulator, request.app.state.emulator)
+
+
+def public_base(request: Request) -> str:
+    """Where clients reach this sandbox: configured, else the scheme://host:port they used."""
+    configured = emulator_of(request).config.public_base_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
+def _header_enabled(request: Request, name: str) -> bool:
+    return request.headers.get(name, "").strip().lower() == "enable"
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        raise invalid(BAD_REQUEST) from None
+
+
+async def _create(request: Request, endpoint: Endpoint) -> JSONResponse:
+    emulator = emulator_of(request)
+    api_key = emulator.authenticate(request.headers.get("authorization"))
+    if not _header_enabled(request, "x-dashscope-async"):
+        raise ApiError(403, "AccessDenied", SYNC_NOT_SUPPORTED)
+    body = await _json_body(request)
+    result = await emulator.create(
+        body,
+        endpoint=endpoint,
+        api_key=api_key,
+        oss_resolve=_header_enabled(request, "x-dashscope-ossresourceresolve"),
+    )
+    return JSONResponse(result)
+
+
+async def create_i2v(request: Request) -> JSONResponse:
+    return await _create(request, Endpoint.I2V)
+
+
+async def create_kf2v(request: Request) -> JSONResponse:
+    return await _create(request, Endpoint.KF2V)
+
+
+async def get_task(request: Request) -> JSONResponse:
+    emulator = emulator_of(request)
+    emulator.authenticate(request.headers.get("authorization"))
+    emulator.throttle_task_api()
+    task_id = request.path_params["task_id"]
+    return JSONResponse(await emulator.query(task_id, public_base=public_base(request)))
+
+
+async def cancel_task(request: Request) -> JSONResponse:
+    # Any body is ignored: the aiohttp SDK sends `{"model": "", "parameters": {}, "input": ""}` (A.12).
+    emulator = emulator_of(request)
+    emulator.authenticate(request.headers.get("authorization"))
+    emulator.throttle_task_api()
+    await emulator.cancel(request.path_params["task_id"])
+    return JSONResponse({"request_id": new_request_id()})
+
+
+async def list_tasks(request: Request) -> JSONResponse:
+    emulator = emulator_of(request)
+    emulator.authenticate(request.headers.get("authorization"))
+    emulator.throttle_task_api()
+    return JSONResponse(await emulator.list_tasks(request.query_params))
+
+
+async def get_upload_policy(request: Request) -> JSONResponse:
+    emulator = emulator_of(request)
+    emulator.authenticate(request.headers.get("authorization"))
+    return JSONResponse(emulator.upload_policy(request.query_params, public_base=public_base(request)))
+
+
+# Trailing slashes are stripped before routing (middleware.py), so each path is declared once.
+ROUTES = [
+    Route(f"/api/v1{Endpoint.I2V.path}", create_i2v, methods=["POST"]),
+    Route(f"/api/v1{Endpoint.KF2V.path}", create_kf2v, methods=["POST"]),
+    Route("/api/v1/tasks", list_tasks, methods=["GET"]),
+    Route("/api/v1/tasks/{task_id}", get_task, methods=["GET"]),
+    Route("/api/v1/tasks/{task_id}/cancel", cancel_task, methods=["POST"]),
+    Route("/api/v1/uploads", get_upload_policy, methods=["GET"]),
+]

@@ -1,0 +1,331 @@
+"""The emulated DashScope account: its tasks, uploads, clips, faults and counters, and the operations of
+§2–§6 on them. HTTP framing (routes, headers, status codes of success) is in api.py and files.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from app.providers.base import TaskState
+from app.providers.dashscope.capabilities import Endpoint, get_model, output_size
+from app.providers.sandbox import lifecycle
+from app.providers.sandbox.clips import ClipCache, ClipSpec
+from app.providers.sandbox.config import SandboxConfig
+from app.providers.sandbox.errors import (
+    CANCEL_REFUSED,
+    INVALID_API_KEY,
+    MEDIA_FORMAT,
+    MODEL_NOT_EXIST,
+    NO_API_KEY,
+    RATE_LIMITED,
+    ApiError,
+    invalid,
+    new_request_id,
+)
+from app.providers.sandbox.faults import FaultSet, Outcome, outcome_from_prompt, parse_faults
+from app.providers.sandbox.media import MediaInspector
+from app.providers.sandbox.ratelimit import WindowLimiter
+from app.providers.sandbox.schedule import plan
+from app.providers.sandbox.signing import sign, verify
+from app.providers.sandbox.stats import SandboxStats
+from app.providers.sandbox.store import RateLimited, Slot, TaskDetail, TaskRecord, TaskStore
+from app.providers.sandbox.uploads import OSS_ACCESS_KEY_ID, UPLOAD_ROUTE, UploadStore, make_policy
+from app.providers.sandbox.validation import CreateRequest, parse_create
+
+#: The emulated Alibaba Cloud account (list rows show it).
+ACCOUNT_UID = "1690000000000000"
+DAY_S = 86400.0
+_LIST_TIME_FORMAT = "%Y%m%d%H%M%S"
+
+
+def _digits(text: str, count: int) -> str:
+    return str(int(hashlib.sha256(text.encode()).hexdigest(), 16))[:count]
+
+
+def _clip_of(record: TaskRecord) -> ClipSpec:
+    detail = record.detail
+    return ClipSpec(detail.width, detail.height, detail.duration, detail.has_audio)
+
+
+def _list_time(params: Mapping[str, str], name: str) -> float | None:
+    value = params.get(name)
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, _LIST_TIME_FORMAT).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        raise invalid(f"{name} is invalid, it must be formatted as YYYYMMDDhhmmss.") from None
+
+
+def _positive_int(params: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    value = params.get(name)
+    if not value:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= maximum:
+        raise invalid(f"{name} is invalid, it must be an integer from 1 to {maximum}.")
+    return int(value)
+
+
+class Emulator:
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.store = TaskStore(config.state_path, retention_s=config.task_ttl_s)
+        self.clips = ClipCache(config.clip_cache_dir, preset=config.x264_preset)
+        self.uploads = UploadStore(config.resolved_upload_dir, ttl_s=config.upload_ttl_s)
+        self.media = MediaInspector(config, self.uploads)
+        self.faults = FaultSet(parse_faults(config.faults), seed=config.fault_seed)
+        self.stats = SandboxStats()
+        self._task_api = WindowLimiter(config.task_api_qps)
+
+    async def aclose(self) -> None:
+        await self.clips.aclose()
+        await self.media.aclose()
+        self.store.close()
+
+    # --- access -----------------------------------------------------------------------------------
+
+    def authenticate(self, authorization: str | None) -> str:
+        """The caller's key, or 401 InvalidApiKey."""
+        scheme, _, key = (authorization or "").strip().partition(" ")
+        key = key.strip() if scheme.lower() == "bearer" else scheme
+        if not key:
+            raise ApiError(401, "InvalidApiKey", NO_API_KEY)
+        if key not in self.config.api_keys:
+            raise ApiError(401, "InvalidApiKey", INVALID_API_KEY)
+        return key
+
+    def throttle_task_api(self) -> None:
+        if self.config.enforce_limits and not self._task_api.allow(time.monotonic()):
+            raise ApiError(429, "Throttling.RateQuota", RATE_LIMITED)
+
+    # --- create (§2) ------------------------------------------------------------------------------
+
+    async def create(
+        self, body: Any, *, endpoint: Endpoint, api_key: str, oss_resolve: bool
+    ) -> dict[str, Any]:
+        request = parse_create(body, endpoint, strict=self.config.strict_parameters)
+        if not oss_resolve and any(url.startswith("oss://") for url in request.media_urls):
+            raise invalid(MEDIA_FORMAT, "InvalidParameter.DataInspection")
+        image_width, image_height = await self.media.image_size(request.image_url)
+        if request.last_frame_url:
+            await self.media.image_size(request.last_frame_url)
+        if request.audio_url:
+            await self.media.check_audio(request.audio_url)
+        outcome = self._outcome(request.prompt)
+        width, height = output_size(request.resolution, image_width, image_height)
+        detail = TaskDetail(
+            endpoint=endpoint.value,
+            resolution=request.resolution,
+            duration=request.duration,
+            width=width,
+            height=height,
+            has_audio=request.has_audio,
+            prompt=request.prompt,
+            prompt_extend=request.prompt_extend,
+            code=outcome.code,
+            message=outcome.message,
+            api_key_id=_digits(api_key, 6),
+        )
+        request_id = new_request_id()
+        record = await self._insert(request, detail, outcome, request_id)
+        self.stats.created[request.spec.name] += 1
+        if outcome.state is TaskState.SUCCEEDED:
+            self.clips.prefetch(_clip_of(record))
+        return {"request_id": request_id, "output": {"task_id": record.task_id, "task_status": "PENDING"}}
+
+    def _outcome(self, prompt: str | None) -> Outcome:
+        """Prompt markers decide deterministically; otherwise the `task` fault rules may."""
+        try:
+            forced = outcome_from_prompt(prompt)
+        except ValueError as exc:
+            raise invalid(f"prompt is invalid: {exc}") from None
+        if forced is not None:
+            return forced
+        rule = self.faults.pick("task")
+        if rule is None:
+            return Outcome()
+        self.stats.injected[rule.name] += 1
+        return Outcome().with_action(rule.action, rule.arg)
+
+    async def _insert(
+        self, request: CreateRequest, detail: TaskDetail, outcome: Outcome, request_id: str
+    ) -> TaskRecord:
+        config, spec = self.config, request.spec
+        now = time.time()
+        limits = config.enforce_limits
+
+        def make(busy: Sequence[Slot]) -> TaskRecord:
+            start_at, end_at = plan(
+                now,
+                pending_s=config.pending_s * outcome.slow_factor,
+                running_s=None if outcome.stuck else config.running_s * outcome.slow_factor,
+                busy=busy,
+                max_running=config.max_running.get(spec.family) if limits else None,
+            )
+            return TaskRecord(
+                task_id=str(uuid.uuid4()),
+                model=spec.name,
+                family=spec.family,
+                request_id=request_id,
+                created_at=now,
+                start_at=start_at,
+                end_at=end_at,
+                canceled_at=None,
+                outcome=outcome.state,
+                detail=detail,
+            )
+
+        try:
+            return await self.store.insert(
+                make,
+                family=spec.family,
+                now=now,
+                submit_rps=config.submit_rps.get(spec.family) if limits else None,
+                with_slots=limits,
+            )
+        except RateLimited:
+            raise ApiError(429, "Throttling.RateQuota", RATE_LIMITED) from None
+
+    # --- query (§3) -------------------------------------------------------------------------------
+
+    async def query(self, task_id: str, *, public_base: str) -> dict[str, Any]:
+        record = await self.store.get(task_id)
+        body: dict[str, Any] = {"request_id": new_request_id()}
+        if record is None:
+            body["output"] = {"task_id": task_id, "task_status": TaskState.UNKNOWN.value}
+            return body
+        task = self._view(record, time.time())
+        video_url = None
+        if task.state is TaskState.SUCCEEDED and task.end_time is not None:
+            video_url = self.video_url(public_base, record.task_id, task.end_time)
+        body["output"] = lifecycle.output(record, task, video_url)
+        if task.state is TaskState.SUCCEEDED:
+            body["usage"] = lifecycle.usage(record)
+        return body
+
+    def _view(self, record: TaskRecord, now: float) -> lifecycle.TaskView:
+        clip = _clip_of(record)
+        task = lifecycle.view(
+            record, now, ttl_s=self.config.task_ttl_s, clip_ready_at=lambda: self.clips.ready_at(clip)
+        )
+        if task.awaiting_clip:
+            # Typically a restart after the cache was wiped, or a clip still encoding.
+            self.clips.prefetch(clip)
+        return task
+
+    # --- cancel and list (§4) ---------------------------------------------------------------------
+
+    async def cancel(self, task_id: str) -> None:
+        if not await self.store.cancel(task_id, now=time.time()):
+            raise ApiError(400, "UnsupportedOperation", CANCEL_REFUSED)
+
+    async def list_tasks(self, params: Mapping[str, str]) -> dict[str, Any]:
+        now = time.time()
+        start, end = _list_time(params, "start_time"), _list_time(params, "end_time")
+        if start is None and end is None:
+            start, end = now - DAY_S, now
+        elif start is None:
+            assert end is not None
+            start = end - DAY_S
+        elif end is None:
+            end = start + DAY_S
+        if end < start or end - start > DAY_S:
+            raise invalid("end_time is invalid, the time range must be within 24 hours after start_time.")
+        page_no = _positive_int(params, "page_no", 1, 1_000_000)
+        page_size = _positive_int(params, "page_size", 10, 100)
+        status = params.get("status") or None
+
+        records = await self.store.created_between(
+            start, end, model=params.get("model_name") or None, task_id=params.get("task_id") or None
+        )
+        rows = []
+        for record in records:
+            task = self._view(record, now)
+            # An UNKNOWN task is one the service has forgotten (expired or lost): it is not listed.
+            if task.state is TaskState.UNKNOWN or (status and task.state.value != status):
+                continue
+            rows.append(self._list_row(record, task))
+        first = (page_no - 1) * page_size
+        return {
+            "request_id": new_request_id(),
+            "total": len(rows),
+            "total_page": math.ceil(len(rows) / page_size),
+            "page_no": page_no,
+            "page_size": page_size,
+            "data": rows[first : first + page_size],
+        }
+
+    def _list_row(self, record: TaskRecord, task: lifecycle.TaskView) -> dict[str, Any]:
+        def ms(epoch: float) -> int:
+            return int(epoch * 1000)
+
+        started = task.state not in (TaskState.PENDING, TaskState.CANCELED)
+        row: dict[str, Any] = {
+            "task_id": record.task_id,
+            "status": task.state.value,
+            "model_name": record.model,
+            "gmt_create": ms(record.created_at),
+            "start_time": ms(record.start_at if started else record.created_at),
+        }
+        if task.end_time is not None:
+            row["end_time"] = ms(task.end_time)
+        row.update(
+            request_id=record.request_id,
+            region=self.config.region,
+            api_key_id=record.detail.api_key_id,
+            caller_uid=ACCOUNT_UID,
+            caller_parent_id=ACCOUNT_UID,
+            user_api_unique_key=f"apikey:v1:aigc:{record.detail.endpoint}:video-synthesis:{record.model}",
+        )
+        return row
+
+    # --- uploads (§6) -----------------------------------------------------------------------------
+
+    def upload_policy(self, params: Mapping[str, str], *, public_base: str) -> dict[str, Any]:
+        if params.get("action") != "getPolicy":
+            raise invalid("action is invalid, it must be getPolicy.")
+        model = params.get("model")
+        if not model:
+            raise invalid("Field required: model")
+        if get_model(model) is None:
+            raise invalid(MODEL_NOT_EXIST)
+        data = make_policy(
+            self.config.secret,
+            account=_digits(ACCOUNT_UID, 12),
+            upload_host=public_base + UPLOAD_ROUTE,
+            now=time.time(),
+            ttl_s=self.config.policy_ttl_s,
+            max_mb=self.config.upload_max_mb,
+        )
+        return {"request_id": new_request_id(), "data": data}
+
+    # --- result files -----------------------------------------------------------------------------
+
+    def video_url(self, public_base: str, task_id: str, end_time: float) -> str:
+        expires = str(math.ceil(end_time + self.config.video_ttl_s))
+        query = urlencode(
+            {
+                "OSSAccessKeyId": OSS_ACCESS_KEY_ID,
+                "Expires": expires,
+                "Signature": sign(self.config.secret, task_id, expires),
+            }
+        )
+        return f"{public_base}/files/{task_id}.mp4?{query}"
+
+    def signature_ok(self, task_id: str, expires: str, signature: str) -> bool:
+        return verify(self.config.secret, signature, task_id, expires)
+
+    async def clip_for(self, task_id: str) -> ClipSpec | None:
+        """The clip a SUCCEEDED task serves (even if it must be encoded again), or None."""
+        record = await self.store.get(task_id)
+        if record is None:
+            return None
+        task = self._view(record, time.time())
+        return _clip_of(record) if task.state is TaskState.SUCCEEDED or task.awaiting_clip else None

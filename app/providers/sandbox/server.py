@@ -1,0 +1,234 @@
+"""SandboxServer: the emulator served by uvicorn inside the caller's event loop, on loopback only.
+
+Embedded (the gateway's lifespan, tests) it leaves signal handling and logging configuration to its
+host process; `serve_forever` (the `wan-gateway sandbox` command) runs it standalone with uvicorn's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Generator
+from types import TracebackType
+from typing import Self
+
+import uvicorn
+from starlette.applications import Starlette
+
+from app.providers.sandbox.app import create_sandbox_app
+from app.providers.sandbox.config import DEFAULT_API_KEY, SandboxConfig
+from app.providers.sandbox.emulator import Emulator
+from app.providers.sandbox.faults import FaultSet
+from app.providers.sandbox.media import is_loopback_host
+from app.providers.sandbox.stats import SandboxStats
+
+log = logging.getLogger("uvicorn.error")
+
+
+def _loopback_address(host: str) -> str:
+    """The address to bind: `host` itself, which must be a loopback address (or `localhost`)."""
+    if not is_loopback_host(host):
+        raise ValueError(f"the sandbox only listens on loopback addresses, not {host!r}")
+    return "127.0.0.1" if host == "localhost" else host
+
+
+class _UvicornServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, *, handle_signals: bool) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+        self._handle_signals = handle_signals
+        self._exit = asyncio.Event()
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+        self._exit.set()
+
+    async def main_loop(self) -> None:
+        if self._handle_signals:  # signal handlers only set should_exit: keep uvicorn's polling loop
+            await super().main_loop()
+            return
+        # Embedded, stop() wakes the loop at once instead of at uvicorn's next 0.1 s tick; a tick per
+        # second still refreshes the Date header (on_tick does it when the counter is a multiple of 10).
+        counter = 0
+        while not await self.on_tick(counter):
+            counter += 10
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit.wait(), timeout=1.0)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._handle_signals:
+            await super().shutdown(sockets)
+            return
+        # uvicorn's shutdown without its fixed 0.1 s pause and 0.1 s polling steps (embedded servers are
+        # started and stopped per test, where those pauses dominated): close idle connections, let the
+        # requests in flight finish (busy connections close after their response), then the lifespan.
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        in_flight = set(self.server_state.tasks)
+        if in_flight:
+            _, late = await asyncio.wait(in_flight, timeout=self.config.timeout_graceful_shutdown)
+            for task in late:
+                task.cancel(msg="sandbox shutdown: graceful timeout exceeded")
+        for server in self.servers:
+            await server.wait_closed()
+        await self.lifespan.shutdown()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # Embedded, a Ctrl-C belongs to the host process: it stops the sandbox through its own
+        # shutdown, after the gateway has drained, not behind its back.
+        if self._handle_signals:
+            with super().capture_signals():
+                yield
+        else:
+            yield
+
+
+class SandboxServer:
+    """`async with SandboxServer(config) as sandbox:` then point a client at `sandbox.base_url`."""
+
+    def __init__(self, config: SandboxConfig, *, standalone: bool = False) -> None:
+        self.config = config
+        self._address = _loopback_address(config.host)
+        self._standalone = standalone
+        self.app: Starlette = create_sandbox_app(config)
+        self._server: _UvicornServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._port: int | None = None
+
+    # --- what tests and the gateway use --------------------------------------------------------------
+
+    @property
+    def emulator(self) -> Emulator:
+        emulator: Emulator = self.app.state.emulator
+        return emulator
+
+    @property
+    def faults(self) -> FaultSet:
+        return self.emulator.faults
+
+    @property
+    def stats(self) -> SandboxStats:
+        return self.emulator.stats
+
+    @property
+    def api_key(self) -> str:
+        return self.config.api_keys[0]
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the sandbox server is not started")
+        return self._port
+
+    @property
+    def public_url(self) -> str:
+        """scheme://host:port of the server (result files and uploads live under it)."""
+        host = f"[{self._address}]" if ":" in self._address else self._address
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The DashScope base URL to configure a client with (ends in /api/v1)."""
+        return f"{self.public_url}/api/v1"
+
+    def put_upload(self, key: str, data: bytes) -> None:
+        """Store a file as if uploaded, so `oss://<key>` resolves (any key, no policy needed)."""
+        self.emulator.uploads.put(key, data)
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is not None:
+            raise RuntimeError("the sandbox server is already started")
+        family = socket.AF_INET6 if ":" in self._address else socket.AF_INET
+        # IPPROTO_TCP explicitly: asyncio only disables Nagle on accepted sockets whose proto says TCP,
+        # and with Nagle on, every keep-alive response waits ~40 ms for a delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self._address, self.config.port))
+        except OSError:
+            sock.close()
+            raise
+        self._port = sock.getsockname()[1]
+        standalone = self._standalone
+        uv_config = uvicorn.Config(
+            self.app,
+            host=self._address,
+            port=self._port,
+            lifespan="on",
+            # Embedded: leave the host's logging alone (None skips uvicorn's dictConfig and levels).
+            log_config=uvicorn.config.LOGGING_CONFIG if standalone else None,
+            log_level="info" if standalone else None,
+            access_log=standalone,
+            timeout_graceful_shutdown=5,
+        )
+        server = _UvicornServer(uv_config, handle_signals=standalone)
+        task = asyncio.create_task(self._serve(server, sock), name="sandbox-server")
+        ready = asyncio.create_task(server.ready.wait())
+        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            self._port = None
+            await task  # raises the start-up failure
+            raise RuntimeError("the sandbox server stopped during start-up")
+        self._server, self._task = server, task
+
+    @staticmethod
+    async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
+        try:
+            await server.serve(sockets=[sock])
+        except SystemExit as exc:  # uvicorn exits on start-up failure; never let that end the loop
+            raise RuntimeError("the sandbox server failed to start") from exc
+        finally:
+            sock.close()
+
+    async def wait(self) -> None:
+        """Until the server stops (standalone: on SIGINT/SIGTERM)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def stop(self) -> None:
+        task, server = self._task, self._server
+        if task is None or server is None:
+            return
+        server.request_exit()
+        try:
+            await task
+        finally:
+            self._task = self._server = None
+            self._port = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def serve_forever(config: SandboxConfig) -> None:
+    """Run the sandbox standalone until SIGINT/SIGTERM (the `wan-gateway sandbox` command). Like
+    `uvicorn.run`, uvicorn re-raises the signal once shut down: callers catch KeyboardInterrupt."""
+    server = SandboxServer(config, standalone=True)
+    await server.start()
+    key = server.api_key if server.api_key == DEFAULT_API_KEY else "the configured SANDBOX_API_KEY"
+    log.info("DashScope sandbox: base URL %s, API key %s", server.base_url, key)
+    try:
+        await server.wait()
+    finally:
+        await server.stop()

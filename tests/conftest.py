@@ -1,0 +1,172 @@
+"""Fixtures shared by the whole suite.
+
+- Every test gets its own migrated database: a copy of a once-migrated SQLite template, or, when
+  TEST_DATABASE_URL points at Postgres (`make test-postgres`), the throwaway server truncated.
+- `settings` is isolated from the developer's environment and uses tiny sandbox timings.
+- `gateway` serves the real app (with its embedded sandbox) with uvicorn on 127.0.0.1, reached with httpx
+  over loopback; the job loop is off by default so tests drive it with `run_once()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.config import Settings
+from app.db.base import Base
+from app.db.migrate import upgrade_head
+from app.lifespan import Gateway
+from app.main import create_app
+from tests.helpers import data_uri, wait_for
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+#: Encoded sandbox clips are kept between runs: encoding is the slowest thing the sandbox does.
+CLIP_CACHE = REPO / ".cache" / "sandbox-clips"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting leaks in from the developer's shell or an .env file."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "gateway.db"
+    upgrade_head(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def _postgres_migrated() -> bool:
+    if TEST_DATABASE_URL:
+        upgrade_head(TEST_DATABASE_URL)
+    return True
+
+
+@pytest.fixture
+async def database_url(tmp_path: Path, sqlite_template: Path, _postgres_migrated: bool) -> str:
+    if TEST_DATABASE_URL:
+        engine = create_async_engine(TEST_DATABASE_URL)
+        async with engine.begin() as conn:
+            tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+        await engine.dispose()
+        return TEST_DATABASE_URL
+    path = tmp_path / "gateway.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path, database_url)
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "dashscope_sandbox": True,
+        "dashscope_credentials_file": tmp_path / "no-credentials",
+        "output_dir": tmp_path / "output",
+        "sandbox_state_path": tmp_path / "sandbox.db",
+        "sandbox_clip_cache_dir": CLIP_CACHE,
+        "sandbox_pending_s": 0.05,
+        "sandbox_running_s": 0.1,
+        "poll_min_interval_s": 0.05,
+        "poll_max_interval_s": 0.2,
+        "reconcile_grace_s": 0.5,
+        "workers_enabled": False,
+        "public_base_url": "http://127.0.0.1:8000",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@dataclass
+class Served:
+    """The gateway running on loopback: its URL, a client, and its in-process resources."""
+
+    url: str
+    client: httpx.AsyncClient
+    gateway: Gateway
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/v1/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def drive(self, job_id: str, *statuses: str, within: float = 60.0) -> dict[str, Any]:
+        """Run the job loop until the job reaches one of `statuses` (the sandbox runs on a clock)."""
+
+        async def reached() -> dict[str, Any] | None:
+            await self.gateway.poller.run_once()
+            body = await self.job(job_id)
+            return body if body["status"] in statuses else None
+
+        return await wait_for(reached, within=within, what=f"{job_id} to become {statuses}")
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[Served]:
+    # IPPROTO_TCP explicitly: only then does asyncio turn Nagle off on accepted connections (else each
+    # keep-alive request can stall ~40 ms on delayed ACKs).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    settings.public_base_url = f"http://127.0.0.1:{port}"
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await wait_for(_started(server, task), within=30, what="the gateway to start")
+        async with httpx.AsyncClient(base_url=settings.public_base_url, timeout=30) as client:
+            yield Served(url=settings.public_base_url, client=client, gateway=app.state.gateway)
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> Any:
+    async def probe() -> bool:
+        if task.done():
+            task.result()  # raise the startup error
+        return server.started
+
+    return probe
+
+
+@pytest.fixture
+async def gateway(settings: Settings) -> AsyncIterator[Served]:
+    async with serve(settings) as served:
+        yield served
+
+
+@pytest.fixture
+def png_uri() -> str:
+    """A 640x360 PNG: a 16:9 reference image (720P output is 1280x720)."""
+    return data_uri(640, 360)

@@ -1,0 +1,140 @@
+"""Kill -9 the real `wan-gateway serve` process at several points and start it again: every job resumes,
+finishes once, and each makes exactly one upstream task (the embedded sandbox keeps its tasks on disk)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import CLIP_CACHE, free_port
+from tests.helpers import data_uri, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+class GatewayProcess:
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.env, self.port, self.log = env, port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture
+def process(tmp_path: Path, database_url: str) -> Iterator[GatewayProcess]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "DATABASE_", "SANDBOX_"))},
+        "DATABASE_URL": database_url,
+        "DASHSCOPE_SANDBOX": "true",
+        "DASHSCOPE_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "OUTPUT_DIR": str(tmp_path / "output"),
+        "SANDBOX_STATE_PATH": str(tmp_path / "sandbox.db"),
+        "SANDBOX_CLIP_CACHE_DIR": str(CLIP_CACHE),
+        "SANDBOX_PORT": str(free_port()),  # the same upstream address across restarts
+        "SANDBOX_PENDING_S": "0.5",
+        "SANDBOX_RUNNING_S": "1.5",
+        "POLL_MIN_INTERVAL_S": "0.1",
+        "POLL_MAX_INTERVAL_S": "0.3",
+        "LEASE_S": "1.5",  # a dead process's claims are taken over quickly
+        "RECONCILE_GRACE_S": "1.0",
+        "LOG_LEVEL": "INFO",
+    }
+    gateway = GatewayProcess(env, free_port(), tmp_path / "gateway.log")
+    yield gateway
+    gateway.stop()
+
+
+async def test_kill_9_at_several_points_then_every_job_finishes_once(process: GatewayProcess) -> None:
+    base = f"http://127.0.0.1:{process.port}"
+    sandbox = f"http://127.0.0.1:{process.env['SANDBOX_PORT']}/api/v1"
+    png = data_uri(640, 360)
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+
+        async def up() -> bool:
+            try:
+                return (await client.get("/healthz")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        async def jobs() -> list[dict[str, Any]]:
+            return [(await client.get(f"/v1/jobs/{i}")).json() for i in ids]
+
+        process.start()
+        await wait_for(up, within=60, what="the gateway to start")
+        ids = []
+        for i in range(4):
+            response = await client.post(
+                "/v1/jobs",
+                json={"prompt": f"job {i}", "duration": 2, "size": "1280*720", "reference_image": png},
+            )
+            ids.append(response.json()["id"])
+
+        # 1: right after accepting the jobs, before or while they are submitted.
+        process.kill()
+        process.start()
+        await wait_for(up, within=60, what="the gateway to restart")
+
+        # 2: once some task runs upstream.
+        async def some_running() -> bool:
+            return any(j["status"] in ("submitted", "running") for j in await jobs())
+
+        await wait_for(some_running, within=60, what="a job to be upstream")
+        process.kill()
+        process.start()
+        await wait_for(up, within=60, what="the gateway to restart again")
+
+        # 3: as soon as one job is being stored or done, once more.
+        async def some_late() -> bool:
+            return any(j["status"] in ("storing", "succeeded") for j in await jobs())
+
+        await wait_for(some_late, within=60, what="a job to reach storing")
+        process.kill()
+        process.start()
+        await wait_for(up, within=60, what="the gateway to restart a third time")
+
+        async def all_done() -> list[dict[str, Any]] | None:
+            current = await jobs()
+            return (
+                current if all(j["status"] in ("succeeded", "failed", "canceled") for j in current) else None
+            )
+
+        final = await wait_for(all_done, within=120, what="every job to finish")
+        assert [j["status"] for j in final] == ["succeeded"] * 4, [j.get("error") for j in final]
+        for job in final:
+            video = await client.get(f"/v1/jobs/{job['id']}/content")
+            assert video.status_code == 200 and len(video.content) == job["result"]["bytes"]
+
+        listed = await client.get(
+            f"{sandbox}/tasks", params={"page_size": 100}, headers={"Authorization": "Bearer sk-sandbox"}
+        )
+        tasks = listed.json()["data"]
+        assert len(tasks) == 4, "each job made exactly one upstream task"
+        assert {t["task_id"] for t in tasks} == {j["upstream"]["task_id"] for j in final}

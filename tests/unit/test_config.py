@@ -1,0 +1,62 @@
+"""Settings: where the upstream key comes from, when the sandbox is used, per-family limit maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings
+from app.config_docs import render
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make(tmp_path: Path, **values: object) -> Settings:
+    values.setdefault("dashscope_credentials_file", tmp_path / "none")
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+def test_no_key_means_sandbox(tmp_path: Path) -> None:
+    settings = make(tmp_path)
+    assert settings.upstream_key is None and settings.sandbox_enabled
+
+
+def test_env_key_wins_over_the_credentials_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[default]\ndashscope_api_key = sk-from-file\n")
+    from_file = make(tmp_path, dashscope_credentials_file=credentials).upstream_key
+    assert from_file is not None and from_file.get_secret_value() == "sk-from-file"
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-from-env")
+    settings = make(tmp_path, dashscope_credentials_file=credentials)
+    assert settings.upstream_key is not None and settings.upstream_key.get_secret_value() == "sk-from-env"
+    assert not settings.sandbox_enabled
+    assert "sk-from-env" not in repr(settings)  # secrets never print
+
+
+def test_sandbox_can_be_forced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-real")
+    monkeypatch.setenv("DASHSCOPE_SANDBOX", "true")
+    assert make(tmp_path).sandbox_enabled
+
+
+def test_family_maps_merge_with_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("UPSTREAM_MAX_INFLIGHT", "wan2.6=8, kf2v=1")
+    monkeypatch.setenv("UPSTREAM_SUBMIT_RPS", '{"wan2.5": 1.5}')
+    settings = make(tmp_path)
+    assert settings.upstream_max_inflight == {"wan2.6": 8, "wan2.5": 5, "wan2.2": 2, "wan2.1": 2, "kf2v": 1}
+    assert settings.upstream_submit_rps["wan2.5"] == 1.5 and settings.upstream_submit_rps["wan2.6"] == 5
+
+
+def test_storage_defaults_under_output_dir(tmp_path: Path) -> None:
+    expected = str(tmp_path / "ai-video-wan-video" / "videos")
+    assert make(tmp_path, output_dir=tmp_path).resolved_storage_url == expected
+
+
+def test_poll_intervals_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="POLL_MIN_INTERVAL_S"):
+        make(tmp_path, poll_min_interval_s=5, poll_max_interval_s=1)
+
+
+def test_configuration_page_is_current() -> None:
+    assert (REPO / "docs" / "CONFIGURATION.md").read_text() == render(), "run `make config-docs`"
