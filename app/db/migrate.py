@@ -8,6 +8,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from app.db.engine import ensure_sqlite_directory
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -19,6 +21,7 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade_head(database_url: str) -> None:
+    ensure_sqlite_directory(database_url)
     command.upgrade(alembic_config(database_url), "head")
 
 
