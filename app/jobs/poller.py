@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import secrets
 import socket
 import zlib
@@ -40,6 +39,7 @@ from app.providers.base import (
     TransientError,
     VideoProvider,
 )
+from app.retry import backoff
 from app.storage.base import Storage
 from app.storage.copy import CopyError, copy_video, parse_url_expiry
 
@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW = timedelta(seconds=120)
 #: Upstream keeps a result URL this long when it gives no `Expires=` (dashscope-protocol.md §7).
 RESULT_URL_LIFETIME = timedelta(hours=24)
-MAX_BACKOFF_S = 300.0
 #: A refused poll (bad key, revoked access) is our configuration's fault, not the job's: retry slowly.
 POLL_REFUSED_RETRY_S = 30.0
 
@@ -76,13 +75,6 @@ class PollerConfig:
 
 class LostJob(Exception):
     """Our compare-and-set failed: someone else (another worker, a cancel) changed the job."""
-
-
-def backoff(attempt: int, base: float, retry_after: float | None = None) -> float:
-    """Exponential backoff with jitter, never shorter than the server's Retry-After."""
-    delay = min(MAX_BACKOFF_S, base * 2.0 ** min(attempt, 16))
-    delay *= random.uniform(1.0, 1.25)
-    return max(delay, retry_after or 0.0)
 
 
 def make_worker_id() -> str:
@@ -315,21 +307,29 @@ class JobPoller:
             else:
                 await self._retry_later(job, f"create: {exc}", exc.retry_after, submit_started_at=None)
             return
+        await self._mark_submitted(
+            job, receipt.task_id, receipt.state, receipt.request_id, first_poll_in=self._config.poll_min_s
+        )
+        log.info("job %s submitted as task %s", job.id, receipt.task_id)
+
+    async def _mark_submitted(
+        self, job: Job, task_id: str, state: TaskState, request_id: str | None, *, first_poll_in: float
+    ) -> None:
+        """The job now owns upstream task `task_id`; the create attempt is over."""
         now = utcnow()
         await self._release(
             job,
             status=JobStatus.SUBMITTED.value,
-            task_id=receipt.task_id,
-            upstream_status=receipt.state.value,
-            upstream={**(job.upstream or {}), "request_id": receipt.request_id},
+            task_id=task_id,
+            upstream_status=state.value,
+            upstream={**(job.upstream or {}), "request_id": request_id},
             submitted_at=now,
             submit_started_at=None,
             retry_count=0,
             last_error=None,
             poll_count=0,
-            next_attempt_at=now + timedelta(seconds=self._config.poll_min_s),
+            next_attempt_at=now + timedelta(seconds=first_poll_in),
         )
-        log.info("job %s submitted as task %s", job.id, receipt.task_id)
 
     # --- reconcile ----------------------------------------------------------------------------
     async def _reconcile(self, job: Job) -> None:
@@ -375,21 +375,8 @@ class JobPoller:
         return detail.orig_prompt is None or prompt is None or detail.orig_prompt == prompt
 
     async def _adopt(self, job: Job, task: ListedTask) -> bool:
-        now = utcnow()
         try:
-            await self._release(
-                job,
-                status=JobStatus.SUBMITTED.value,
-                task_id=task.task_id,
-                upstream_status=task.state.value,
-                upstream={**(job.upstream or {}), "request_id": task.request_id},
-                submitted_at=now,
-                submit_started_at=None,
-                retry_count=0,
-                last_error=None,
-                poll_count=0,
-                next_attempt_at=now,
-            )
+            await self._mark_submitted(job, task.task_id, task.state, task.request_id, first_poll_in=0)
         except IntegrityError:  # another job adopted this task first
             return False
         log.warning("job %s: adopted upstream task %s after an ambiguous create", job.id, task.task_id)
@@ -494,7 +481,7 @@ class JobPoller:
             )
         except CopyError as exc:
             if exc.transient and (expires is None or utcnow() < expires):
-                await self._retry_later(job, f"copy: {exc.code}: {exc.message}", None)
+                await self._retry_later(job, f"copy: {exc.code}: {exc.message}", exc.retry_after_s)
             else:
                 await self._fail(job, exc.code, exc.message)
             return

@@ -15,7 +15,6 @@ import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
@@ -23,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
+from app.retry import parse_retry_after
 from app.storage.base import Storage, StorageError, StoredObject
 from app.storage.keys import validate_key
 from app.storage.probe import ProbeError, VideoProbe, probe_video_async
@@ -113,21 +113,6 @@ def parse_url_expiry(url: str) -> datetime | None:
     return None
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def _declared_length(response: httpx.Response) -> int | None:
     value = response.headers.get("content-length")
     if value is None or not value.strip().isdigit():
@@ -172,7 +157,7 @@ async def _check_status(response: httpx.Response) -> None:
             CopyErrorCode.DOWNLOAD_FAILED,
             f"the video host answered {detail}",
             status,
-            _retry_after(response.headers.get("retry-after")),
+            parse_retry_after(response.headers),
         )
     if 400 <= status < 500:
         detail = await _error_detail(response)

@@ -7,8 +7,9 @@ import httpx
 import pytest
 
 from app.providers.base import PermanentError, TaskState, TransientError
-from app.providers.dashscope.client import classify, parse_retry_after
+from app.providers.dashscope.client import classify
 from app.providers.dashscope.schemas import parse_list, parse_task
+from app.retry import backoff, parse_retry_after
 
 
 def response(
@@ -128,3 +129,10 @@ def test_list_rows_carry_epoch_millisecond_times() -> None:
     )
     assert pages == 3 and [r.task_id for r in rows] == ["a"]
     assert rows[0].created_at is not None and rows[0].created_at.year == 2025
+
+
+def test_backoff_grows_is_capped_and_never_undercuts_retry_after() -> None:
+    assert 1.0 <= backoff(0, 1.0) <= 1.25
+    assert 8.0 <= backoff(3, 1.0) <= 10.0
+    assert backoff(40, 1.0) <= 300 * 1.25
+    assert backoff(0, 1.0, retry_after=42) == 42

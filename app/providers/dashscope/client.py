@@ -6,9 +6,7 @@ have reached the service must be reconciled through the task list, never blindly
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -30,35 +28,14 @@ from app.providers.dashscope.capabilities import MODELS, Endpoint
 from app.providers.dashscope.mapping import build_submission
 from app.providers.dashscope.ratelimit import UpstreamLimiter
 from app.providers.dashscope.schemas import parse_list, parse_receipt, parse_task
+from app.retry import parse_retry_after
 
 #: 429 codes that are a billing or purchase state, not a rate: retrying cannot help (§5.2).
 _PERMANENT_429 = {"CommodityNotPurchased", "PrepaidBillOverdue", "PostpaidBillOverdue"}
 #: Quota exhaustion is retryable only on a time window; wait long before trying again.
 _SLOW_429 = {"Throttling.AllocationQuota", "insufficient_quota"}
-MAX_RETRY_AFTER_S = 600.0
 LIST_PAGE_SIZE = 100
 LIST_MAX_PAGES = 50
-
-
-def parse_retry_after(headers: httpx.Headers) -> float | None:
-    """`retry-after-ms`, or `Retry-After` as seconds or an HTTP date; capped."""
-    value: float | None = None
-    if raw_ms := headers.get("retry-after-ms"):
-        try:
-            value = float(raw_ms) / 1000
-        except ValueError:
-            value = None
-    if value is None and (raw := headers.get("retry-after")):
-        try:
-            value = float(raw)
-        except ValueError:
-            try:
-                value = email.utils.parsedate_to_datetime(raw).timestamp() - time.time()
-            except (TypeError, ValueError):
-                value = None
-    if value is None:
-        return None
-    return min(max(value, 0.0), MAX_RETRY_AFTER_S)
 
 
 def classify(response: httpx.Response) -> ProviderError:
