@@ -57,6 +57,12 @@ def _upstream_timeout(settings: Settings) -> httpx.Timeout:
     return httpx.Timeout(settings.upstream_read_timeout_s, connect=settings.upstream_connect_timeout_s)
 
 
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """A loop should only end on stop; if it dies, say so (readiness reports it stale too)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("%s stopped unexpectedly", task.get_name(), exc_info=exc)
+
+
 @contextlib.asynccontextmanager
 async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -> AsyncIterator[Gateway]:
     engine = create_engine(
@@ -145,7 +151,9 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             sandbox=sandbox,
         )
         if settings.workers_enabled if start_loops is None else start_loops:
-            gateway.loops.append(asyncio.create_task(poller.run(gateway.stop), name="job poller"))
+            loop = asyncio.create_task(poller.run(gateway.stop), name="job poller")
+            loop.add_done_callback(_report_crash)
+            gateway.loops.append(loop)
 
         async def stop_loops() -> None:
             gateway.stop.set()

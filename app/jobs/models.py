@@ -57,6 +57,8 @@ class Job(Base):
     # Set (and committed) before a create call; cleared once the outcome is known. A row with this set
     # and no task_id may have created a billable task: it is reconciled, never blindly resubmitted.
     submit_started_at: Mapped[datetime | None]
+    # An ambiguous create: when it was sent and answered, its request id, the task-list passes made.
+    create_attempt: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
     submit_attempts: Mapped[int] = mapped_column(Integer, default=0)
     poll_count: Mapped[int] = mapped_column(Integer, default=0)
     retry_count: Mapped[int] = mapped_column(Integer, default=0)  # consecutive transient failures

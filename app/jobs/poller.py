@@ -29,9 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db.base import utcnow
 from app.jobs import repository
 from app.jobs.models import Job
+from app.jobs.reconcile import Adopt, Attempt, Candidate, Evidence, Wait, by_request_id, decide, overlaps
 from app.jobs.states import JobStatus
 from app.providers.base import (
-    ListedTask,
     PermanentError,
     ProviderError,
     ProviderTask,
@@ -45,8 +45,6 @@ from app.storage.copy import CopyError, copy_video, parse_url_expiry
 
 log = logging.getLogger(__name__)
 
-#: Tolerance between our clock and upstream's when matching a task to an ambiguous create.
-CLOCK_SKEW = timedelta(seconds=120)
 #: Upstream keeps a result URL this long when it gives no `Expires=` (dashscope-protocol.md §7).
 RESULT_URL_LIFETIME = timedelta(hours=24)
 #: A refused poll (bad key, revoked access) is our configuration's fault, not the job's: retry slowly.
@@ -285,31 +283,53 @@ class JobPoller:
         if utcnow() >= job.deadline_at:
             await self._fail(job, "deadline_exceeded", "the job was not submitted before its deadline")
             return
-        body = job.upstream_body or {}
         try:
-            receipt = await self._provider.submit(body)
+            receipt = await self._provider.submit(job.upstream_body or {})
         except PermanentError as exc:
             await self._fail(job, "upstream_rejected", f"DashScope refused the task: {exc.message}", exc.code)
             return
         except TransientError as exc:
+            now = utcnow()
             if exc.maybe_created:
-                # The task may exist: find it through the task list before anything is sent again.
+                # The task may exist: it is looked for in the task list before anything is sent again.
                 log.warning("job %s: ambiguous create (%s); reconciling", job.id, exc)
-                upstream = dict(job.upstream or {})
-                if exc.request_id:
-                    upstream["create_request_id"] = exc.request_id
+                attempt = Attempt(
+                    sent_at=exc.sent_at or job.submit_started_at or now,
+                    answered_at=now,
+                    request_id=exc.request_id,
+                )
                 await self._release(
                     job,
+                    create_attempt=attempt.dump(),
                     last_error=f"create outcome unknown: {exc}"[:2000],
-                    upstream=upstream,
-                    next_attempt_at=utcnow() + timedelta(seconds=min(2.0, self._config.poll_min_s)),
+                    next_attempt_at=now + timedelta(seconds=min(2.0, self._config.poll_min_s)),
                 )
             else:
-                await self._retry_later(job, f"create: {exc}", exc.retry_after, submit_started_at=None)
+                await self._retry_later(
+                    job, f"create: {exc}", exc.retry_after, submit_started_at=None, create_attempt=None
+                )
             return
-        await self._mark_submitted(
-            job, receipt.task_id, receipt.state, receipt.request_id, first_poll_in=self._config.poll_min_s
-        )
+        try:
+            await self._mark_submitted(
+                job, receipt.task_id, receipt.state, receipt.request_id, first_poll_in=self._config.poll_min_s
+            )
+        except IntegrityError:
+            # Another job holds the task this create just made: it was adopted by mistake. Never create
+            # again for this job (that would pay twice); say so loudly instead.
+            log.error("job %s: its new task %s is already claimed by another job", job.id, receipt.task_id)
+            await self._fail(
+                job,
+                "upstream_task_conflict",
+                f"DashScope task {receipt.task_id}, created for this job, is recorded on another job",
+            )
+            return
+        except LostJob:
+            log.error(
+                "job %s: lost its lease while creating task %s; reconciliation will adopt it",
+                job.id,
+                receipt.task_id,
+            )
+            raise
         log.info("job %s submitted as task %s", job.id, receipt.task_id)
 
     async def _mark_submitted(
@@ -325,69 +345,95 @@ class JobPoller:
             upstream={**(job.upstream or {}), "request_id": request_id},
             submitted_at=now,
             submit_started_at=None,
+            create_attempt=None,
             retry_count=0,
             last_error=None,
             poll_count=0,
             next_attempt_at=now + timedelta(seconds=first_poll_in),
         )
 
-    # --- reconcile ----------------------------------------------------------------------------
+    # --- reconcile (rules in jobs/reconcile.py) -------------------------------------------------
     async def _reconcile(self, job: Job) -> None:
-        """Find the task an ambiguous create may have made; adopt it, or release the job for a resend."""
         assert job.submit_started_at is not None
-        started = job.submit_started_at
         now = utcnow()
-        window_end = started + timedelta(seconds=self._config.create_timeout_s) + CLOCK_SKEW
+        attempt = Attempt.load(job.create_attempt, job.submit_started_at)
+        window = attempt.window(now)
         try:
-            listed = await self._provider.list_tasks(job.model, started - CLOCK_SKEW, window_end)
+            listed = await self._provider.list_tasks(job.model, *window)
         except ProviderError as exc:
-            await self._retry_later(job, f"reconcile: {exc}", getattr(exc, "retry_after", None))
+            await self._reconcile_later(job, attempt, f"reconcile: listing tasks: {exc}")
             return
         async with self._sessions() as session:
             in_use = await repository.task_ids_in_use(session, [t.task_id for t in listed])
-            peers = await repository.reconciling_jobs(session, job.limit_group, job.model)
-        others = {(p.upstream or {}).get("create_request_id") for p in peers if p.id != job.id} - {None}
-        mine = (job.upstream or {}).get("create_request_id")
-        candidates = [t for t in listed if t.task_id not in in_use and t.request_id not in others]
-        candidates.sort(key=lambda t: (t.request_id != mine or mine is None, _distance(t, started)))
-        for task in candidates:
-            if await self._matches(job, task) and await self._adopt(job, task):
-                return
-        if now - started >= timedelta(seconds=self._config.reconcile_grace_s):
-            if now >= job.deadline_at:
-                await self._fail(job, "deadline_exceeded", "the job was not submitted before its deadline")
-                return
-            log.warning("job %s: no upstream task found for the ambiguous create; resubmitting", job.id)
-            await self._release(job, submit_started_at=None, next_attempt_at=now)
+            others = await repository.unresolved_creates(session, job.model, exclude_id=job.id)
+        other_attempts = [Attempt.load(o.create_attempt, o.submit_started_at or now) for o in others]
+        other_request_ids = {a.request_id for a in other_attempts if a.request_id}
+        candidates = [t for t in listed if t.task_id not in in_use and t.request_id not in other_request_ids]
+
+        decision = by_request_id(candidates, attempt.request_id)
+        if decision is None and candidates:
+            fetched = []
+            for task in candidates:
+                try:
+                    fetched.append(Candidate(task, await self._provider.get(task.task_id)))
+                except ProviderError as exc:  # unknown is not "not ours": decide on a later pass
+                    await self._reconcile_later(
+                        job, attempt, f"reconcile: reading task {task.task_id}: {exc}"
+                    )
+                    return
+            decision = decide(
+                Evidence(
+                    candidates=fetched,
+                    our_prompt=(job.upstream_body or {}).get("input", {}).get("prompt"),
+                    attempt_at=attempt.sent_at,
+                    other_creates_overlap=any(overlaps(window, a.window(now)) for a in other_attempts),
+                )
+            )
+        if isinstance(decision, Adopt):
+            await self._adopt(job, attempt, decision)
+        elif isinstance(decision, Wait):
+            await self._reconcile_later(job, attempt, f"reconcile: {decision.why}")
         else:
-            await self._retry_later(job, "reconcile: create not visible upstream yet", None)
+            await self._nothing_found(job, attempt.searched_empty(now))
 
-    async def _matches(self, job: Job, task: ListedTask) -> bool:
-        """A candidate from the right window whose prompt (when upstream shows it) is ours."""
-        mine = (job.upstream or {}).get("create_request_id")
-        if mine and task.request_id == mine:
-            return True
-        try:
-            detail = await self._provider.get(task.task_id)
-        except ProviderError:
-            return False
-        prompt = (job.upstream_body or {}).get("input", {}).get("prompt")
-        return detail.orig_prompt is None or prompt is None or detail.orig_prompt == prompt
-
-    async def _adopt(self, job: Job, task: ListedTask) -> bool:
+    async def _adopt(self, job: Job, attempt: Attempt, decision: Adopt) -> None:
+        task = decision.task
         try:
             await self._mark_submitted(job, task.task_id, task.state, task.request_id, first_poll_in=0)
-        except IntegrityError:  # another job adopted this task first
-            return False
-        log.warning("job %s: adopted upstream task %s after an ambiguous create", job.id, task.task_id)
-        return True
+        except IntegrityError:  # another job adopted it a moment earlier
+            await self._reconcile_later(job, attempt, f"reconcile: task {task.task_id} was just claimed")
+            return
+        log.warning("job %s: adopted upstream task %s (%s)", job.id, task.task_id, decision.why)
+
+    async def _nothing_found(self, job: Job, attempt: Attempt) -> None:
+        now = utcnow()
+        if not attempt.may_resend(now, timedelta(seconds=self._config.reconcile_grace_s)):
+            delay = max(self._config.poll_min_s, self._config.reconcile_grace_s / 3)
+            await self._release(
+                job,
+                create_attempt=attempt.dump(),
+                last_error="reconcile: no task found yet for the ambiguous create",
+                next_attempt_at=now + timedelta(seconds=delay),
+            )
+        elif now >= job.deadline_at:
+            await self._fail(job, "deadline_exceeded", "the job was not submitted before its deadline")
+        else:
+            log.warning("job %s: the ambiguous create made no task; sending it again", job.id)
+            await self._release(job, submit_started_at=None, create_attempt=None, next_attempt_at=now)
+
+    async def _reconcile_later(self, job: Job, attempt: Attempt, reason: str) -> None:
+        if utcnow() >= job.deadline_at:
+            await self._fail(
+                job,
+                "create_outcome_unknown",
+                "whether DashScope created this job's task could not be confirmed before the deadline",
+            )
+            return
+        await self._retry_later(job, reason, None, create_attempt=attempt.dump())
 
     # --- poll ---------------------------------------------------------------------------------
     async def _poll(self, job: Job) -> None:
         assert job.task_id is not None
-        if utcnow() >= job.deadline_at:
-            await self._fail(job, "deadline_exceeded", "upstream did not finish before the job's deadline")
-            return
         try:
             task = await self._provider.get(job.task_id)
         except TransientError as exc:
@@ -415,7 +461,17 @@ class JobPoller:
         upstream = {k: v for k, v in upstream.items() if v is not None}
         common: dict[str, Any] = {"upstream_status": task.state.value, "upstream": upstream, "retry_count": 0}
         state = task.state
-        if state in (TaskState.PENDING, TaskState.RUNNING):
+        if state in (TaskState.PENDING, TaskState.RUNNING) and now >= job.deadline_at:
+            # Polled first, so a task that finished in time is stored rather than lost.
+            if state is TaskState.PENDING:
+                with contextlib.suppress(ProviderError):
+                    await self._provider.cancel(job.task_id or "")
+            await self._fail(
+                job,
+                "deadline_exceeded",
+                f"DashScope had not finished the task by the job's deadline ({state})",
+            )
+        elif state in (TaskState.PENDING, TaskState.RUNNING):
             status = JobStatus.RUNNING if state is TaskState.RUNNING else JobStatus(job.status)
             await self._release(
                 job,
@@ -480,10 +536,22 @@ class JobPoller:
                 expires_at=expires,
             )
         except CopyError as exc:
-            if exc.transient and (expires is None or utcnow() < expires):
-                await self._retry_later(job, f"copy: {exc.code}: {exc.message}", exc.retry_after_s)
-            else:
+            if not exc.transient or (expires is not None and utcnow() >= expires):
                 await self._fail(job, exc.code, exc.message)
+                return
+            error = f"copy: {exc.code}: {exc.message}"
+            fresh = await self._fresh_video_url(job)
+            if fresh and fresh != job.video_source_url:
+                log.info("job %s: upstream gave a new video URL; copying from it", job.id)
+                await self._release(
+                    job,
+                    video_source_url=fresh,
+                    video_source_expires_at=parse_url_expiry(fresh) or expires,
+                    last_error=error,
+                    next_attempt_at=utcnow(),
+                )
+            else:
+                await self._retry_later(job, error, exc.retry_after_s)
             return
         probe = copied.probe
         result = {
@@ -510,8 +578,12 @@ class JobPoller:
         )
         log.info("job %s succeeded (%s bytes, %.2fs)", job.id, copied.stored.size_bytes, probe.duration_s)
 
-
-def _distance(task: ListedTask, started: datetime) -> float:
-    if task.created_at is None:
-        return float("inf")
-    return abs((task.created_at - started).total_seconds())
+    async def _fresh_video_url(self, job: Job) -> str | None:
+        """The task's current video URL. A copy that keeps failing may hold a URL that no longer works
+        while the task still has a good one (the sandbox's changes when the gateway restarts)."""
+        assert job.task_id is not None
+        try:
+            task = await self._provider.get(job.task_id)
+        except ProviderError:
+            return None
+        return task.video_url if task.state is TaskState.SUCCEEDED else None

@@ -97,6 +97,7 @@ async def limit_groups_with_queued(session: AsyncSession, now: datetime) -> list
             Job.next_attempt_at <= now,
         )
         .distinct()
+        .order_by(Job.limit_group)  # a fixed lock order across replicas (no advisory-lock deadlock)
     )
     return list((await session.scalars(query)).all())
 
@@ -228,17 +229,13 @@ async def task_ids_in_use(session: AsyncSession, task_ids: Sequence[str]) -> set
     return {r for r in rows.all() if r}
 
 
-async def reconciling_jobs(session: AsyncSession, limit_group: str, model: str) -> list[Job]:
-    """Jobs of this model whose create outcome is unknown, oldest attempt first."""
-    query = (
-        select(Job)
-        .where(
-            Job.model == model,
-            Job.limit_group == limit_group,
-            Job.status == JobStatus.QUEUED.value,
-            Job.submit_started_at.is_not(None),
-        )
-        .order_by(Job.submit_started_at, Job.id)
+async def unresolved_creates(session: AsyncSession, model: str, *, exclude_id: str) -> list[Job]:
+    """Other jobs of this model whose create is in flight or whose outcome is still unknown."""
+    query = select(Job).where(
+        Job.model == model,
+        Job.status == JobStatus.QUEUED.value,
+        Job.submit_started_at.is_not(None),
+        Job.id != exclude_id,
     )
     return list((await session.scalars(query)).all())
 

@@ -160,6 +160,7 @@ class JobService:
 
     # --- cancel -------------------------------------------------------------------------------
     async def cancel(self, job_id: str, *, owner: str | None = None) -> Job:
+        canceled_upstream = False
         for _ in range(5):  # re-read and retry when a worker moved the job meanwhile
             job = await self.get(job_id, owner=owner)
             status = JobStatus(job.status)
@@ -173,13 +174,14 @@ class JobService:
                     code="submission_in_progress",
                     headers={"Retry-After": "2"},
                 )
-            if status in (JobStatus.RUNNING, JobStatus.STORING):
+            if status in (JobStatus.RUNNING, JobStatus.STORING) and not canceled_upstream:
                 raise Conflict(
                     f"the job is {status.value}: DashScope can only cancel tasks that are still PENDING",
                     code="not_cancelable",
                 )
-            if status is JobStatus.SUBMITTED and job.task_id:
+            if status is JobStatus.SUBMITTED and job.task_id and not canceled_upstream:
                 await self._cancel_upstream(job.task_id)
+                canceled_upstream = True
             if await self._mark_canceled(job):
                 log.info("job %s canceled", job.id)
                 return job

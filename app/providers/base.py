@@ -163,7 +163,8 @@ class TransientError(ProviderError):
     """Worth retrying later: 408, 429, 5xx, non-JSON bodies, transport errors.
 
     `maybe_created` is true when a create request may have reached the service (a timeout after sending,
-    a 5xx): the job must be reconciled through the task list before any resubmit.
+    a 5xx): the job must be reconciled through the task list before any resubmit. `sent_at` is when the
+    request went out (after any rate-limit wait), to search the task list around the right moment.
     """
 
     def __init__(
@@ -175,10 +176,12 @@ class TransientError(ProviderError):
         request_id: str | None = None,
         retry_after: float | None = None,
         maybe_created: bool = False,
+        sent_at: datetime | None = None,
     ) -> None:
         super().__init__(message, status=status, code=code, request_id=request_id)
         self.retry_after = retry_after
         self.maybe_created = maybe_created
+        self.sent_at = sent_at
 
 
 class PermanentError(ProviderError):

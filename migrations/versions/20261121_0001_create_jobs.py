@@ -42,6 +42,7 @@ def upgrade() -> None:
     sa.Column('video_source_url', sa.Text(), nullable=True),
     sa.Column('video_source_expires_at', UTC_DATETIME, nullable=True),
     sa.Column('submit_started_at', UTC_DATETIME, nullable=True),
+    sa.Column('create_attempt', JSON_DOC, nullable=True),
     sa.Column('submit_attempts', sa.Integer(), nullable=False),
     sa.Column('poll_count', sa.Integer(), nullable=False),
     sa.Column('retry_count', sa.Integer(), nullable=False),

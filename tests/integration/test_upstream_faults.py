@@ -177,3 +177,22 @@ async def test_in_flight_cap_and_fifo_order(one_slot: Served, png_uri: str) -> N
     assert (await one_slot.job(ids[2]))["status"] == "queued"
     for job_id in ids[1:]:
         await one_slot.drive(job_id, "succeeded")
+
+
+async def test_a_dead_video_url_is_refreshed_from_the_task(gateway: Served, png_uri: str) -> None:
+    """After a restart the embedded sandbox listens elsewhere: a stored URL can point at nothing while
+    the task still offers a working one. The copy fails transiently, the URL is re-read, the job ends."""
+    job_id = await submit(gateway, png_uri)
+    sandbox(gateway).faults.add("download:503")  # every copy fails: the job waits in storing
+    await gateway.drive(job_id, "storing")
+    dead = "http://127.0.0.1:9/dead.mp4?Expires=4102444800"
+    gw = gateway.gateway
+    async with gw.sessions.begin() as session:
+        await session.execute(update(Job).where(Job.id == job_id).values(video_source_url=dead))
+    sandbox(gateway).faults.clear()
+
+    done = await gateway.drive(job_id, "succeeded", "failed")
+    assert done["status"] == "succeeded", done["error"]
+    async with gw.sessions() as session:
+        job = await session.get(Job, job_id)
+    assert job is not None and job.video_source_url != dead

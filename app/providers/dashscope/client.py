@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -108,10 +108,18 @@ class DashScopeClient:
         if _has_oss_input(submission_body):
             headers["X-DashScope-OssResourceResolve"] = "enable"
         await self._limiter.submit(group)
+        sent_at = datetime.now(UTC)
         try:
-            response = await self._http.post(
-                self._base + endpoint.path, json=submission_body, headers=headers
-            )
+            return await self._create(endpoint.path, submission_body, headers, group)
+        except TransientError as exc:
+            exc.sent_at = sent_at
+            raise
+
+    async def _create(
+        self, path: str, body: Mapping[str, Any], headers: dict[str, str], group: str
+    ) -> SubmitReceipt:
+        try:
+            response = await self._http.post(self._base + path, json=body, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # The request never left: safe to send again.
             raise TransientError(f"{type(exc).__name__}: {exc}", maybe_created=False) from exc
@@ -125,16 +133,16 @@ class DashScopeClient:
                 if response.status_code == 429:
                     self._limiter.pause_submit(group, error.retry_after or 1.0)
             raise error
-        body = self._json(response, maybe_created=True)
-        if isinstance(body, dict) and body.get("code") and not isinstance(body.get("output"), dict):
+        answer = self._json(response, maybe_created=True)
+        if isinstance(answer, dict) and answer.get("code") and not isinstance(answer.get("output"), dict):
             raise PermanentError(
-                str(body.get("message") or ""),
+                str(answer.get("message") or ""),
                 status=200,
-                code=str(body["code"]),
-                request_id=body.get("request_id"),
+                code=str(answer["code"]),
+                request_id=answer.get("request_id"),
             )
         try:
-            return parse_receipt(body)
+            return parse_receipt(answer)
         except TransientError as exc:
             exc.maybe_created = True
             raise

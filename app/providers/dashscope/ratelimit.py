@@ -1,8 +1,9 @@
 """One rate limiter per upstream account: task queries (get/cancel/list) and creates per model family.
 
-Calls are spaced evenly (a 5 RPS budget admits one call every 200 ms) rather than in bursts, because the
-service counts requests per second and a burst at a window edge would trip it. A 429 pauses the bucket
-for its `Retry-After`.
+Calls are spaced evenly rather than in bursts, because the service counts requests per second and a
+burst at a window edge would trip it; the spacing keeps a 10 % margin (a 5 RPS budget admits one call
+every 220 ms), since requests do not arrive upstream exactly as evenly as they leave. A 429 pauses the
+bucket for its `Retry-After`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Mapping
 from aiolimiter import AsyncLimiter
 
 QUERY = "query"
+#: Fraction of the nominal rate actually used.
+SAFETY = 0.9
 
 
 class UpstreamLimiter:
@@ -25,7 +28,7 @@ class UpstreamLimiter:
 
     @staticmethod
     def _spaced(rate: float) -> AsyncLimiter:
-        return AsyncLimiter(1, 1.0 / rate)
+        return AsyncLimiter(1, 1.0 / (rate * SAFETY))
 
     def _limiter(self, key: str) -> AsyncLimiter:
         if key not in self._limiters:  # an unknown family gets the most conservative budget

@@ -85,7 +85,7 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(error_body(code, message), status_code=status)
 
 
-def status_error(status: int, code: str | None = None) -> Response:
+def status_error(status: int, code: str | None = None, request_id: str | None = None) -> Response:
     """The answer for an injected HTTP status: JSON envelope, or an HTML page for 502/504."""
     if status in HTML_STATUSES and code is None:
         return Response(f"<html>{HTML_STATUSES[status]}</html>", status_code=status, media_type="text/html")
@@ -94,7 +94,7 @@ def status_error(status: int, code: str | None = None) -> Response:
     )
     chosen = code or default_code
     message = CODE_MESSAGES.get(chosen, default_message) if code else default_message
-    return error_response(status, chosen, message)
+    return JSONResponse(error_body(chosen, message, request_id), status_code=status)
 
 
 def oss_error(status: int, code: str, message: str, **extra: str) -> Response:

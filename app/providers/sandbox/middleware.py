@@ -8,6 +8,7 @@ answer, which is the ambiguous failure a gateway must reconcile through the task
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 from starlette.responses import Response
@@ -87,12 +88,23 @@ class SandboxEdge:
             if after.action == "slow":
                 await asyncio.sleep(after.delay_s)
             else:
-                await self._answer(after, op, scope, receive, counting_send)
+                # A service failing after it created the task still names the request it served.
+                request_id = _request_id(held)
+                await self._answer(after, op, scope, receive, counting_send, request_id=request_id)
                 return
         for message in held:
             await counting_send(message)
 
-    async def _answer(self, rule: FaultRule, op: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _answer(
+        self,
+        rule: FaultRule,
+        op: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        request_id: str | None = None,
+    ) -> None:
         if rule.action == "drop":
             # Headers promise a body that never comes; the server then closes the connection, so the
             # client sees a broken exchange rather than any HTTP answer.
@@ -109,5 +121,14 @@ class SandboxEdge:
                 status, "InternalError" if status >= 500 else "AccessDenied", "Injected fault."
             )
         else:
-            response = status_error(status, rule.arg)
+            response = status_error(status, rule.arg, request_id)
         await response(scope, receive, send)
+
+
+def _request_id(messages: list[Message]) -> str | None:
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+    try:
+        value = json.loads(body).get("request_id")
+    except (ValueError, AttributeError):
+        return None
+    return str(value) if value else None
