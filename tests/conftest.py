@@ -30,6 +30,7 @@ from app.db.base import Base
 from app.db.migrate import upgrade_head
 from app.lifespan import Gateway
 from app.main import create_app
+from app.providers.sandbox.server import SandboxServer
 from tests.helpers import data_uri, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,6 +113,19 @@ class Served:
     url: str
     client: httpx.AsyncClient
     gateway: Gateway
+
+    @property
+    def sandbox(self) -> SandboxServer:
+        assert self.gateway.sandbox is not None, "the gateway runs against its sandbox in tests"
+        return self.gateway.sandbox
+
+    async def submit(self, reference_image: str, **fields: Any) -> str:
+        """POST a 2-second 720P job (fields override) and return its id."""
+        body = {"prompt": "a cat", "duration": 2, "size": "1280*720", "reference_image": reference_image}
+        response = await self.client.post("/v1/jobs", json={**body, **fields})
+        assert response.status_code == 202, response.text
+        job_id: str = response.json()["id"]
+        return job_id
 
     async def job(self, job_id: str) -> dict[str, Any]:
         response = await self.client.get(f"/v1/jobs/{job_id}")

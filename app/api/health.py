@@ -41,7 +41,9 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
     except Exception as exc:
         log.warning("readiness: storage: %s", exc)
         checks["storage"] = f"error: {type(exc).__name__}"
-    if gateway.loops:
+    if any(loop.done() for loop in gateway.loops):
+        checks["job_loop"] = "stopped"  # crashed (logged) or shut down
+    elif gateway.loops:
         last = gateway.poller.last_tick_at
         stale_after = 3 * max(gateway.settings.poll_max_interval_s, 5.0)
         alive = last is not None and (utcnow() - last).total_seconds() < stale_after

@@ -119,6 +119,7 @@ class JobPoller:
         log.info("job poller %s started", self.worker_id)
         try:
             while not stop.is_set():
+                self.last_tick_at = utcnow()  # the heartbeat /readyz reads, busy or idle
                 free = self._config.concurrency - len(self._in_flight)
                 claimed: list[tuple[Job, Action]] = []
                 if free > 0:
@@ -168,7 +169,6 @@ class JobPoller:
     # --- claiming -----------------------------------------------------------------------------
     async def _claim(self, limit: int) -> list[tuple[Job, Action]]:
         now = utcnow()
-        self.last_tick_at = now
         lease_until = now + timedelta(seconds=self._config.lease_s)
         claimed: list[tuple[Job, Action]] = []
         async with self._sessions.begin() as session:

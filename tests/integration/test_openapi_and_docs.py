@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import Served
+from tests.conftest import Served, make_settings, serve
+from tests.helpers import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,3 +51,17 @@ async def test_health(gateway: Served) -> None:
     ready = await gateway.client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "storage": "ok", "job_loop": "disabled"}
+
+
+async def test_readiness_follows_the_running_job_loop(tmp_path: Path, database_url: str) -> None:
+    async with serve(make_settings(tmp_path, database_url, workers_enabled=True)) as served:
+
+        async def loop_ready() -> bool:
+            body = (await served.client.get("/readyz")).json()
+            return bool(body["checks"]["job_loop"] == "ok")
+
+        await wait_for(loop_ready, within=10, what="the job loop's heartbeat")
+        served.gateway.stop.set()  # the loop ends
+        await asyncio.gather(*served.gateway.loops)
+        ready = await served.client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["job_loop"] == "stopped"

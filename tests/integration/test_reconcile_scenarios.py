@@ -7,29 +7,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from app.db.base import utcnow
 from app.jobs.models import Job
-from app.providers.sandbox.server import SandboxServer
 from tests.conftest import Served, make_settings, serve
 from tests.helpers import wait_for
 
-BODY: dict[str, Any] = {"prompt": "a cat on a skateboard", "duration": 2, "size": "1280*720"}
-
-
-def sandbox(served: Served) -> SandboxServer:
-    assert served.gateway.sandbox is not None
-    return served.gateway.sandbox
-
-
-async def submit(served: Served, png_uri: str, **extra: Any) -> str:
-    response = await served.client.post("/v1/jobs", json={**BODY, "reference_image": png_uri, **extra})
-    assert response.status_code == 202, response.text
-    job_id: str = response.json()["id"]
-    return job_id
+PROMPT = "a cat on a skateboard"
 
 
 async def stored_job(served: Served, job_id: str) -> Job:
@@ -41,17 +27,17 @@ async def stored_job(served: Served, job_id: str) -> Job:
 
 async def test_a_strangers_task_in_the_window_is_never_adopted(gateway: Served, png_uri: str) -> None:
     """Another user of the account creates a task just as our create fails without creating one."""
-    job_id = await submit(gateway, png_uri)
+    job_id = await gateway.submit(png_uri, prompt=PROMPT)
     body = (await stored_job(gateway, job_id)).upstream_body or {}
     stranger = {**body, "input": {**body["input"], "prompt": "someone else's dog"}}
     foreign = await gateway.gateway.provider.submit(stranger)
-    sandbox(gateway).faults.add("create:500*1")
+    gateway.sandbox.faults.add("create:500*1")
 
     done = await gateway.drive(job_id, "succeeded", "failed")
     assert done["status"] == "succeeded"
     assert done["upstream"]["task_id"] != foreign.task_id
-    assert done["upstream"]["orig_prompt"] == BODY["prompt"]
-    assert sandbox(gateway).stats.created_total == 2  # the stranger's and ours, nothing more
+    assert done["upstream"]["orig_prompt"] == PROMPT
+    assert gateway.sandbox.stats.created_total == 2  # the stranger's and ours, nothing more
 
 
 @pytest.fixture
@@ -62,21 +48,21 @@ async def short_timeout(tmp_path: Path, database_url: str) -> AsyncIterator[Serv
 
 async def test_a_create_that_timed_out_is_found_not_sent_again(short_timeout: Served, png_uri: str) -> None:
     """The service created the task but answered after our client gave up: no request id to go by."""
-    sandbox(short_timeout).faults.add("create_after:slow/1.5*1")
-    job_id = await submit(short_timeout, png_uri)
+    short_timeout.sandbox.faults.add("create_after:slow/1.5*1")
+    job_id = await short_timeout.submit(png_uri, prompt=PROMPT)
     done = await short_timeout.drive(job_id, "succeeded", "failed")
     assert done["status"] == "succeeded"
-    stats = sandbox(short_timeout).stats
+    stats = short_timeout.sandbox.stats
     assert stats.created_total == 1 and stats.creates == 1
 
 
 async def test_a_failed_lookup_is_not_taken_for_no_task(gateway: Served, png_uri: str) -> None:
     """A proxy error page (no request id) hides a created task; reading candidates then fails a while."""
-    sandbox(gateway).faults.add("create_after:502*1", "get:429*4")
-    job_id = await submit(gateway, png_uri)
+    gateway.sandbox.faults.add("create_after:502*1", "get:429*4")
+    job_id = await gateway.submit(png_uri, prompt=PROMPT)
     done = await gateway.drive(job_id, "succeeded", "failed")
     assert done["status"] == "succeeded"
-    assert sandbox(gateway).stats.created_total == 1
+    assert gateway.sandbox.stats.created_total == 1
 
 
 @pytest.fixture
@@ -89,7 +75,7 @@ async def test_work_finished_upstream_is_kept_even_past_the_deadline(
     two_second_deadline: Served, png_uri: str
 ) -> None:
     served = two_second_deadline
-    job_id = await submit(served, png_uri)
+    job_id = await served.submit(png_uri, prompt=PROMPT)
     await served.gateway.poller.run_once()  # submitted
     job = await stored_job(served, job_id)
     assert job.task_id is not None
@@ -116,7 +102,7 @@ async def pending_forever(tmp_path: Path, database_url: str) -> AsyncIterator[Se
 async def test_a_task_still_pending_at_the_deadline_is_canceled_upstream(
     pending_forever: Served, png_uri: str
 ) -> None:
-    job_id = await submit(pending_forever, png_uri)
+    job_id = await pending_forever.submit(png_uri, prompt=PROMPT)
     done = await pending_forever.drive(job_id, "failed", "succeeded")
     assert done["error"]["code"] == "deadline_exceeded"
     task = await pending_forever.gateway.provider.get(done["upstream"]["task_id"])
@@ -133,8 +119,8 @@ async def test_an_unconfirmable_create_ends_at_the_deadline_without_a_resend(
     one_second_deadline: Served, png_uri: str
 ) -> None:
     """The task list itself is refused: the create's outcome stays unknown, the family's slot is freed."""
-    sandbox(one_second_deadline).faults.add("create:500*1", "list:403/AccessDenied")
-    job_id = await submit(one_second_deadline, png_uri)
+    one_second_deadline.sandbox.faults.add("create:500*1", "list:403/AccessDenied")
+    job_id = await one_second_deadline.submit(png_uri, prompt=PROMPT)
     done = await one_second_deadline.drive(job_id, "failed", "succeeded")
     assert done["error"]["code"] == "create_outcome_unknown"
-    assert sandbox(one_second_deadline).stats.creates == 1
+    assert one_second_deadline.sandbox.stats.creates == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -13,44 +12,29 @@ from sqlalchemy import update
 from app.db.base import utcnow
 from app.jobs import repository
 from app.jobs.models import Job
-from app.providers.sandbox.server import SandboxServer
 from tests.conftest import Served, make_settings, serve
-
-BODY: dict[str, Any] = {"prompt": "a cat", "duration": 2, "size": "1280*720"}
-
-
-def sandbox(served: Served) -> SandboxServer:
-    assert served.gateway.sandbox is not None
-    return served.gateway.sandbox
-
-
-async def submit(served: Served, png_uri: str, **extra: Any) -> str:
-    response = await served.client.post("/v1/jobs", json={**BODY, "reference_image": png_uri, **extra})
-    assert response.status_code == 202, response.text
-    job_id: str = response.json()["id"]
-    return job_id
 
 
 @pytest.mark.parametrize("fault", ["create:429*2", "create:503/ModelUnavailable*1"])
 async def test_refused_creates_are_retried_and_make_one_task(
     gateway: Served, png_uri: str, fault: str
 ) -> None:
-    sandbox(gateway).faults.add(fault)
-    job_id = await submit(gateway, png_uri)
+    gateway.sandbox.faults.add(fault)
+    job_id = await gateway.submit(png_uri)
     done = await gateway.drive(job_id, "succeeded", "failed")
     assert done["status"] == "succeeded"
-    assert sandbox(gateway).stats.created_total == 1
+    assert gateway.sandbox.stats.created_total == 1
 
 
 async def test_create_that_succeeded_behind_a_500_is_reconciled_not_resent(
     gateway: Served, png_uri: str
 ) -> None:
     """The dangerous case: upstream created the task, then answered 500."""
-    sandbox(gateway).faults.add("create_after:500*1")
-    job_id = await submit(gateway, png_uri)
+    gateway.sandbox.faults.add("create_after:500*1")
+    job_id = await gateway.submit(png_uri)
     done = await gateway.drive(job_id, "succeeded", "failed")
     assert done["status"] == "succeeded"
-    stats = sandbox(gateway).stats
+    stats = gateway.sandbox.stats
     assert stats.created_total == 1
     assert stats.creates == 1  # never sent again
     assert stats.lists >= 1  # found through the task list
@@ -66,17 +50,17 @@ async def test_create_that_succeeded_behind_a_500_is_reconciled_not_resent(
 async def test_ambiguous_create_with_no_task_upstream_is_resent_once(
     gateway: Served, png_uri: str, fault: str
 ) -> None:
-    sandbox(gateway).faults.add(fault)
-    job_id = await submit(gateway, png_uri)
+    gateway.sandbox.faults.add(fault)
+    job_id = await gateway.submit(png_uri)
     done = await gateway.drive(job_id, "succeeded", "failed")
     assert done["status"] == "succeeded"
-    stats = sandbox(gateway).stats
+    stats = gateway.sandbox.stats
     assert stats.created_total == 1 and stats.creates == 2 and stats.lists >= 1
 
 
 async def test_crash_after_create_before_the_task_id_is_saved(gateway: Served, png_uri: str) -> None:
     """Replays the database state such a crash leaves: attempt recorded, task created, id never saved."""
-    job_id = await submit(gateway, png_uri)
+    job_id = await gateway.submit(png_uri)
     gw = gateway.gateway
     now = utcnow()
     async with gw.sessions.begin() as session:
@@ -87,7 +71,7 @@ async def test_crash_after_create_before_the_task_id_is_saved(gateway: Served, p
 
     done = await gateway.drive(job_id, "succeeded", "failed")
     assert done["status"] == "succeeded"
-    assert sandbox(gateway).stats.created_total == 1
+    assert gateway.sandbox.stats.created_total == 1
 
 
 @pytest.mark.parametrize(
@@ -96,27 +80,27 @@ async def test_crash_after_create_before_the_task_id_is_saved(gateway: Served, p
 async def test_transient_query_and_download_faults_are_retried(
     gateway: Served, png_uri: str, fault: str
 ) -> None:
-    sandbox(gateway).faults.add(fault)
-    job_id = await submit(gateway, png_uri)
+    gateway.sandbox.faults.add(fault)
+    job_id = await gateway.submit(png_uri)
     done = await gateway.drive(job_id, "succeeded", "failed")
     assert done["status"] == "succeeded"
-    assert sandbox(gateway).stats.created_total == 1
+    assert gateway.sandbox.stats.created_total == 1
 
 
 async def test_permanent_create_error_fails_the_job_with_the_upstream_code(
     gateway: Served, png_uri: str
 ) -> None:
-    sandbox(gateway).faults.add("create:400/DataInspectionFailed*1")
-    job_id = await submit(gateway, png_uri)
+    gateway.sandbox.faults.add("create:400/DataInspectionFailed*1")
+    job_id = await gateway.submit(png_uri)
     done = await gateway.drive(job_id, "failed", "succeeded")
     assert done["status"] == "failed"
     assert done["error"]["code"] == "upstream_rejected"
     assert done["error"]["upstream_code"] == "DataInspectionFailed"
-    assert sandbox(gateway).stats.creates == 1  # a 4xx is never retried
+    assert gateway.sandbox.stats.creates == 1  # a 4xx is never retried
 
 
 async def test_failed_task_carries_upstream_code_and_message(gateway: Served, png_uri: str) -> None:
-    job_id = await submit(gateway, png_uri, prompt="a cat [sandbox:FAILED/DataInspectionFailed]")
+    job_id = await gateway.submit(png_uri, prompt="a cat [sandbox:FAILED/DataInspectionFailed]")
     done = await gateway.drive(job_id, "failed", "succeeded")
     assert done["error"]["code"] == "upstream_failed"
     assert done["error"]["upstream_code"] == "DataInspectionFailed"
@@ -125,7 +109,7 @@ async def test_failed_task_carries_upstream_code_and_message(gateway: Served, pn
 
 
 async def test_unknown_task_ends_the_job(gateway: Served, png_uri: str) -> None:
-    job_id = await submit(gateway, png_uri, prompt="a cat [sandbox:UNKNOWN]")
+    job_id = await gateway.submit(png_uri, prompt="a cat [sandbox:UNKNOWN]")
     done = await gateway.drive(job_id, "failed", "succeeded")
     assert done["error"]["code"] == "upstream_task_unknown"
 
@@ -137,7 +121,7 @@ async def short_deadline(tmp_path: Path, database_url: str) -> AsyncIterator[Ser
 
 
 async def test_stuck_task_fails_at_the_deadline(short_deadline: Served, png_uri: str) -> None:
-    job_id = await submit(short_deadline, png_uri, prompt="a cat [sandbox:stuck]")
+    job_id = await short_deadline.submit(png_uri, prompt="a cat [sandbox:stuck]")
     done = await short_deadline.drive(job_id, "failed", "succeeded")
     assert done["error"]["code"] == "deadline_exceeded"
 
@@ -151,11 +135,11 @@ async def expiring_urls(tmp_path: Path, database_url: str) -> AsyncIterator[Serv
 async def test_copy_retried_until_the_video_url_expires(
     expiring_urls: Served, png_uri: str, tmp_path: Path
 ) -> None:
-    sandbox(expiring_urls).faults.add("download:503")  # every download fails, transiently
-    job_id = await submit(expiring_urls, png_uri)
+    expiring_urls.sandbox.faults.add("download:503")  # every download fails, transiently
+    job_id = await expiring_urls.submit(png_uri)
     done = await expiring_urls.drive(job_id, "failed", "succeeded")
     assert done["error"]["code"] == "video_url_expired"
-    assert sandbox(expiring_urls).stats.downloads >= 2  # retried while the URL was valid
+    assert expiring_urls.sandbox.stats.downloads >= 2  # retried while the URL was valid
     videos = tmp_path / "output" / "ai-video-wan-video" / "videos"
     assert [p for p in videos.rglob("*") if p.is_file()] == []  # nothing half-written left
 
@@ -168,7 +152,7 @@ async def one_slot(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
 
 
 async def test_in_flight_cap_and_fifo_order(one_slot: Served, png_uri: str) -> None:
-    ids = [await submit(one_slot, png_uri, prompt=f"job {i}") for i in range(3)]
+    ids = [await one_slot.submit(png_uri, prompt=f"job {i}") for i in range(3)]
     await one_slot.gateway.poller.run_once()
     statuses = [(await one_slot.job(i))["status"] for i in ids]
     assert statuses == ["submitted", "queued", "queued"]  # one slot, oldest first
@@ -182,14 +166,14 @@ async def test_in_flight_cap_and_fifo_order(one_slot: Served, png_uri: str) -> N
 async def test_a_dead_video_url_is_refreshed_from_the_task(gateway: Served, png_uri: str) -> None:
     """After a restart the embedded sandbox listens elsewhere: a stored URL can point at nothing while
     the task still offers a working one. The copy fails transiently, the URL is re-read, the job ends."""
-    job_id = await submit(gateway, png_uri)
-    sandbox(gateway).faults.add("download:503")  # every copy fails: the job waits in storing
+    job_id = await gateway.submit(png_uri)
+    gateway.sandbox.faults.add("download:503")  # every copy fails: the job waits in storing
     await gateway.drive(job_id, "storing")
     dead = "http://127.0.0.1:9/dead.mp4?Expires=4102444800"
     gw = gateway.gateway
     async with gw.sessions.begin() as session:
         await session.execute(update(Job).where(Job.id == job_id).values(video_source_url=dead))
-    sandbox(gateway).faults.clear()
+    gateway.sandbox.faults.clear()
 
     done = await gateway.drive(job_id, "succeeded", "failed")
     assert done["status"] == "succeeded", done["error"]
