@@ -48,10 +48,6 @@ class Gateway:
     loops: list[asyncio.Task[None]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
-    @property
-    def upstream_base_url(self) -> str:
-        return self.provider.base_url
-
 
 def _upstream_timeout(settings: Settings) -> httpx.Timeout:
     return httpx.Timeout(settings.upstream_read_timeout_s, connect=settings.upstream_connect_timeout_s)
@@ -119,7 +115,6 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
                 concurrency=settings.worker_concurrency,
                 batch_size=settings.worker_batch_size,
                 reconcile_grace_s=settings.reconcile_grace_s,
-                create_timeout_s=settings.upstream_read_timeout_s,
                 max_inflight={f: settings.upstream_max_inflight.get(f, 2) for f in FAMILIES},
                 max_video_bytes=settings.max_video_bytes,
                 download_timeout_s=settings.download_timeout_s,

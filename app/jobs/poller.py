@@ -64,7 +64,6 @@ class PollerConfig:
     concurrency: int = 16
     batch_size: int = 32
     reconcile_grace_s: float = 30.0
-    create_timeout_s: float = 30.0
     max_inflight: Mapping[str, int] = field(default_factory=dict)
     default_max_inflight: int = 2
     max_video_bytes: int = 1 << 30

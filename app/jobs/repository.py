@@ -77,7 +77,8 @@ async def list_page(
 
 
 async def upstream_slots_in_use(session: AsyncSession, limit_group: str) -> int:
-    """Tasks of this family that are (or may be) PENDING/RUNNING upstream. See states.holds_upstream_slot."""
+    """Tasks of this family that are (or may be) PENDING/RUNNING upstream: from the submit claim (which
+    sets `submit_started_at`) until upstream reports a terminal state (`storing` holds no slot)."""
     query = select(func.count()).where(
         Job.limit_group == limit_group,
         or_(
