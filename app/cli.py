@@ -1,4 +1,4 @@
-"""The `wan-gateway` command: `serve`, `migrate`, `sandbox`, `openapi`."""
+"""The `wan-gateway` command: `serve`, `migrate`, `sandbox`, `webhook-secret`, `openapi`."""
 
 from __future__ import annotations
 
@@ -52,6 +52,21 @@ def cmd_sandbox(settings: Settings, host: str, port: int) -> None:
         asyncio.run(serve_forever(SandboxConfig.from_settings(settings)))
 
 
+def cmd_webhook_secret(settings: Settings) -> None:
+    """Print the signing secret(s): the configured ones, or the one generated and kept in the database."""
+    from app.db.engine import create_engine, session_factory
+    from app.webhooks.secrets import SecretSource
+
+    async def secrets() -> list[str]:
+        engine = create_engine(settings.database_url)
+        try:
+            return await SecretSource(session_factory(engine), settings.webhook_secret).get()
+        finally:
+            await engine.dispose()
+
+    print("\n".join(asyncio.run(secrets())))
+
+
 def cmd_openapi(output: Path) -> None:
     from app.main import create_app
 
@@ -72,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sandbox = sub.add_parser("sandbox", help="run the DashScope emulator alone")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8001)
+    sub.add_parser("webhook-secret", help="print the webhook signing secret(s) receivers verify with")
     openapi = sub.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--output", type=Path, default=Path("openapi/openapi.json"))
     args = parser.parse_args(argv)
@@ -87,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         cmd_serve(settings, args.host, args.port, not args.no_migrate)
     elif args.command == "sandbox":
         cmd_sandbox(settings, args.host, args.port)
+    elif args.command == "webhook-secret":
+        cmd_webhook_secret(settings)
 
 
 if __name__ == "__main__":

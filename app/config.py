@@ -16,6 +16,19 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
 
+#: Webhook/SSE event types: `job.<status>`.
+EVENT_TYPES = tuple(
+    f"job.{s}" for s in ("queued", "submitted", "running", "storing", "succeeded", "failed", "canceled")
+)
+TERMINAL_EVENTS = ("job.succeeded", "job.failed", "job.canceled")
+#: In the spirit of Svix: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+def split_secrets(value: str) -> list[str]:
+    return [s for s in value.replace(",", " ").split() if s]
+
+
 #: Per-family defaults from dashscope-protocol.md §7 (per Alibaba Cloud account).
 DEFAULT_SUBMIT_RPS: dict[str, float] = {"wan2.6": 5, "wan2.5": 5, "wan2.2": 2, "wan2.1": 2, "kf2v": 2}
 DEFAULT_MAX_INFLIGHT: dict[str, int] = {"wan2.6": 5, "wan2.5": 5, "wan2.2": 2, "wan2.1": 2, "kf2v": 2}
@@ -170,6 +183,38 @@ class Settings(BaseSettings):
         description="After an ambiguous create, how long the task list is searched before resubmitting.",
     )
 
+    # --- webhooks and live events ----------------------------------------------------------------
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="`whsec_…` signing secret(s); several, comma-separated, during a rotation (each message "
+        "is signed with all). Unset: one is generated on first use and kept in the database "
+        "(`wan-gateway webhook-secret` prints it).",
+    )
+    webhook_default_url: str | None = Field(
+        default=None, description="A gateway-wide endpoint that receives events of every job."
+    )
+    webhook_default_events: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(TERMINAL_EVENTS),
+        description="Events sent to WEBHOOK_DEFAULT_URL, comma-separated (default: the terminal ones).",
+    )
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE),
+        description="Seconds before each delivery attempt, comma-separated; the first is the first try. "
+        "Up to 10 % jitter is added. When the list runs out the delivery is marked failed.",
+    )
+    webhook_timeout_s: float = Field(default=10.0, description="Timeout of one webhook request.")
+    webhook_concurrency: int = Field(default=16, description="Webhook requests in flight per worker.")
+    allow_private_urls: bool = Field(
+        default=False,
+        description="Let webhook targets (and fetched URLs) resolve to loopback/private/link-local "
+        "addresses. Cloud metadata addresses stay refused.",
+    )
+    sse_keepalive_s: float = Field(default=15.0, description="Comment line interval on event streams.")
+    change_poll_interval_s: float = Field(
+        default=1.0,
+        description="How often event streams and `Prefer: wait` look for changes made by other processes "
+        "(changes made in this process are seen at once).",
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     @field_validator("upstream_submit_rps", mode="before")
@@ -183,6 +228,34 @@ class Settings(BaseSettings):
     def _merge_inflight(cls, value: Any) -> Any:
         parsed = _parse_family_map(value)
         return {**DEFAULT_MAX_INFLIGHT, **parsed} if isinstance(parsed, dict) else parsed
+
+    @field_validator("webhook_default_events", mode="before")
+    @classmethod
+    def _events(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        unknown = set(value) - set(EVENT_TYPES)
+        if unknown:
+            raise ValueError(f"unknown event types {sorted(unknown)}; known: {', '.join(EVENT_TYPES)}")
+        return value
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [float(v) for v in value.split(",") if v.strip()]
+        if not value or any(v < 0 for v in value):
+            raise ValueError("WEBHOOK_RETRY_SCHEDULE needs at least one delay, none negative")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secrets(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            for secret in split_secrets(value.get_secret_value()):
+                if not secret.startswith("whsec_") or len(secret) < 20:
+                    raise ValueError("WEBHOOK_SECRET entries must look like whsec_<base64>")
+        return value
 
     @field_validator("dashscope_base_url", "public_base_url")
     @classmethod

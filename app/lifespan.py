@@ -19,8 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db.engine import create_engine, session_factory
+from app.jobs.feed import ChangeFeed
 from app.jobs.images import ImageLimits
-from app.jobs.poller import JobPoller, PollerConfig
+from app.jobs.outbox import Outbox, WebhookTarget
+from app.jobs.poller import JobPoller, PollerConfig, make_worker_id
+from app.jobs.presenter import Presenter
 from app.jobs.service import JobService, ServiceConfig
 from app.providers.dashscope.capabilities import FAMILIES
 from app.providers.dashscope.client import DashScopeClient
@@ -29,6 +32,10 @@ from app.providers.sandbox.config import SandboxConfig
 from app.providers.sandbox.server import SandboxServer
 from app.storage.base import Storage
 from app.storage.factory import build_storage
+from app.webhooks.dispatcher import Dispatcher, DispatcherConfig
+from app.webhooks.secrets import SecretSource
+from app.webhooks.sender import WebhookSender
+from app.webhooks.service import DeliveryService
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,11 @@ class Gateway:
     storage: Storage
     service: JobService
     poller: JobPoller
+    presenter: Presenter
+    feed: ChangeFeed
+    dispatcher: Dispatcher
+    deliveries: DeliveryService
+    secrets: SecretSource
     sandbox: SandboxServer | None = None
     loops: list[asyncio.Task[None]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -103,6 +115,15 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             limiter=UpstreamLimiter(settings.upstream_query_qps, settings.upstream_submit_rps),
         )
         storage = build_storage(settings)
+        presenter = Presenter(settings.public_base_url)
+        feed = ChangeFeed()
+        default_target = None
+        if settings.webhook_default_url:
+            default_target = WebhookTarget(
+                settings.webhook_default_url, frozenset(settings.webhook_default_events)
+            )
+        outbox = Outbox(presenter, default_target)
+        worker_id = make_worker_id()
         poller = JobPoller(
             sessions,
             provider,
@@ -119,22 +140,45 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
                 max_video_bytes=settings.max_video_bytes,
                 download_timeout_s=settings.download_timeout_s,
             ),
+            outbox=outbox,
+            feed=feed,
+            worker_id=worker_id,
             dialect=engine.dialect.name,
         )
         service = JobService(
             sessions,
             provider,
             ServiceConfig(
-                public_base_url=settings.public_base_url,
                 job_deadline_s=settings.job_deadline_s,
                 image_limits=ImageLimits(
                     min_side=settings.image_min_side_px,
                     max_side=settings.image_max_side_px,
                     max_bytes=settings.image_max_bytes,
                 ),
+                allow_private_urls=settings.allow_private_urls,
+                change_poll_interval_s=settings.change_poll_interval_s,
             ),
+            outbox=outbox,
+            feed=feed,
             on_created=poller.wake,
         )
+        secrets = SecretSource(sessions, settings.webhook_secret)
+        dispatcher = Dispatcher(
+            sessions,
+            WebhookSender(),
+            secrets,
+            DispatcherConfig(
+                schedule=tuple(settings.webhook_retry_schedule),
+                timeout_s=settings.webhook_timeout_s,
+                concurrency=settings.webhook_concurrency,
+                lease_s=settings.lease_s,
+                allow_private=settings.allow_private_urls,
+                idle_max_s=settings.change_poll_interval_s,
+            ),
+            worker_id=worker_id,
+        )
+        feed.subscribe(dispatcher.wake)  # a status change may have queued deliveries
+        deliveries = DeliveryService(sessions, on_scheduled=dispatcher.wake)
         gateway = Gateway(
             settings=settings,
             engine=engine,
@@ -143,12 +187,18 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             storage=storage,
             service=service,
             poller=poller,
+            presenter=presenter,
+            feed=feed,
+            dispatcher=dispatcher,
+            deliveries=deliveries,
+            secrets=secrets,
             sandbox=sandbox,
         )
         if settings.workers_enabled if start_loops is None else start_loops:
-            loop = asyncio.create_task(poller.run(gateway.stop), name="job poller")
-            loop.add_done_callback(_report_crash)
-            gateway.loops.append(loop)
+            for name, runner in (("job poller", poller), ("webhook dispatcher", dispatcher)):
+                loop = asyncio.create_task(runner.run(gateway.stop), name=name)
+                loop.add_done_callback(_report_crash)
+                gateway.loops.append(loop)
 
         async def stop_loops() -> None:
             gateway.stop.set()

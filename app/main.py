@@ -5,15 +5,16 @@ Run with `wan-gateway serve` (which applies migrations first) or `uvicorn --fact
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Header
 from fastapi.openapi.utils import get_openapi
 
 from app import __version__
-from app.api import docs, health, jobs
+from app.api import deliveries, docs, events, health, jobs
 from app.config import Settings
 from app.errors import PROBLEM_JSON, install_handlers
+from app.jobs.schemas import WebhookPayload
 from app.lifespan import lifespan
 
 DESCRIPTION = """\
@@ -38,7 +39,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or Settings()
     install_handlers(app)
     app.include_router(jobs.router)
+    app.include_router(events.router)
+    app.include_router(deliveries.router)
     app.include_router(health.router)
+    document_webhooks(app)
     docs.install_docs(app)
 
     def openapi() -> dict[str, Any]:
@@ -50,9 +54,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def document_webhooks(app: FastAPI) -> None:
+    """The outgoing webhook, in the OpenAPI `webhooks` section."""
+
+    @app.webhooks.post("job-event", summary="A job entered a new status", tags=["webhooks"])
+    def job_event(
+        body: WebhookPayload,
+        webhook_id: Annotated[
+            str,
+            Header(alias="webhook-id", description="Stable across retries and replays: deduplicate on it."),
+        ],
+        webhook_timestamp: Annotated[
+            str, Header(alias="webhook-timestamp", description="Unix seconds of this attempt.")
+        ],
+        webhook_signature: Annotated[
+            str,
+            Header(
+                alias="webhook-signature",
+                description='`v1,<base64 HMAC-SHA256 of "id.timestamp.body">` with the `whsec_` secret; '
+                "several, space-separated, while secrets rotate.",
+            ),
+        ],
+    ) -> None:
+        """POSTed to the job's `webhook_url` (events in `webhook_events`; terminal ones by default) and
+        to WEBHOOK_DEFAULT_URL, signed as in Standard Webhooks (verify with any of its libraries).
+        Answer 2xx to acknowledge. Other answers and timeouts (10 s) are retried on
+        WEBHOOK_RETRY_SCHEDULE (immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, with jitter);
+        429/503 `Retry-After` is honoured; redirects are not followed; 410 Gone stops deliveries to
+        the endpoint."""
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema, with error responses declared as `application/problem+json` (what they are)."""
-    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        webhooks=app.webhooks.routes,
+    )
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():

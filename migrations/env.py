@@ -9,7 +9,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import app.jobs.models  # noqa: F401  (registers the tables)
+import app.jobs.models
+import app.webhooks.models  # noqa: F401
 from app.config import Settings
 from app.db.base import Base
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,19 @@ class Served:
             return body if body["status"] in statuses else None
 
         return await wait_for(reached, within=within, what=f"{job_id} to become {statuses}")
+
+    async def pump_until(
+        self, condition: Callable[[], bool | Awaitable[bool]], *, within: float = 60.0, what: str = ""
+    ) -> None:
+        """Run the job loop and the webhook dispatcher until `condition()` holds (sync or async)."""
+
+        async def done() -> bool:
+            await self.gateway.poller.run_once()
+            await self.gateway.dispatcher.run_once()
+            outcome = condition()
+            return bool(await outcome) if inspect.isawaitable(outcome) else bool(outcome)
+
+        await wait_for(done, within=within, what=what or "the condition")
 
 
 @contextlib.asynccontextmanager

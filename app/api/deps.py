@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the per-process Gateway the lifespan built, and its job service."""
+"""FastAPI dependencies: the per-process Gateway the lifespan built."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.jobs.service import JobService
 from app.lifespan import Gateway
 
 
@@ -15,9 +14,4 @@ def get_gateway(request: Request) -> Gateway:
     return gateway
 
 
-def get_service(gateway: Annotated[Gateway, Depends(get_gateway)]) -> JobService:
-    return gateway.service
-
-
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
-ServiceDep = Annotated[JobService, Depends(get_service)]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import FileResponse
 
-from app.api.deps import GatewayDep, ServiceDep
+from app.api.deps import GatewayDep
 from app.api.problems import problem_responses
 from app.errors import Conflict, FieldError, NotFound
 from app.jobs import schemas
@@ -25,12 +26,12 @@ _STATUSES = [s.value for s in JobStatus]
     summary="Submit a video.generate job",
     responses=problem_responses(400, 422),
 )
-async def create_job(body: schemas.JobCreate, service: ServiceDep, response: Response) -> schemas.Job:
+async def create_job(body: schemas.JobCreate, gateway: GatewayDep, response: Response) -> schemas.Job:
     """Validates the request against the model's capabilities and stores it as `queued`. DashScope is
     never called here: a background loop submits it, within the account's rate and concurrency limits."""
-    job = await service.create(body)
+    job = await gateway.service.create(body)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return service.to_public(job)
+    return gateway.presenter.job(job)
 
 
 @router.get(
@@ -40,7 +41,7 @@ async def create_job(body: schemas.JobCreate, service: ServiceDep, response: Res
     responses=problem_responses(422),
 )
 async def list_jobs(
-    service: ServiceDep,
+    gateway: GatewayDep,
     status: Annotated[
         list[str] | None,
         Query(description="Only these statuses (repeat the parameter or separate with commas)."),
@@ -54,8 +55,8 @@ async def list_jobs(
     for value in statuses:
         if value not in _STATUSES:
             raise FieldError("status", f"unknown status {value!r}; one of {', '.join(_STATUSES)}")
-    page = await service.list(owner=None, statuses=statuses or None, limit=limit, cursor=cursor)
-    return schemas.JobList(data=[service.to_public(j) for j in page.jobs], next_cursor=page.next_cursor)
+    page = await gateway.service.page(owner=None, statuses=statuses or None, limit=limit, cursor=cursor)
+    return schemas.JobList(data=[gateway.presenter.job(j) for j in page.jobs], next_cursor=page.next_cursor)
 
 
 @router.get(
@@ -64,8 +65,36 @@ async def list_jobs(
     summary="Get a job",
     responses=problem_responses(404),
 )
-async def get_job(job_id: str, service: ServiceDep) -> schemas.Job:
-    return service.to_public(await service.get(job_id))
+async def get_job(
+    job_id: str,
+    gateway: GatewayDep,
+    response: Response,
+    prefer: Annotated[
+        str | None,
+        Header(
+            description="`wait=N` (N ≤ 60): hold the answer until the job changes status or N seconds pass."
+        ),
+    ] = None,
+) -> schemas.Job:
+    """With `Prefer: wait=N` this is a long poll: it answers as soon as the job enters a new status, or
+    after N seconds (at most 60) with the job unchanged; a finished job answers at once."""
+    job = await gateway.service.get(job_id)
+    wait = parse_prefer_wait(prefer)
+    if wait is not None:
+        response.headers["Preference-Applied"] = f"wait={wait}"
+        if not JobStatus(job.status).terminal and wait > 0:
+            job = await gateway.service.wait_for_event(job, wait)
+    return gateway.presenter.job(job)
+
+
+_PREFER_WAIT = re.compile(r'(?:^|[,;\s])wait\s*=\s*"?(\d+)"?', re.IGNORECASE)
+MAX_WAIT_S = 60
+
+
+def parse_prefer_wait(prefer: str | None) -> int | None:
+    """RFC 7240 `wait` preference, capped at 60 s; None when absent."""
+    match = _PREFER_WAIT.search(prefer or "")
+    return min(int(match.group(1)), MAX_WAIT_S) if match else None
 
 
 @router.post(
@@ -74,10 +103,10 @@ async def get_job(job_id: str, service: ServiceDep) -> schemas.Job:
     summary="Cancel a job",
     responses=problem_responses(404, 409, 503),
 )
-async def cancel_job(job_id: str, service: ServiceDep) -> schemas.Job:
+async def cancel_job(job_id: str, gateway: GatewayDep) -> schemas.Job:
     """A job not yet submitted is canceled here; a task still PENDING upstream is canceled there; a
     running one cannot be canceled (409, DashScope only cancels PENDING tasks). Canceling twice is fine."""
-    return service.to_public(await service.cancel(job_id))
+    return gateway.presenter.job(await gateway.service.cancel(job_id))
 
 
 @router.get(

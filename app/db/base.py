@@ -44,6 +44,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE/DELETE matched (its Result is a CursorResult)."""
+    return int(result.rowcount)
+
+
 #: JSON documents: JSONB on Postgres, JSON text elsewhere.
 JSONDoc = JSON().with_variant(JSONB(), "postgresql")
 

@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, JSONDoc, utcnow
@@ -77,3 +77,23 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+#: An autoincrementing 64-bit key (SQLite only autoincrements a plain INTEGER PRIMARY KEY).
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class JobEvent(Base):
+    """Append-only: one row per status change, written in the same transaction as the change.
+
+    The row id is the server-sent event id (`Last-Event-ID`); `data` is the job as GET returned it then.
+    """
+
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_job_id_id", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(32))  # job.<status>
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -28,7 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.base import utcnow
 from app.jobs import repository
+from app.jobs.feed import ChangeFeed
 from app.jobs.models import Job
+from app.jobs.outbox import Outbox
 from app.jobs.reconcile import Adopt, Attempt, Candidate, Evidence, Wait, by_request_id, decide, overlaps
 from app.jobs.states import JobStatus
 from app.providers.base import (
@@ -42,6 +44,7 @@ from app.providers.base import (
 from app.retry import backoff
 from app.storage.base import Storage
 from app.storage.copy import CopyError, copy_video, parse_url_expiry
+from app.workers.loop import ClaimLoop
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ def make_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-class JobPoller:
+class JobPoller(ClaimLoop[tuple[Job, Action]]):
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -87,86 +90,33 @@ class JobPoller:
         download_http: httpx.AsyncClient,
         config: PollerConfig,
         *,
+        outbox: Outbox,
+        feed: ChangeFeed,
         worker_id: str | None = None,
         dialect: str = "sqlite",
     ) -> None:
+        super().__init__(
+            name="job poller",
+            concurrency=config.concurrency,
+            batch_size=config.batch_size,
+            idle_max_s=config.poll_min_s,
+        )
         self._sessions = sessions
         self._provider = provider
         self._storage = storage
         self._download = download_http
         self._config = config
+        self._outbox = outbox
+        self._feed = feed
         self.worker_id = worker_id or make_worker_id()
         self._dialect = dialect
-        self._wake = asyncio.Event()
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self.last_tick_at: datetime | None = None
 
-    # --- loop ---------------------------------------------------------------------------------
-    def wake(self) -> None:
-        """A hint that work arrived (e.g. a job was created); the database stays the source of truth."""
-        self._wake.set()
-
-    async def run_once(self) -> int:
-        """Claim what is due, handle all of it, return how many jobs were handled. For tests and tools."""
-        claimed = await self._claim(self._config.batch_size)
-        if claimed:
-            await asyncio.gather(*(self._handle(job, action) for job, action in claimed))
-        return len(claimed)
-
-    async def run(self, stop: asyncio.Event, drain_timeout_s: float = 10.0) -> None:
-        """Keep up to `concurrency` jobs in hand until `stop` is set; then drain for a bounded time."""
-        log.info("job poller %s started", self.worker_id)
-        try:
-            while not stop.is_set():
-                self.last_tick_at = utcnow()  # the heartbeat /readyz reads, busy or idle
-                free = self._config.concurrency - len(self._in_flight)
-                claimed: list[tuple[Job, Action]] = []
-                if free > 0:
-                    try:
-                        claimed = await self._claim(min(free, self._config.batch_size))
-                    except Exception:
-                        log.exception("claiming jobs failed; retrying")
-                for job, action in claimed:
-                    task = asyncio.create_task(self._handle(job, action), name=f"job {job.id}")
-                    self._in_flight.add(task)
-                    task.add_done_callback(self._in_flight.discard)
-                if not claimed:
-                    await self._idle(stop)
-        finally:
-            await self._drain(drain_timeout_s)
-            log.info("job poller %s stopped", self.worker_id)
-
-    async def _idle(self, stop: asyncio.Event) -> None:
-        timeout = self._config.poll_min_s
-        with contextlib.suppress(Exception):
-            async with self._sessions() as session:
-                due = await repository.next_due_at(session, utcnow())
-            if due is not None:
-                timeout = min(timeout, max(0.05, (due - utcnow()).total_seconds()))
-        self._wake.clear()
-        waiters: list[asyncio.Future[Any]] = [
-            asyncio.ensure_future(self._wake.wait()),
-            asyncio.ensure_future(stop.wait()),
-        ]
-        if self._in_flight:
-            waiters.append(asyncio.ensure_future(asyncio.wait(set(self._in_flight))))
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-
-    async def _drain(self, grace_s: float) -> None:
-        if not self._in_flight:
-            return
-        _, pending = await asyncio.wait(set(self._in_flight), timeout=grace_s)
-        for task in pending:
-            task.cancel()  # its lease lapses; another worker resumes the job
-        if pending:
-            await asyncio.wait(pending)
+    async def next_due_at(self) -> datetime | None:
+        async with self._sessions() as session:
+            return await repository.next_due_at(session, utcnow())
 
     # --- claiming -----------------------------------------------------------------------------
-    async def _claim(self, limit: int) -> list[tuple[Job, Action]]:
+    async def claim(self, limit: int) -> list[tuple[Job, Action]]:
         now = utcnow()
         lease_until = now + timedelta(seconds=self._config.lease_s)
         claimed: list[tuple[Job, Action]] = []
@@ -191,7 +141,8 @@ class JobPoller:
             await session.execute(select(func.pg_advisory_xact_lock(zlib.crc32(group.encode()))))
 
     # --- handling -----------------------------------------------------------------------------
-    async def _handle(self, job: Job, action: Action) -> None:
+    async def handle(self, item: tuple[Job, Action]) -> None:
+        job, action = item
         try:
             async with self._keep_lease(job):
                 if action is Action.SUBMIT:
@@ -243,8 +194,10 @@ class JobPoller:
     # --- writes -------------------------------------------------------------------------------
     async def _write(self, job: Job, **values: Any) -> None:
         async with self._sessions.begin() as session:
-            if not await repository.cas_update(session, job, **values):
+            if not await repository.cas_update(session, job, outbox=self._outbox, **values):
                 raise LostJob(job.id)
+        if "status" in values:
+            self._feed.notify(job.id)
 
     async def _release(self, job: Job, **values: Any) -> None:
         await self._write(job, lease_owner=None, lease_expires_at=None, **values)

@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.base import utcnow
-from app.jobs.models import Job
+from app.db.base import rowcount, utcnow
+from app.jobs.models import Job, JobEvent
+from app.jobs.outbox import Outbox
 from app.jobs.states import JobStatus, check_transition
 
 UPSTREAM_ACTIVE = (JobStatus.SUBMITTED.value, JobStatus.RUNNING.value)
@@ -186,29 +187,30 @@ async def claim_due(
     return await _lease(session, ids, owner, now, lease_until)
 
 
-def _rowcount(result: Any) -> int:
-    """Rows an UPDATE matched (the Result of an UPDATE is a CursorResult)."""
-    return int(result.rowcount)
+async def cas_update(session: AsyncSession, job: Job, *, outbox: Outbox, **values: Any) -> bool:
+    """Write `values` iff the row is still at `job.version`; on success `job` reflects the new row.
 
-
-async def cas_update(session: AsyncSession, job: Job, **values: Any) -> bool:
-    """Write `values` iff the row is still at `job.version`; on success `job` reflects the new row."""
+    A status change also appends its event and webhook deliveries (the outbox), in this transaction.
+    """
     now = values.pop("updated_at", None) or utcnow()
     target = values.get("status")
-    if target is not None and target != job.status:
-        check_transition(JobStatus(job.status), JobStatus(target))
+    status_changes = target is not None and target != job.status
+    if status_changes:
+        check_transition(JobStatus(job.status), JobStatus(str(target)))
     result = await session.execute(
         update(Job)
         .where(Job.id == job.id, Job.version == job.version)
         .values(**values, version=job.version + 1, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    if _rowcount(result) != 1:
+    if rowcount(result) != 1:
         return False
     for key, value in values.items():
         setattr(job, key, value)
     job.version += 1
     job.updated_at = now
+    if status_changes:
+        await outbox.record(session, job)
     return True
 
 
@@ -220,7 +222,7 @@ async def extend_lease(session: AsyncSession, job: Job, owner: str, lease_until:
         .values(lease_expires_at=lease_until)
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 async def task_ids_in_use(session: AsyncSession, task_ids: Sequence[str]) -> set[str]:
@@ -253,3 +255,18 @@ async def next_due_at(session: AsyncSession, now: datetime) -> datetime | None:
     )
     value: datetime | None = await session.scalar(query)
     return value
+
+
+async def events_after(session: AsyncSession, job_id: str, after_id: int, limit: int = 100) -> list[JobEvent]:
+    rows = await session.scalars(
+        select(JobEvent)
+        .where(JobEvent.job_id == job_id, JobEvent.id > after_id)
+        .order_by(JobEvent.id)
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
+async def last_event_id(session: AsyncSession, job_id: str) -> int:
+    value = await session.scalar(select(func.max(JobEvent.id)).where(JobEvent.job_id == job_id))
+    return int(value or 0)

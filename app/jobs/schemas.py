@@ -13,6 +13,9 @@ from app.providers.dashscope.capabilities import DEFAULT_MODEL, SEED_MAX
 
 _SIZE = re.compile(r"^\s*(\d{2,5})\s*[*xX×]\s*(\d{2,5})\s*$")
 JobStatusName = Literal["queued", "submitted", "running", "storing", "succeeded", "failed", "canceled"]
+EventType = Literal[
+    "job.queued", "job.submitted", "job.running", "job.storing", "job.succeeded", "job.failed", "job.canceled"
+]
 
 
 def parse_size(value: str) -> tuple[int, int]:
@@ -98,6 +101,17 @@ class JobCreate(BaseModel):
     metadata: dict[str, Any] | None = Field(
         default=None, description="Your own JSON object, echoed back (≤16 KB when serialized)."
     )
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Where to POST signed events (Standard Webhooks). Must resolve to public addresses "
+        "unless the gateway runs with ALLOW_PRIVATE_URLS=true.",
+    )
+    webhook_events: list[EventType] | None = Field(
+        default=None,
+        min_length=1,
+        description="Which events to send to webhook_url (default: job.succeeded, job.failed, job.canceled).",
+    )
 
     @field_validator("size")
     @classmethod
@@ -171,6 +185,8 @@ class Job(BaseModel):
     usage: dict[str, Any] | None = Field(default=None, description="DashScope's billing usage, verbatim.")
     warnings: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] | None = None
+    webhook_url: str | None = None
+    webhook_events: list[EventType] | None = None
 
 
 class JobList(BaseModel):
@@ -179,3 +195,40 @@ class JobList(BaseModel):
     next_cursor: Annotated[
         str | None, Field(description="Pass as `cursor` for the next page; null at the end.")
     ]
+
+
+class WebhookPayload(BaseModel):
+    """The body of every webhook (and the `data` of every server-sent event is its `data`)."""
+
+    type: EventType = Field(description="`job.<status>`: the status the job just entered.")
+    timestamp: datetime = Field(description="When the job entered that status.")
+    data: Job = Field(description="The job as `GET /v1/jobs/{id}` returned it at that moment.")
+
+
+class DeliveryAttempt(BaseModel):
+    attempted_at: datetime
+    status_code: int | None = Field(description="The receiver's HTTP status; null when no answer came.")
+    latency_ms: int
+    error: str | None = Field(description="Why the attempt failed (timeout, refused address, 5xx, …).")
+    response_body: str | None = Field(description="The first 1 KB of the receiver's answer.")
+
+
+class Delivery(BaseModel):
+    object: Literal["delivery"] = "delivery"
+    id: str = Field(description="The `webhook-id` header, the same on every attempt and on replays.")
+    event_id: int = Field(description="The event's id (the server-sent event id, too).")
+    type: EventType
+    url: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempt_count: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    attempts: list[DeliveryAttempt]
+
+
+class DeliveryList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Delivery]

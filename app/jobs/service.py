@@ -7,6 +7,7 @@ Each method is one unit of work: it opens and commits its own transaction. Upstr
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,13 +15,17 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.config import TERMINAL_EVENTS
 from app.db.base import utcnow
 from app.errors import Conflict, FieldError, NotFound, ServiceUnavailable
 from app.jobs import repository
 from app.jobs import schemas as api
+from app.jobs.feed import ChangeFeed, wait_changed
 from app.jobs.images import ImageLimits, inspect_image
-from app.jobs.models import Job
+from app.jobs.models import Job, JobEvent
+from app.jobs.outbox import Outbox
 from app.jobs.states import JobStatus
+from app.netguard import Resolver, UnsafeURL, vet_url
 from app.providers.base import (
     InvalidInput,
     PermanentError,
@@ -28,18 +33,17 @@ from app.providers.base import (
     VideoProvider,
     VideoRequest,
 )
+from app.webhooks import repository as webhook_repository
 
 log = logging.getLogger(__name__)
-
-#: Rough DashScope run time used only for the `progress` estimate: a minute plus 12 s per video second.
-_TYPICAL_BASE_S, _TYPICAL_PER_VIDEO_S = 60.0, 12.0
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    public_base_url: str
     job_deadline_s: float
     image_limits: ImageLimits
+    allow_private_urls: bool = False
+    change_poll_interval_s: float = 1.0
 
 
 class JobService:
@@ -48,12 +52,19 @@ class JobService:
         sessions: async_sessionmaker[AsyncSession],
         provider: VideoProvider,
         config: ServiceConfig,
+        *,
+        outbox: Outbox,
+        feed: ChangeFeed,
         on_created: Callable[[], None] = lambda: None,
+        resolver: Resolver | None = None,
     ) -> None:
         self._sessions = sessions
         self._provider = provider
         self._config = config
+        self._outbox = outbox
+        self._feed = feed
         self._on_created = on_created
+        self._resolver = resolver
 
     # --- create -------------------------------------------------------------------------------
     def _to_request(self, body: api.JobCreate) -> VideoRequest:
@@ -93,6 +104,13 @@ class JobService:
             submission = self._provider.prepare(request)
         except InvalidInput as exc:
             raise FieldError(exc.field, exc.message) from exc
+        if body.webhook_url is not None:
+            try:
+                await vet_url(
+                    body.webhook_url, allow_private=self._config.allow_private_urls, resolver=self._resolver
+                )
+            except UnsafeURL as exc:
+                raise FieldError("webhook_url", exc.reason) from exc
 
         echo: dict[str, Any] = {
             "prompt": request.prompt,
@@ -125,6 +143,8 @@ class JobService:
             upstream_body=submission.body,
             warnings=submission.warnings,
             meta=body.metadata,
+            webhook_url=body.webhook_url,
+            webhook_events=(list(body.webhook_events or TERMINAL_EVENTS) if body.webhook_url else None),
             next_attempt_at=now,
             deadline_at=now + timedelta(seconds=self._config.job_deadline_s),
             created_at=now,
@@ -132,7 +152,11 @@ class JobService:
         )
         async with self._sessions.begin() as session:
             await repository.insert(session, job)
+            await self._outbox.record(session, job)
+            if job.webhook_url:
+                await webhook_repository.rearm(session, job.webhook_url)
         log.info("job %s queued (model=%s)", job.id, job.model)
+        self._feed.notify(job.id)
         self._on_created()
         return job
 
@@ -144,7 +168,7 @@ class JobService:
             raise NotFound(f"no job {job_id}")
         return job
 
-    async def list(
+    async def page(
         self, *, owner: str | None, statuses: list[str] | None, limit: int, cursor: str | None
     ) -> repository.Page:
         position = None
@@ -208,9 +232,10 @@ class JobService:
     async def _mark_canceled(self, job: Job) -> bool:
         now = utcnow()
         async with self._sessions.begin() as session:
-            return await repository.cas_update(
+            changed = await repository.cas_update(
                 session,
                 job,
+                outbox=self._outbox,
                 status=JobStatus.CANCELED.value,
                 upstream_status="CANCELED" if job.task_id else job.upstream_status,
                 finished_at=now,
@@ -219,47 +244,29 @@ class JobService:
                 lease_expires_at=None,
                 updated_at=now,
             )
+        if changed:
+            self._feed.notify(job.id)
+        return changed
 
-    # --- presentation -------------------------------------------------------------------------
-    def content_url(self, job_id: str) -> str:
-        return f"{self._config.public_base_url}/v1/jobs/{job_id}/content"
+    # --- change waiting -------------------------------------------------------------------------
+    async def events_after(self, job_id: str, after_id: int) -> list[JobEvent]:
+        async with self._sessions() as session:
+            return await repository.events_after(session, job_id, after_id)
 
-    def to_public(self, job: Job) -> api.Job:
-        upstream_doc = dict(job.upstream or {})
-        usage = upstream_doc.pop("usage", None)
-        upstream = None
-        if job.task_id or upstream_doc:
-            upstream = api.UpstreamInfo(task_id=job.task_id, status=job.upstream_status, **upstream_doc)
-        result = None
-        if job.result:
-            result = api.JobResult(video_url=self.content_url(job.id), **job.result)
-        return api.Job(
-            id=job.id,
-            status=job.status,  # type: ignore[arg-type]
-            model=job.model,
-            created_at=job.created_at,
-            updated_at=job.updated_at,
-            finished_at=job.finished_at,
-            progress=progress(job),
-            request=job.request,
-            upstream=upstream,
-            result=result,
-            error=api.JobError(**job.error) if job.error else None,
-            usage=usage,
-            warnings=list(job.warnings or []),
-            metadata=job.meta,
-        )
-
-
-def progress(job: Job) -> int | None:
-    status = JobStatus(job.status)
-    if status in (JobStatus.FAILED, JobStatus.CANCELED):
-        return None
-    fixed = {JobStatus.QUEUED: 0, JobStatus.SUBMITTED: 5, JobStatus.STORING: 95, JobStatus.SUCCEEDED: 100}
-    if status in fixed:
-        return fixed[status]
-    started = job.submitted_at or job.created_at
-    seconds = float(job.request.get("duration") or 5)
-    typical = _TYPICAL_BASE_S + _TYPICAL_PER_VIDEO_S * seconds
-    share = min(1.0, (utcnow() - started).total_seconds() / typical)
-    return 10 + int(80 * share)
+    async def wait_for_event(self, job: Job, seconds: float) -> Job:
+        """`Prefer: wait`: return as soon as the job has moved on from `job` (the caller's copy), or after
+        `seconds`."""
+        async with self._sessions() as session:
+            seen = await repository.last_event_id(session, job.id)
+        # A change between the caller's read and the line above is already inside `seen`: compare.
+        current = await self.get(job.id, owner=job.owner)
+        if current.status != job.status:
+            return current
+        deadline = time.monotonic() + seconds
+        async with self._feed.watch(job.id) as changed:
+            while (remaining := deadline - time.monotonic()) > 0:
+                changed.clear()
+                if await self.events_after(job.id, seen):
+                    break
+                await wait_changed(changed, min(remaining, self._config.change_poll_interval_s))
+        return await self.get(job.id, owner=job.owner)

@@ -65,3 +65,17 @@ async def test_readiness_follows_the_running_job_loop(tmp_path: Path, database_u
         await asyncio.gather(*served.gateway.loops)
         ready = await served.client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["job_loop"] == "stopped"
+
+
+def test_outgoing_webhooks_and_the_event_stream_are_documented() -> None:
+    schema = create_app(Settings(_env_file=None)).openapi()
+    webhook = schema["webhooks"]["job-event"]["post"]
+    body = webhook["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert body.endswith("/WebhookPayload")
+    headers = {p["name"] for p in webhook["parameters"] if p["in"] == "header"}
+    assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    stream = schema["paths"]["/v1/jobs/{job_id}/events"]["get"]
+    assert "text/event-stream" in stream["responses"]["200"]["content"]
+    assert {p["name"] for p in stream["parameters"]} >= {"Last-Event-ID", "after"}
+    get_job = schema["paths"]["/v1/jobs/{job_id}"]["get"]
+    assert "Prefer" in {p["name"].title() for p in get_job["parameters"]}

@@ -13,11 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.responses import Response
 
 from app.providers.sandbox.config import SandboxConfig
 from app.providers.sandbox.server import SandboxServer
 from tests.conftest import CLIP_CACHE, free_port
 from tests.helpers import data_uri, wait_for
+from tests.receiver import receiver
 
 pytestmark = pytest.mark.slow
 
@@ -50,9 +52,8 @@ class GatewayProcess:
                 self.proc.kill()
 
 
-@pytest.fixture
-def process(tmp_path: Path, database_url: str) -> Iterator[GatewayProcess]:
-    env = {
+def gateway_env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "DATABASE_", "SANDBOX_"))},
         "DATABASE_URL": database_url,
         "DASHSCOPE_SANDBOX": "true",
@@ -70,7 +71,11 @@ def process(tmp_path: Path, database_url: str) -> Iterator[GatewayProcess]:
         "RECONCILE_GRACE_S": "1.0",
         "LOG_LEVEL": "INFO",
     }
-    gateway = GatewayProcess(env, free_port(), tmp_path / "gateway.log")
+
+
+@pytest.fixture
+def process(tmp_path: Path, database_url: str) -> Iterator[GatewayProcess]:
+    gateway = GatewayProcess(gateway_env(tmp_path, database_url), free_port(), tmp_path / "gateway.log")
     yield gateway
     gateway.stop()
 
@@ -146,3 +151,60 @@ async def test_kill_9_at_several_points_then_every_job_finishes_once(process: Ga
     tasks = listed.json()["data"]
     assert len(tasks) == 4, "each job made exactly one upstream task"
     assert {t["task_id"] for t in tasks} == {j["upstream"]["task_id"] for j in final}
+
+
+SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+async def test_kill_9_between_the_terminal_status_and_its_delivery(tmp_path: Path, database_url: str) -> None:
+    """The receiver refuses the first attempt; the process dies before the retry. After a restart the
+    event is delivered, under the webhook-id of the attempt made before the crash."""
+    env = {
+        **gateway_env(tmp_path, database_url),
+        "WEBHOOK_SECRET": SECRET,
+        "ALLOW_PRIVATE_URLS": "true",
+        "WEBHOOK_RETRY_SCHEDULE": "0,3,3,3",
+        "WEBHOOK_TIMEOUT_S": "2",  # a dead sender's lease (timeout + 5 s) lapses quickly
+    }
+    gateway = GatewayProcess(env, free_port(), tmp_path / "gateway.log")
+    refusing = True
+    async with receiver(SECRET, lambda n: Response(status_code=503 if refusing else 204)) as hook:
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.port}", timeout=10) as client:
+
+                async def up() -> bool:
+                    try:
+                        return (await client.get("/healthz")).status_code == 200
+                    except httpx.TransportError:
+                        return False
+
+                gateway.start()
+                await wait_for(up, within=60, what="the gateway to start")
+                body = {
+                    "prompt": "p",
+                    "duration": 2,
+                    "size": "1280*720",
+                    "reference_image": data_uri(640, 360),
+                }
+                response = await client.post("/v1/jobs", json={**body, "webhook_url": hook.url})
+                job_id = response.json()["id"]
+
+                async def refused_once() -> bool:
+                    return any(r.type == "job.succeeded" for r in hook.requests)
+
+                await wait_for(refused_once, within=60, what="the first, refused attempt")
+                gateway.kill()  # before the retry, 3 s later
+                first_id = hook.requests[-1].webhook_id
+                refusing = False
+                gateway.start()
+                await wait_for(up, within=60, what="the gateway to restart")
+
+                async def delivered() -> bool:
+                    return bool(hook.delivered)
+
+                await wait_for(delivered, within=60, what="delivery after the restart")
+                assert [r.webhook_id for r in hook.delivered] == [first_id]
+                assert hook.delivered[0].verified is not None
+                assert (await client.get(f"/v1/jobs/{job_id}")).json()["status"] == "succeeded"
+        finally:
+            gateway.stop()

@@ -60,3 +60,28 @@ def test_poll_intervals_are_checked(tmp_path: Path) -> None:
 
 def test_configuration_page_is_current() -> None:
     assert (REPO / "docs" / "CONFIGURATION.md").read_text() == render(), "run `make config-docs`"
+
+
+def test_webhook_settings_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "0, 1.5, 60")
+    monkeypatch.setenv("WEBHOOK_DEFAULT_EVENTS", "job.running,job.succeeded")
+    settings = make(tmp_path)
+    assert settings.webhook_retry_schedule == [0, 1.5, 60]
+    assert settings.webhook_default_events == ["job.running", "job.succeeded"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WEBHOOK_RETRY_SCHEDULE", "5,-1"),
+        ("WEBHOOK_RETRY_SCHEDULE", ""),
+        ("WEBHOOK_DEFAULT_EVENTS", "job.done"),
+        ("WEBHOOK_SECRET", "not-a-secret"),
+    ],
+)
+def test_bad_webhook_settings_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=name if name != "WEBHOOK_DEFAULT_EVENTS" else "unknown event"):
+        make(tmp_path)

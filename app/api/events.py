@@ -1,0 +1,91 @@
+"""`GET /v1/jobs/{id}/events`: server-sent events of a job's status changes, live.
+
+Each event is `id: <event id>`, `event: job.<status>`, `data: <the webhook payload>`. A reconnecting
+client sends `Last-Event-ID` and gets what it missed first; without it the stream replays the job's
+whole history. Comment lines keep idle connections alive; the stream ends after the terminal event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from app.api.deps import GatewayDep
+from app.api.problems import problem_responses
+from app.config import TERMINAL_EVENTS
+from app.errors import FieldError
+from app.jobs.feed import wait_changed
+from app.jobs.states import JobStatus
+from app.webhooks import payloads
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+EXAMPLE = """\
+id: 41
+event: job.running
+data: {"type":"job.running","timestamp":"2026-11-21T20:57:01Z","data":{"id":"job_…","status":"running",…}}
+
+: ping - 2026-11-21 20:57:16+00:00
+
+id: 44
+event: job.succeeded
+data: {"type":"job.succeeded","timestamp":"2026-11-21T20:57:11Z","data":{…}}
+"""
+
+
+@router.get(
+    "/{job_id}/events",
+    summary="Stream a job's status changes (server-sent events)",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": "`text/event-stream`; `data` of each event is a WebhookPayload",
+            "content": {"text/event-stream": {"schema": {"type": "string"}, "example": EXAMPLE}},
+        },
+        **problem_responses(404, 422),
+    },
+)
+async def job_events(
+    job_id: str,
+    gateway: GatewayDep,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", description="Resume after this event id.")
+    ] = None,
+    after: Annotated[
+        int | None, Query(ge=0, description="Same as Last-Event-ID, for clients that cannot set headers.")
+    ] = None,
+) -> EventSourceResponse:
+    await gateway.service.get(job_id)  # 404 before the stream starts
+    start = after or 0
+    if last_event_id is not None:
+        if not last_event_id.strip().isdigit():
+            raise FieldError("Last-Event-ID", "must be the id of an event of this stream")
+        start = int(last_event_id)
+    interval = gateway.settings.change_poll_interval_s
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        seen = start
+        async with gateway.feed.watch(job_id) as changed:
+            while True:
+                changed.clear()
+                # Status first, events second: the terminal event commits with the terminal status, so
+                # a job seen finished here has all its events visible to the read below.
+                finished = JobStatus((await gateway.service.get(job_id)).status).terminal
+                events = await gateway.service.events_after(job_id, seen)
+                for event in events:
+                    seen = event.id
+                    data = payloads.body(event.type, event.created_at, event.data)
+                    yield ServerSentEvent(data=data, event=event.type, id=str(event.id))
+                    if event.type in TERMINAL_EVENTS:
+                        return
+                if finished:
+                    return  # resumed after the terminal event: nothing more will come
+                if not events:
+                    await wait_changed(changed, interval)
+
+    return EventSourceResponse(
+        stream(), ping=gateway.settings.sse_keepalive_s, headers={"Cache-Control": "no-cache"}
+    )

@@ -1,0 +1,68 @@
+"""The job as clients see it: the one rendering used by GET, lists, server-sent events and webhooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.db.base import utcnow
+from app.jobs import schemas as api
+from app.jobs.models import Job
+from app.jobs.states import JobStatus
+
+#: Rough DashScope run time used only for the `progress` estimate: a minute plus 12 s per video second.
+_TYPICAL_BASE_S, _TYPICAL_PER_VIDEO_S = 60.0, 12.0
+
+
+@dataclass(frozen=True)
+class Presenter:
+    public_base_url: str
+
+    def content_url(self, job_id: str) -> str:
+        return f"{self.public_base_url}/v1/jobs/{job_id}/content"
+
+    def job(self, job: Job) -> api.Job:
+        upstream_doc = dict(job.upstream or {})
+        usage = upstream_doc.pop("usage", None)
+        upstream = None
+        if job.task_id or upstream_doc:
+            upstream = api.UpstreamInfo(task_id=job.task_id, status=job.upstream_status, **upstream_doc)
+        result = None
+        if job.result:
+            result = api.JobResult(video_url=self.content_url(job.id), **job.result)
+        return api.Job(
+            id=job.id,
+            status=job.status,  # type: ignore[arg-type]
+            model=job.model,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            finished_at=job.finished_at,
+            progress=progress(job),
+            request=job.request,
+            upstream=upstream,
+            result=result,
+            error=api.JobError(**job.error) if job.error else None,
+            usage=usage,
+            warnings=list(job.warnings or []),
+            metadata=job.meta,
+            webhook_url=job.webhook_url,
+            webhook_events=job.webhook_events,  # type: ignore[arg-type]
+        )
+
+    def job_json(self, job: Job) -> dict[str, Any]:
+        data: dict[str, Any] = self.job(job).model_dump(mode="json")
+        return data
+
+
+def progress(job: Job) -> int | None:
+    status = JobStatus(job.status)
+    if status in (JobStatus.FAILED, JobStatus.CANCELED):
+        return None
+    fixed = {JobStatus.QUEUED: 0, JobStatus.SUBMITTED: 5, JobStatus.STORING: 95, JobStatus.SUCCEEDED: 100}
+    if status in fixed:
+        return fixed[status]
+    started = job.submitted_at or job.created_at
+    seconds = float(job.request.get("duration") or 5)
+    typical = _TYPICAL_BASE_S + _TYPICAL_PER_VIDEO_S * seconds
+    share = min(1.0, (utcnow() - started).total_seconds() / typical)
+    return 10 + int(80 * share)
