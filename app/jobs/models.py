@@ -10,13 +10,14 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, Uni
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, JSONDoc, utcnow
+from app.db.leases import Leased
 
 
 def new_job_id() -> str:
     return "job_" + secrets.token_hex(12)
 
 
-class Job(Base):
+class Job(Leased, Base):
     __tablename__ = "jobs"
     __table_args__ = (
         # Claims: due rows by status.
@@ -34,8 +35,6 @@ class Job(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
 
     status: Mapped[str] = mapped_column(String(16))
-    # Bumped by every write: all updates are compare-and-set on it.
-    version: Mapped[int] = mapped_column(Integer, default=0)
 
     model: Mapped[str] = mapped_column(String(64))
     limit_group: Mapped[str] = mapped_column(String(16))
@@ -65,8 +64,6 @@ class Job(Base):
     last_error: Mapped[str | None] = mapped_column(Text)  # latest transient problem, for operators
 
     next_attempt_at: Mapped[datetime | None]
-    lease_owner: Mapped[str | None] = mapped_column(String(64))
-    lease_expires_at: Mapped[datetime | None]
     deadline_at: Mapped[datetime]
 
     storage_key: Mapped[str | None] = mapped_column(String(255))

@@ -16,6 +16,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import rowcount, utcnow
+from app.db.leases import lease, unleased
 from app.jobs.models import Job, JobEvent
 from app.jobs.outbox import Outbox
 from app.jobs.states import JobStatus, check_transition
@@ -104,34 +105,6 @@ async def limit_groups_with_queued(session: AsyncSession, now: datetime) -> list
     return list((await session.scalars(query)).all())
 
 
-def _unleased(now: datetime) -> Any:
-    return or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
-
-
-async def _lease(
-    session: AsyncSession,
-    ids: list[str],
-    owner: str,
-    now: datetime,
-    lease_until: datetime,
-    **extra: Any,
-) -> list[Job]:
-    if not ids:
-        return []
-    await session.execute(
-        update(Job)
-        .where(Job.id.in_(ids))
-        .values(
-            lease_owner=owner, lease_expires_at=lease_until, version=Job.version + 1, updated_at=now, **extra
-        )
-        .execution_options(synchronize_session=False)
-    )
-    jobs = (
-        await session.scalars(select(Job).where(Job.id.in_(ids)).execution_options(populate_existing=True))
-    ).all()
-    return sorted(jobs, key=lambda j: ids.index(j.id))
-
-
 async def claim_for_submit(
     session: AsyncSession, limit_group: str, count: int, owner: str, now: datetime, lease_until: datetime
 ) -> list[Job]:
@@ -149,15 +122,22 @@ async def claim_for_submit(
             Job.status == JobStatus.QUEUED.value,
             Job.submit_started_at.is_(None),
             Job.next_attempt_at <= now,
-            _unleased(now),
+            unleased(Job, now),
         )
         .order_by(Job.created_at, Job.id)
         .limit(count)
         .with_for_update(skip_locked=True)
     )
     ids = list((await session.scalars(query)).all())
-    return await _lease(
-        session, ids, owner, now, lease_until, submit_started_at=now, submit_attempts=Job.submit_attempts + 1
+    return await lease(
+        session,
+        Job,
+        ids,
+        owner,
+        lease_until,
+        updated_at=now,
+        submit_started_at=now,
+        submit_attempts=Job.submit_attempts + 1,
     )
 
 
@@ -169,7 +149,7 @@ async def claim_due(
         select(Job.id)
         .where(
             Job.next_attempt_at <= now,
-            _unleased(now),
+            unleased(Job, now),
             or_(
                 Job.status.in_((*UPSTREAM_ACTIVE, JobStatus.STORING.value)),
                 # queued: an ambiguous create to reconcile, or a job past its deadline
@@ -184,7 +164,7 @@ async def claim_due(
         .with_for_update(skip_locked=True)
     )
     ids = list((await session.scalars(query)).all())
-    return await _lease(session, ids, owner, now, lease_until)
+    return await lease(session, Job, ids, owner, lease_until, updated_at=now)
 
 
 async def cas_update(session: AsyncSession, job: Job, *, outbox: Outbox, **values: Any) -> bool:

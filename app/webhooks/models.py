@@ -10,6 +10,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, utcnow
+from app.db.leases import Leased
 from app.jobs.models import BigId
 
 
@@ -17,7 +18,7 @@ def new_message_id() -> str:
     return "msg_" + secrets.token_hex(12)
 
 
-class WebhookDelivery(Base):
+class WebhookDelivery(Leased, Base):
     """One event for one endpoint. Its id is the `webhook-id` header, the same on every retry."""
 
     __tablename__ = "webhook_deliveries"
@@ -31,13 +32,10 @@ class WebhookDelivery(Base):
     event_id: Mapped[int] = mapped_column(BigId, ForeignKey("job_events.id", ondelete="CASCADE"))
     url: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))  # pending, succeeded, failed
-    version: Mapped[int] = mapped_column(Integer, default=0)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     # Position in WEBHOOK_RETRY_SCHEDULE; a manual redelivery starts the schedule again.
     schedule_index: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
-    lease_owner: Mapped[str | None] = mapped_column(String(64))
-    lease_expires_at: Mapped[datetime | None]
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import rowcount, utcnow
+from app.db.leases import lease, unleased
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
@@ -22,25 +23,14 @@ async def claim_due(
         .where(
             WebhookDelivery.status == PENDING,
             WebhookDelivery.next_attempt_at <= now,
-            or_(WebhookDelivery.lease_expires_at.is_(None), WebhookDelivery.lease_expires_at < now),
+            unleased(WebhookDelivery, now),
         )
         .order_by(WebhookDelivery.next_attempt_at)
         .limit(count)
         .with_for_update(skip_locked=True)
     )
     ids = list((await session.scalars(query)).all())
-    if not ids:
-        return []
-    await session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id.in_(ids))
-        .values(lease_owner=owner, lease_expires_at=lease_until, version=WebhookDelivery.version + 1)
-        .execution_options(synchronize_session=False)
-    )
-    rows = await session.scalars(
-        select(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).execution_options(populate_existing=True)
-    )
-    return list(rows.all())
+    return await lease(session, WebhookDelivery, ids, owner, lease_until)
 
 
 async def finish_attempt(session: AsyncSession, delivery: WebhookDelivery, **values: Any) -> bool:
