@@ -1,4 +1,4 @@
-"""The `wan-gateway` command: `serve`, `migrate`, `sandbox`, `webhook-secret`, `openapi`."""
+"""The `wan-gateway` command: `serve`, `worker`, `migrate`, `sandbox`, `webhook-secret`, `openapi`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.config import Settings
+from app.workers.process import add_arguments as add_worker_arguments
+from app.workers.process import run as run_worker
 
 
-def _logging(settings: Settings) -> None:
+def configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -83,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+    worker = sub.add_parser("worker", help="run the job poller and webhook dispatcher without the API")
+    add_worker_arguments(worker)
     sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     sandbox = sub.add_parser("sandbox", help="run the DashScope emulator alone")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -96,7 +100,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         cmd_openapi(args.output)
         return
     settings = Settings()
-    _logging(settings)
+    if args.command == "worker":
+        run_worker(settings, args)
+        return
+    configure_logging(settings)
     if args.command == "migrate":
         cmd_migrate(settings)
     elif args.command == "serve":

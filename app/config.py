@@ -168,14 +168,25 @@ class Settings(BaseSettings):
 
     # --- job loop -------------------------------------------------------------------------------
     workers_enabled: bool = Field(
-        default=True, description="Run the poller loop inside the API process (false: API only)."
+        default=True,
+        description="Run the job poller and webhook dispatcher inside the API process (false: API only; "
+        "run `wan-gateway worker` processes beside it).",
     )
     poll_min_interval_s: float = Field(default=2.0, description="First/shortest upstream poll interval.")
     poll_max_interval_s: float = Field(default=15.0, description="Longest upstream poll interval.")
     job_deadline_s: float = Field(
         default=86400.0, description="A job not finished upstream this long after creation fails."
     )
-    lease_s: float = Field(default=60.0, description="How long a claimed job belongs to one worker.")
+    lease_s: float = Field(
+        default=60.0,
+        description="How long a claimed job or delivery belongs to one worker. Live workers renew it during "
+        "long steps; a dead worker's work is taken over by another once it lapses (this is the bound).",
+    )
+    shutdown_grace_s: float = Field(
+        default=20.0,
+        description="On SIGTERM, how long the loops may finish work in hand before stopping; what is left "
+        "keeps its lease and is resumed by another worker after LEASE_S.",
+    )
     worker_concurrency: int = Field(default=16, description="Jobs one worker handles at once.")
     worker_batch_size: int = Field(default=32, description="Due jobs claimed per poll tick.")
     reconcile_grace_s: float = Field(

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.db.budget import DatabaseBudgets
 from app.db.engine import create_engine, session_factory
 from app.jobs.feed import ChangeFeed
 from app.jobs.images import ImageLimits
@@ -27,7 +28,7 @@ from app.jobs.presenter import Presenter
 from app.jobs.service import JobService, ServiceConfig
 from app.providers.dashscope.capabilities import FAMILIES
 from app.providers.dashscope.client import DashScopeClient
-from app.providers.dashscope.ratelimit import UpstreamLimiter
+from app.providers.dashscope.ratelimit import UpstreamLimiter, account_scope
 from app.providers.sandbox.config import SandboxConfig
 from app.providers.sandbox.server import SandboxServer
 from app.storage.base import Storage
@@ -36,6 +37,7 @@ from app.webhooks.dispatcher import Dispatcher, DispatcherConfig
 from app.webhooks.secrets import SecretSource
 from app.webhooks.sender import WebhookSender
 from app.webhooks.service import DeliveryService
+from app.workers.runner import start_loops_of, stop_loops
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +65,6 @@ class Gateway:
 
 def _upstream_timeout(settings: Settings) -> httpx.Timeout:
     return httpx.Timeout(settings.upstream_read_timeout_s, connect=settings.upstream_connect_timeout_s)
-
-
-def _report_crash(task: asyncio.Task[None]) -> None:
-    """A loop should only end on stop; if it dies, say so (readiness reports it stale too)."""
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("%s stopped unexpectedly", task.get_name(), exc_info=exc)
 
 
 @contextlib.asynccontextmanager
@@ -112,7 +108,12 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             upstream_http,
             base_url=base_url,
             api_key=api_key,
-            limiter=UpstreamLimiter(settings.upstream_query_qps, settings.upstream_submit_rps),
+            limiter=UpstreamLimiter(
+                settings.upstream_query_qps,
+                settings.upstream_submit_rps,
+                store=DatabaseBudgets(sessions),
+                scope=account_scope(base_url, api_key.get_secret_value()),
+            ),
         )
         storage = build_storage(settings)
         presenter = Presenter(settings.public_base_url)
@@ -195,17 +196,8 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             sandbox=sandbox,
         )
         if settings.workers_enabled if start_loops is None else start_loops:
-            for name, runner in (("job poller", poller), ("webhook dispatcher", dispatcher)):
-                loop = asyncio.create_task(runner.run(gateway.stop), name=name)
-                loop.add_done_callback(_report_crash)
-                gateway.loops.append(loop)
-
-        async def stop_loops() -> None:
-            gateway.stop.set()
-            if gateway.loops:
-                await asyncio.gather(*gateway.loops, return_exceptions=True)
-
-        stack.push_async_callback(stop_loops)
+            stack.push_async_callback(stop_loops, gateway)
+            start_loops_of(gateway)
         yield gateway
 
 

@@ -1,19 +1,25 @@
-"""Operational endpoints: `/healthz` (the process answers) and `/readyz` (database, storage, job loop)."""
+"""Operational endpoints: `/healthz`, `/readyz`, `/metrics` (Prometheus) and `GET /v1/admin/stats`.
+
+The same router is served by worker processes on their health port (`wan-gateway worker --health-port`).
+"""
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from dataclasses import asdict
+from datetime import datetime
+from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from pydantic import BaseModel, Field
 
 from app.api.deps import GatewayDep
 from app.db.base import utcnow
+from app.ops import metrics
+from app.ops.readiness import readiness
+from app.ops.stats import queue_stats
 
 router = APIRouter(tags=["ops"])
-log = logging.getLogger(__name__)
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
@@ -23,34 +29,44 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: database, storage and the job loop",
+    summary="Readiness: database, storage and the loops' heartbeats",
     responses={503: {"description": "A dependency is not ready"}},
 )
 async def readyz(gateway: GatewayDep) -> JSONResponse:
-    checks: dict[str, Any] = {}
-    try:
-        async with gateway.sessions() as session:
-            await session.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:
-        log.warning("readiness: database: %s", exc)
-        checks["database"] = f"error: {type(exc).__name__}"
-    try:
-        await gateway.storage.check()
-        checks["storage"] = "ok"
-    except Exception as exc:
-        log.warning("readiness: storage: %s", exc)
-        checks["storage"] = f"error: {type(exc).__name__}"
-    if any(loop.done() for loop in gateway.loops):
-        checks["job_loop"] = "stopped"  # crashed (logged) or shut down
-    elif gateway.loops:
-        last = gateway.poller.last_tick_at
-        stale_after = 3 * max(gateway.settings.poll_max_interval_s, 5.0)
-        alive = last is not None and (utcnow() - last).total_seconds() < stale_after
-        checks["job_loop"] = "ok" if alive else "stale"
-    else:
-        checks["job_loop"] = "disabled"
-    ok = all(v in ("ok", "disabled") for v in checks.values())
+    ok, checks = await readiness(gateway)
     return JSONResponse(
         {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
     )
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics: queue depth, upstream tasks in flight, oldest due job, deliveries",
+    response_class=Response,
+    responses={200: {"content": {metrics.CONTENT_TYPE: {}}}},
+)
+async def prometheus_metrics(gateway: GatewayDep) -> Response:
+    return Response(await metrics.render(gateway), media_type=metrics.CONTENT_TYPE)
+
+
+class StatsOut(BaseModel):
+    object: Literal["stats"] = "stats"
+    at: datetime
+    jobs_by_status: dict[str, int] = Field(description="Jobs per status.")
+    upstream_in_flight: dict[str, int] = Field(
+        description="Upstream tasks PENDING/RUNNING (or being created) per model family; capped by "
+        "UPSTREAM_MAX_INFLIGHT."
+    )
+    due_jobs: int = Field(description="Jobs whose next step (submit, poll, store) is due now.")
+    oldest_due_age_s: float | None = Field(description="How late the oldest due job is; null when none.")
+    leased_jobs: int = Field(description="Jobs a worker holds right now.")
+    deliveries_by_status: dict[str, int] = Field(description="Webhook deliveries per status.")
+    oldest_due_delivery_age_s: float | None = Field(description="How late the oldest due delivery is.")
+
+
+@router.get("/v1/admin/stats", summary="Queue figures as JSON (the same as /metrics)")
+async def admin_stats(gateway: GatewayDep) -> StatsOut:
+    now = utcnow()
+    async with gateway.sessions() as session:
+        stats = await queue_stats(session, now)
+    return StatsOut(at=now, **asdict(stats))

@@ -32,6 +32,11 @@ class ClaimLoop(ABC, Generic[T]):
         #: The heartbeat /readyz reads: set on every turn of the loop, busy or idle.
         self.last_tick_at: datetime | None = None
 
+    @property
+    def idle_max_s(self) -> float:
+        """The longest the loop waits between turns when idle (readiness derives staleness from it)."""
+        return self._idle_max_s
+
     @abstractmethod
     async def claim(self, limit: int) -> list[T]:
         """Lease up to `limit` due items to this worker."""

@@ -50,21 +50,29 @@ async def test_health(gateway: Served) -> None:
     assert (await gateway.client.get("/healthz")).json() == {"status": "ok"}
     ready = await gateway.client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "storage": "ok", "job_loop": "disabled"}
+    assert ready.json()["checks"] == {
+        "database": "ok",
+        "storage": "ok",
+        "job_poller": "disabled",
+        "webhook_dispatcher": "disabled",
+    }
 
 
-async def test_readiness_follows_the_running_job_loop(tmp_path: Path, database_url: str) -> None:
+async def test_readiness_follows_the_running_loops(tmp_path: Path, database_url: str) -> None:
     async with serve(make_settings(tmp_path, database_url, workers_enabled=True)) as served:
 
-        async def loop_ready() -> bool:
+        async def loops_ready() -> bool:
             body = (await served.client.get("/readyz")).json()
-            return bool(body["checks"]["job_loop"] == "ok")
+            return bool(body["checks"]["job_poller"] == body["checks"]["webhook_dispatcher"] == "ok")
 
-        await wait_for(loop_ready, within=10, what="the job loop's heartbeat")
-        served.gateway.stop.set()  # the loop ends
+        await wait_for(loops_ready, within=10, what="the loops' heartbeats")
+        served.gateway.stop.set()  # the loops end
         await asyncio.gather(*served.gateway.loops)
         ready = await served.client.get("/readyz")
-        assert ready.status_code == 503 and ready.json()["checks"]["job_loop"] == "stopped"
+        assert ready.status_code == 503
+        assert (
+            ready.json()["checks"]["job_poller"] == ready.json()["checks"]["webhook_dispatcher"] == "stopped"
+        )
 
 
 def test_outgoing_webhooks_and_the_event_stream_are_documented() -> None:
@@ -79,3 +87,19 @@ def test_outgoing_webhooks_and_the_event_stream_are_documented() -> None:
     assert {p["name"] for p in stream["parameters"]} >= {"Last-Event-ID", "after"}
     get_job = schema["paths"]["/v1/jobs/{job_id}"]["get"]
     assert "Prefer" in {p["name"].title() for p in get_job["parameters"]}
+
+
+async def test_queue_figures_as_json_and_prometheus(gateway: Served, png_uri: str) -> None:
+    first = await gateway.submit(png_uri)
+    await gateway.submit(png_uri)
+    stats = (await gateway.client.get("/v1/admin/stats")).json()
+    assert stats["jobs_by_status"]["queued"] == 2 and stats["due_jobs"] == 2
+    assert stats["upstream_in_flight"] == {}
+    await gateway.drive(first, "succeeded")
+    stats = (await gateway.client.get("/v1/admin/stats")).json()
+    assert stats["jobs_by_status"]["succeeded"] >= 1 and sum(stats["jobs_by_status"].values()) == 2
+    metrics = await gateway.client.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    for status, count in stats["jobs_by_status"].items():
+        assert f'wan_gateway_jobs{{status="{status}"}} {float(count)}' in metrics.text
+    assert "wan_gateway_oldest_due_job_age_seconds" in metrics.text

@@ -4,9 +4,6 @@ finishes once, and each makes exactly one upstream task (the embedded sandbox ke
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,37 +16,18 @@ from app.providers.sandbox.config import SandboxConfig
 from app.providers.sandbox.server import SandboxServer
 from tests.conftest import CLIP_CACHE, free_port
 from tests.helpers import data_uri, wait_for
+from tests.processes import ManagedProcess
 from tests.receiver import receiver
 
 pytestmark = pytest.mark.slow
 
 
-class GatewayProcess:
+class GatewayProcess(ManagedProcess):
+    """`wan-gateway serve` with its loops and embedded sandbox, as `make run` starts it."""
+
     def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self.env, self.port, self.log = env, port, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        super().__init__("gateway", ["serve", "--host", "127.0.0.1", "--port", str(port)], env, log)
+        self.port = port
 
 
 def gateway_env(tmp_path: Path, database_url: str) -> dict[str, str]:

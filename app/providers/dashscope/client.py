@@ -131,7 +131,7 @@ class DashScopeClient:
                 # Only a 429 proves nothing was created; a 5xx or a proxy page may follow a creation.
                 error.maybe_created = response.status_code != 429
                 if response.status_code == 429:
-                    self._limiter.pause_submit(group, error.retry_after or 1.0)
+                    await self._limiter.pause_submit(group, error.retry_after or 1.0)
             raise error
         answer = self._json(response, maybe_created=True)
         if isinstance(answer, dict) and answer.get("code") and not isinstance(answer.get("output"), dict):
@@ -178,7 +178,7 @@ class DashScopeClient:
         if response.status_code != 200:
             error = classify(response)
             if response.status_code == 429 and isinstance(error, TransientError):
-                self._limiter.pause_query(error.retry_after or 1.0)
+                await self._limiter.pause_query(error.retry_after or 1.0)
             raise error
         return response
 

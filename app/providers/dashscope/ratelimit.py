@@ -1,45 +1,85 @@
-"""One rate limiter per upstream account: task queries (get/cancel/list) and creates per model family.
+"""One rate budget per upstream account: task queries (get/cancel/list) and creates per model family.
 
 Calls are spaced evenly rather than in bursts, because the service counts requests per second and a
 burst at a window edge would trip it; the spacing keeps a 10 % margin (a 5 RPS budget admits one call
-every 220 ms), since requests do not arrive upstream exactly as evenly as they leave. A 429 pauses the
-bucket for its `Retry-After`.
+every 222 ms), since requests do not arrive upstream exactly as evenly as they leave. A 429 holds the
+budget for its `Retry-After`.
+
+The budget is DashScope's, per account, so every process of a deployment must draw on the same one: the
+reservations live in a `SlotStore` — the database (`app/db/budget.py`) in the gateway, so API and worker
+replicas share it; `LocalSlots` keeps them in memory for a single process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Mapping
-
-from aiolimiter import AsyncLimiter
+from typing import Protocol
 
 QUERY = "query"
 #: Fraction of the nominal rate actually used.
 SAFETY = 0.9
+#: The most conservative budget, for a family the registry does not know.
+UNKNOWN_FAMILY_RPS = 1.0
+
+
+class SlotStore(Protocol):
+    async def reserve(self, key: str, spacing: float) -> float:
+        """Reserve the next call on `key`, `spacing` seconds after the previous one; return the epoch time
+        at which the caller may make it."""
+        ...
+
+    async def hold_until(self, key: str, until: float) -> None:
+        """Let no call on `key` start before the epoch time `until`."""
+        ...
+
+
+class LocalSlots:
+    """A `SlotStore` in this process's memory (GCRA with no burst)."""
+
+    def __init__(self) -> None:
+        self._tat: dict[str, float] = {}
+
+    async def reserve(self, key: str, spacing: float) -> float:
+        start = max(self._tat.get(key, 0.0), time.time())
+        self._tat[key] = start + spacing
+        return start
+
+    async def hold_until(self, key: str, until: float) -> None:
+        self._tat[key] = max(self._tat.get(key, 0.0), until)
+
+
+def account_scope(base_url: str, api_key: str) -> str:
+    """A short, non-secret name for one upstream account (its budgets' key prefix)."""
+    return hashlib.sha256(f"{base_url}\n{api_key}".encode()).hexdigest()[:16]
 
 
 class UpstreamLimiter:
-    def __init__(self, query_qps: float, submit_rps: Mapping[str, float]) -> None:
-        self._limiters: dict[str, AsyncLimiter] = {QUERY: self._spaced(query_qps)}
+    def __init__(
+        self,
+        query_qps: float,
+        submit_rps: Mapping[str, float],
+        *,
+        store: SlotStore | None = None,
+        scope: str = "default",
+    ) -> None:
+        self._spacing: dict[str, float] = {QUERY: self._spaced(query_qps)}
         for group, rps in submit_rps.items():
-            self._limiters[f"submit:{group}"] = self._spaced(rps)
-        self._paused_until: dict[str, float] = {}
+            self._spacing[f"submit:{group}"] = self._spaced(rps)
+        self._store: SlotStore = store or LocalSlots()
+        self._scope = scope
 
     @staticmethod
-    def _spaced(rate: float) -> AsyncLimiter:
-        return AsyncLimiter(1, 1.0 / (rate * SAFETY))
-
-    def _limiter(self, key: str) -> AsyncLimiter:
-        if key not in self._limiters:  # an unknown family gets the most conservative budget
-            self._limiters[key] = self._spaced(1.0)
-        return self._limiters[key]
+    def _spaced(rate: float) -> float:
+        return 1.0 / (rate * SAFETY)
 
     async def _acquire(self, key: str) -> None:
-        # A pause can be extended while we sleep (another 429), hence the loop.
-        while (delay := self._paused_until.get(key, 0.0) - time.monotonic()) > 0:  # noqa: ASYNC110
+        spacing = self._spacing.get(key) or self._spaced(UNKNOWN_FAMILY_RPS)
+        at = await self._store.reserve(f"{self._scope}:{key}", spacing)
+        if (delay := at - time.time()) > 0:
             await asyncio.sleep(delay)
-        await self._limiter(key).acquire()
 
     async def query(self) -> None:
         await self._acquire(QUERY)
@@ -47,12 +87,11 @@ class UpstreamLimiter:
     async def submit(self, group: str) -> None:
         await self._acquire(f"submit:{group}")
 
-    def pause(self, key: str, seconds: float) -> None:
-        until = time.monotonic() + seconds
-        self._paused_until[key] = max(self._paused_until.get(key, 0.0), until)
+    async def pause(self, key: str, seconds: float) -> None:
+        await self._store.hold_until(f"{self._scope}:{key}", time.time() + seconds)
 
-    def pause_submit(self, group: str, seconds: float) -> None:
-        self.pause(f"submit:{group}", seconds)
+    async def pause_submit(self, group: str, seconds: float) -> None:
+        await self.pause(f"submit:{group}", seconds)
 
-    def pause_query(self, seconds: float) -> None:
-        self.pause(QUERY, seconds)
+    async def pause_query(self, seconds: float) -> None:
+        await self.pause(QUERY, seconds)

@@ -1,0 +1,108 @@
+"""`wan-gateway worker` (= `python -m app.workers`): the job poller and webhook dispatcher without the API.
+
+Any number of these (and of API processes with `WORKERS_ENABLED=false`) can share one Postgres and one
+bucket: claims are leased rows, every write is compare-and-set, upstream limits are shared through the
+database. SIGTERM/SIGINT stop claiming, finish work in hand for up to `SHUTDOWN_GRACE_S`, and exit; work
+cut off keeps its lease, which lapses after `LEASE_S`, and another worker resumes it.
+
+With `--health-port`, the process also serves `/healthz`, `/readyz` and `/metrics` (on 127.0.0.1 unless
+`--health-host` says otherwise) for orchestrators' health checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+import uvicorn
+from fastapi import FastAPI
+
+from app.config import Settings
+from app.lifespan import Gateway, open_gateway
+
+log = logging.getLogger(__name__)
+
+
+def health_app(gateway: Gateway) -> FastAPI:
+    """The ops endpoints of an already running gateway, for a worker's health port."""
+    from app.api import health
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Gateway]]:
+        yield {"gateway": gateway}
+
+    app = FastAPI(
+        title="wan-gateway worker", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.include_router(health.router)
+    return app
+
+
+class _HealthServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the worker's handlers stop everything, this included."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run_worker(
+    settings: Settings, *, health_host: str = "127.0.0.1", health_port: int | None = None
+) -> None:
+    if settings.sandbox_enabled:
+        log.warning(
+            "this worker runs its own embedded sandbox: fine alone, but several processes should share "
+            "one (`wan-gateway sandbox`, then DASHSCOPE_BASE_URL=http://host:port/api/v1 "
+            "DASHSCOPE_API_KEY=sk-sandbox)"
+        )
+    async with open_gateway(settings, start_loops=True) as gateway:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, gateway.stop.set)
+        server: uvicorn.Server | None = None
+        serving: asyncio.Task[None] | None = None
+        if health_port is not None:
+            config = uvicorn.Config(
+                health_app(gateway), host=health_host, port=health_port, log_level="warning", lifespan="on"
+            )
+            server = _HealthServer(config)
+            serving = asyncio.create_task(server.serve(), name="worker health server")
+        log.info("worker %s running (poller and dispatcher)", gateway.poller.worker_id)
+        await gateway.stop.wait()
+        log.info(
+            "worker %s stopping: draining for up to %.0f s",
+            gateway.poller.worker_id,
+            settings.shutdown_grace_s,
+        )
+        if server is not None and serving is not None:
+            server.should_exit = True
+            await serving
+    log.info("worker stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="wan-gateway worker", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    run(Settings(), args)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--health-host", default="127.0.0.1", help="address of the health endpoints")
+    parser.add_argument(
+        "--health-port", type=int, default=None, help="serve /healthz, /readyz, /metrics here"
+    )
+    parser.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+
+
+def run(settings: Settings, args: argparse.Namespace) -> None:
+    from app.cli import cmd_migrate, configure_logging
+
+    configure_logging(settings)
+    if not args.no_migrate:
+        cmd_migrate(settings)
+    asyncio.run(run_worker(settings, health_host=args.health_host, health_port=args.health_port))
