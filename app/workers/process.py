@@ -55,9 +55,10 @@ async def run_worker(
 ) -> None:
     if settings.sandbox_enabled:
         log.warning(
-            "this worker runs its own embedded sandbox: fine alone, but several processes should share "
-            "one (`wan-gateway sandbox`, then DASHSCOPE_BASE_URL=http://host:port/api/v1 "
-            "DASHSCOPE_API_KEY=sk-sandbox)"
+            "no DashScope key: this worker runs an embedded sandbox. Processes that should see the same "
+            "tasks must share it: SANDBOX_STATE_PATH and SANDBOX_PORT alike (as docker-compose.yml does), "
+            "or `wan-gateway sandbox` with DASHSCOPE_BASE_URL=http://host:port/api/v1 "
+            "DASHSCOPE_API_KEY=sk-sandbox"
         )
     async with open_gateway(settings, start_loops=True) as gateway:
         loop = asyncio.get_running_loop()
