@@ -31,6 +31,7 @@ from app.jobs import repository
 from app.jobs.feed import ChangeFeed
 from app.jobs.models import Job
 from app.jobs.outbox import Outbox
+from app.jobs.pacing import RunTimes, next_poll_delay, task_kind, upstream_run_seconds
 from app.jobs.reconcile import Adopt, Attempt, Candidate, Evidence, Wait, by_request_id, decide, overlaps
 from app.jobs.states import JobStatus
 from app.providers.base import (
@@ -110,6 +111,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         self._feed = feed
         self.worker_id = worker_id or make_worker_id()
         self._dialect = dialect
+        self._run_times = RunTimes()
 
     async def next_due_at(self) -> datetime | None:
         async with self._sessions() as session:
@@ -227,8 +229,15 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             **values,
         )
 
-    def _poll_delay(self, poll_count: int) -> float:
-        return min(self._config.poll_max_s, self._config.poll_min_s * 1.5 ** min(poll_count, 20))
+    def _poll_delay(self, job: Job, now: datetime) -> float:
+        started = job.submitted_at or now
+        return next_poll_delay(
+            poll_count=job.poll_count,
+            elapsed_s=(now - started).total_seconds(),
+            expected_s=self._run_times.expected(task_kind(job.model, job.request)),
+            min_s=self._config.poll_min_s,
+            max_s=self._config.poll_max_s,
+        )
 
     # --- submit -------------------------------------------------------------------------------
     async def _submit(self, job: Job) -> None:
@@ -430,10 +439,12 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 status=status.value,
                 poll_count=job.poll_count + 1,
                 last_error=None,
-                next_attempt_at=now + timedelta(seconds=self._poll_delay(job.poll_count)),
+                next_attempt_at=now + timedelta(seconds=self._poll_delay(job, now)),
                 **common,
             )
         elif state is TaskState.SUCCEEDED:
+            if (ran := upstream_run_seconds(task.submit_time, task.end_time)) is not None:
+                self._run_times.observe(task_kind(job.model, job.request), ran)
             if not task.video_url:
                 await self._retry_later(job, "SUCCEEDED without video_url", None)
                 return

@@ -1,0 +1,47 @@
+"""Poll pacing: back off while a task is young, poll at its expected end, then often."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.jobs.pacing import RunTimes, next_poll_delay, task_kind, upstream_run_seconds
+
+
+def test_without_an_estimate_polls_back_off_to_the_maximum() -> None:
+    delays = [
+        next_poll_delay(poll_count=n, elapsed_s=0, expected_s=None, min_s=2, max_s=15) for n in range(8)
+    ]
+    assert delays[:3] == [2, 3, 4.5]
+    assert delays[-1] == 15
+
+
+def test_the_next_poll_lands_just_after_the_expected_end() -> None:
+    # 25 s into a task expected to take 30 s: not 15 s later (backoff), but at 30.25 s.
+    assert next_poll_delay(poll_count=6, elapsed_s=25, expected_s=30, min_s=2, max_s=15) == pytest.approx(
+        5.25
+    )
+    # Young task: the backoff is shorter than the time left.
+    assert next_poll_delay(poll_count=0, elapsed_s=0, expected_s=30, min_s=2, max_s=15) == 2
+
+
+def test_an_overdue_task_is_polled_every_minimum_interval() -> None:
+    assert next_poll_delay(poll_count=9, elapsed_s=31, expected_s=30, min_s=2, max_s=15) == 2
+
+
+def test_run_time_comes_from_dashscopes_own_timestamps() -> None:
+    assert upstream_run_seconds("2026-11-21 10:00:00.000", "2026-11-21 10:00:31.500") == 31.5
+    assert upstream_run_seconds(None, "2026-11-21 10:00:31.500") is None
+    assert upstream_run_seconds("yesterday", "today") is None
+
+
+def test_estimates_are_per_kind_and_follow_recent_tasks() -> None:
+    times = RunTimes()
+    fast = task_kind("wan2.2-i2v-flash", {"resolution": "480P", "duration": 5})
+    slow = task_kind("wan2.6-i2v", {"resolution": "1080P", "duration": 15})
+    times.observe(fast, 30)
+    times.observe(slow, 200)
+    assert times.expected(fast) == 30
+    times.observe(fast, 40)
+    assert 30 < (times.expected(fast) or 0) < 40
+    assert times.expected(slow) == 200
+    assert times.expected(task_kind("wanx2.1-i2v-plus", None)) is None
