@@ -31,7 +31,7 @@ from app.providers.dashscope.ratelimit import UpstreamLimiter
 from app.providers.sandbox.config import SandboxConfig
 from app.providers.sandbox.server import SandboxServer
 from app.storage.base import Storage
-from app.storage.factory import build_storage
+from app.storage.factory import open_storage
 from app.webhooks.dispatcher import Dispatcher, DispatcherConfig
 from app.webhooks.secrets import SecretSource
 from app.webhooks.sender import WebhookSender
@@ -114,7 +114,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             api_key=api_key,
             limiter=UpstreamLimiter(settings.upstream_query_qps, settings.upstream_submit_rps),
         )
-        storage = build_storage(settings)
+        storage = await stack.enter_async_context(open_storage(settings))
         presenter = Presenter(settings.public_base_url)
         feed = ChangeFeed()
         default_target = None
