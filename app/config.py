@@ -9,7 +9,7 @@ from __future__ import annotations
 import configparser
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -150,7 +150,46 @@ class Settings(BaseSettings):
     storage_url: str | None = Field(
         default=None,
         description="Where finished videos are kept: a local directory (default "
-        "`$OUTPUT_DIR/ai-video-wan-video/videos/`) or `s3://bucket/prefix`.",
+        "`$OUTPUT_DIR/ai-video-wan-video/videos/`) or `s3://bucket/prefix` (see docs/STORAGE.md; downloads "
+        "are then staged in `$OUTPUT_DIR/s3-staging/`).",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 storage: the endpoint of an S3-compatible store (MinIO, Ceph, …), e.g. "
+        "`http://127.0.0.1:9000`. Unset: AWS S3. Credentials come from the standard AWS chain "
+        "(`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, `AWS_PROFILE`, `~/.aws/`, "
+        "an instance or task role).",
+    )
+    aws_region: str | None = Field(
+        default=None,
+        description="S3 storage: the bucket's region. Unset: botocore's own lookup (`AWS_DEFAULT_REGION`, "
+        "`~/.aws/config`).",
+    )
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto",
+        description="S3 storage: `path` (`endpoint/bucket/key`) or `virtual` (`bucket.endpoint/key`) "
+        "requests. `auto`: path-style when S3_ENDPOINT_URL is set, virtual-hosted on AWS.",
+    )
+    s3_content_mode: Literal["proxy", "redirect"] = Field(
+        default="proxy",
+        description="S3 storage: how `GET /v1/jobs/{id}/content` serves a video. `proxy`: the gateway "
+        "streams it from the bucket (Range, ETag and access as for local files; the bucket can stay "
+        "private to the gateway). `redirect`: `307` to a presigned GET URL valid S3_PRESIGN_TTL_S, so the "
+        "client downloads from the bucket and no video bytes pass through the gateway.",
+    )
+    s3_presign_ttl_s: int = Field(
+        default=300,
+        ge=1,
+        le=7 * 86400,
+        description="S3 storage, redirect mode: lifetime of a presigned URL in seconds (S3 allows 7 days).",
+    )
+    s3_part_size_bytes: int = Field(
+        default=8 << 20,
+        ge=5 << 20,
+        le=5 << 30,
+        description="S3 storage: multipart upload part size (S3's minimum is 5 MiB). An upload holds about "
+        "one part in memory; a video of at most one part is sent with a single PutObject. Raised as "
+        "needed to stay within S3's 10,000 parts.",
     )
     max_video_bytes: int = Field(
         default=1 << 30, description="A result video larger than this is refused (the copy stops early)."

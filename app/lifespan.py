@@ -32,7 +32,7 @@ from app.providers.dashscope.ratelimit import UpstreamLimiter, account_scope
 from app.providers.sandbox.config import SandboxConfig
 from app.providers.sandbox.server import SandboxServer
 from app.storage.base import Storage
-from app.storage.factory import build_storage
+from app.storage.factory import open_storage
 from app.webhooks.dispatcher import Dispatcher, DispatcherConfig
 from app.webhooks.secrets import SecretSource
 from app.webhooks.sender import WebhookSender
@@ -115,7 +115,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
                 scope=account_scope(base_url, api_key.get_secret_value()),
             ),
         )
-        storage = build_storage(settings)
+        storage = await stack.enter_async_context(open_storage(settings))
         presenter = Presenter(settings.public_base_url)
         feed = ChangeFeed()
         default_target = None

@@ -5,6 +5,8 @@
 - `settings` is isolated from the developer's environment and uses tiny sandbox timings.
 - `gateway` serves the real app (with its embedded sandbox) with uvicorn on 127.0.0.1, reached with httpx
   over loopback; the job loop is off by default so tests drive it with `run_once()`.
+- `s3_bucket` is a fresh bucket on a moto S3 server (one per session, on 127.0.0.1), with the dummy AWS
+  credentials botocore reads from the environment.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import inspect
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from app.lifespan import Gateway
 from app.main import create_app
 from app.providers.sandbox.server import SandboxServer
 from tests.helpers import data_uri, wait_for
+from tests.s3 import AWS_ENV, AWS_ENV_CLEARED, Bucket, MotoServer, s3_client
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -198,3 +202,30 @@ async def gateway(settings: Settings) -> AsyncIterator[Served]:
 def png_uri() -> str:
     """A 640x360 PNG: a 16:9 reference image (720P output is 1280x720)."""
     return data_uri(640, 360)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    server = MotoServer.start(tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Dummy credentials in the standard variables, and nothing from the developer's ~/.aws."""
+    for name in AWS_ENV_CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
+@pytest.fixture
+async def s3_bucket(moto_server: MotoServer, aws_env: None) -> AsyncIterator[Bucket]:
+    """A new, empty bucket for this test."""
+    async with s3_client(moto_server.endpoint_url) as client:
+        name = f"test-{uuid.uuid4().hex[:20]}"
+        await client.create_bucket(Bucket=name)
+        yield Bucket(name, moto_server.endpoint_url, client)

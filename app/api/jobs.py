@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
+from app.api.byteranges import MalformedRange, UnsatisfiableRange, parse_range
 from app.api.deps import GatewayDep
 from app.api.problems import problem_responses
-from app.errors import Conflict, FieldError, NotFound
+from app.errors import Conflict, FieldError, NotFound, ServiceUnavailable
 from app.jobs import schemas
+from app.jobs.models import Job
 from app.jobs.states import JobStatus
+from app.storage.base import Storage, StorageError
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+log = logging.getLogger(__name__)
 
 _STATUSES = [s.value for s in JobStatus]
 
@@ -117,17 +123,29 @@ async def cancel_job(job_id: str, gateway: GatewayDep) -> schemas.Job:
         200: {"content": {"video/mp4": {}}, "description": "The whole video"},
         206: {"content": {"video/mp4": {}}, "description": "The requested byte range"},
         304: {"description": "Not modified (If-None-Match matched the ETag)"},
+        307: {
+            "description": "S3 storage with `S3_CONTENT_MODE=redirect`: `Location` is a presigned URL of the "
+            "video, valid for `S3_PRESIGN_TTL_S` seconds (it honours `Range` too)"
+        },
         416: {"description": "Range not satisfiable"},
-        **problem_responses(404, 409),
+        **problem_responses(404, 409, 503),
     },
 )
 async def get_content(
     job_id: str,
     gateway: GatewayDep,
     if_none_match: Annotated[str | None, Header()] = None,
+    range_header: Annotated[
+        str | None, Header(alias="range", description="One byte range, e.g. `bytes=0-1023` or `bytes=-500`.")
+    ] = None,
+    if_range: Annotated[
+        str | None,
+        Header(description="The ETag the client's partial copy has: `Range` applies if it matches."),
+    ] = None,
 ) -> Response:
     """The video copied into the gateway's storage. Supports `Range` (206) and `If-None-Match` (304);
-    the ETag is the file's sha256."""
+    the ETag is the file's sha256. With S3 storage the video is streamed from the bucket (the default) or,
+    with `S3_CONTENT_MODE=redirect`, a `307` sends the client to a short-lived presigned URL."""
     job = await gateway.service.get(job_id)
     if job.status != JobStatus.SUCCEEDED.value or not job.storage_key or not job.result:
         raise Conflict(f"the job is {job.status}; its video is not stored yet", code="video_not_ready")
@@ -137,13 +155,76 @@ async def get_content(
         tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
         if "*" in tags or etag in tags:
             return Response(status_code=304, headers=headers)
-    path = gateway.storage.local_path(job.storage_key)
-    if path is None or not path.is_file():
+    media_type = job.result.get("content_type", "video/mp4")
+    filename = f"{job.id}.mp4"
+    storage = gateway.storage
+    path = storage.local_path(job.storage_key)
+    if path is not None and path.is_file():
+        return FileResponse(
+            path,
+            media_type=media_type,
+            filename=filename,
+            content_disposition_type="inline",
+            headers=headers,
+        )
+    try:
+        url = await storage.redirect_url(job.storage_key, filename=filename, content_type=media_type)
+        if url is not None:
+            # The URL expires within minutes: the redirect itself must not be cached (the ETag still is
+            # the video's, so If-None-Match keeps working).
+            return Response(
+                status_code=307, headers={"Location": url, "ETag": etag, "Cache-Control": "private, no-store"}
+            )
+        # A Range that does not match the client's copy (If-Range) is ignored: it gets the whole video.
+        wanted = range_header if if_range is None or if_range == etag else None
+        return await _stream(storage, job, wanted, media_type, filename, headers)
+    except StorageError as exc:
+        log.warning("job %s: cannot serve its video: %s", job.id, exc)
+        raise ServiceUnavailable(
+            "the video store cannot be reached; try again later",
+            code="storage_unavailable",
+            headers={"Retry-After": "5"},
+        ) from exc
+
+
+async def _stream(
+    storage: Storage,
+    job: Job,
+    range_header: str | None,
+    media_type: str,
+    filename: str,
+    headers: dict[str, str],
+) -> Response:
+    """Stream the stored video (or one range of it) through the gateway, as FileResponse does a file."""
+    assert job.storage_key is not None and job.result is not None
+    size = int(job.result["bytes"])
+    start, stop, status = 0, size, 200
+    if range_header is not None:
+        try:
+            wanted = parse_range(range_header, size)
+        except MalformedRange as exc:
+            return PlainTextResponse(str(exc), status_code=400)
+        except UnsatisfiableRange:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        if wanted is not None:
+            (start, stop), status = wanted, 206
+    stream = await storage.open_range(job.storage_key, start, stop)
+    if stream is None:
         raise NotFound("the stored video is missing", code="video_missing")
-    return FileResponse(
-        path,
-        media_type=job.result.get("content_type", "video/mp4"),
-        filename=f"{job.id}.mp4",
-        content_disposition_type="inline",
+    headers = {
+        **headers,
+        "Accept-Ranges": "bytes",
+        "Content-Length": str(stream.length),
+        "Content-Disposition": f'inline; filename="{filename}"',
+    }
+    if status == 206:
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    # The body is relayed chunk by chunk, never buffered; the background task releases the connection to
+    # the store even when the client hangs up before the first chunk.
+    return StreamingResponse(
+        stream,
+        status_code=status,
+        media_type=media_type,
         headers=headers,
+        background=BackgroundTask(stream.aclose),
     )

@@ -1,1 +1,1 @@
-"""Where finished videos are kept: the Storage protocol, local files, the copy from upstream, probing."""
+"""Where finished videos are kept: the Storage protocol, local files, S3, the copy from upstream, probing."""

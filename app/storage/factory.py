@@ -1,43 +1,76 @@
-"""build_storage: turn the STORAGE_URL setting into a Storage implementation.
+"""open_storage / build_storage: turn the STORAGE_URL setting into a Storage implementation.
 
 A plain path or `file://` URL gives `LocalStorage` (the directory is created if missing, and staging files
-left by a crashed process are swept). `s3://bucket/prefix` is reserved for the S3 store, which arrives with
-the scale-out work; until then it is refused at startup rather than failing on the first finished job.
+left by a crashed process are swept). `s3://bucket/prefix` gives `S3Storage`, which holds a network client:
+it is opened and closed by `open_storage`, the one entry point the lifespan uses, which also aborts multipart
+uploads a killed process left behind (in the background: startup never waits on S3, whose health is
+readiness's business). A STORAGE_URL that cannot work (a bad path, an invalid bucket name) is refused at
+startup rather than on the first finished job.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from app.config import Settings
 from app.storage.base import Storage
 from app.storage.local import LocalStorage
+from app.storage.s3 import S3Location, open_s3_storage, parse_s3_url
 
 
 class StorageConfigError(ValueError):
     """STORAGE_URL cannot be used."""
 
 
-class StorageNotSupportedError(StorageConfigError, NotImplementedError):
-    """STORAGE_URL names a kind of store this build does not have yet."""
+@contextlib.asynccontextmanager
+async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
+    """The store STORAGE_URL names, open for the duration of the block (for S3: its client)."""
+    url = settings.resolved_storage_url
+    location = s3_location(url)
+    if location is None:
+        yield storage_from_url(url)
+        return
+    async with open_s3_storage(settings, location) as storage:
+        sweeper = asyncio.create_task(storage.sweep_uploads(), name="s3 upload sweep")
+        try:
+            yield storage
+        finally:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
+
+
+def s3_location(url: str) -> S3Location | None:
+    """The bucket and prefix of an `s3://` STORAGE_URL; None for any other kind of URL."""
+    text = url.strip()
+    if urlsplit(text).scheme.lower() != "s3":
+        return None
+    try:
+        return parse_s3_url(text)
+    except ValueError as exc:
+        raise StorageConfigError(f"STORAGE_URL={text!r}: {exc}") from exc
 
 
 def build_storage(settings: Settings) -> Storage:
+    """The local store STORAGE_URL names (S3 needs `open_storage`, which owns its client)."""
     return storage_from_url(settings.resolved_storage_url)
 
 
 def storage_from_url(url: str) -> Storage:
-    """Build the store for a STORAGE_URL value (see `Settings.storage_url`)."""
+    """Build the local store for a STORAGE_URL value (see `Settings.storage_url`)."""
     text = url.strip()
     if not text:
         raise StorageConfigError("STORAGE_URL is empty")
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
     if scheme == "s3":
-        raise StorageNotSupportedError(
-            f"STORAGE_URL={text!r}: S3 storage is not available yet (it arrives with the scale-out work); "
-            "use a local directory or a file:// URL for now"
+        s3_location(text)  # a malformed s3:// URL says what is wrong with it
+        raise StorageConfigError(
+            f"STORAGE_URL={text!r}: S3 storage holds a client that must be closed; "
+            "open it with open_storage()"
         )
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):

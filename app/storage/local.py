@@ -19,9 +19,11 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import BinaryIO
 
-from app.storage.base import StorageError, StoredObject
+from app.storage.base import ObjectStream, StorageError, StoredObject
 from app.storage.keys import validate_key
 
 STAGING_DIRNAME = ".staging"
@@ -30,6 +32,8 @@ STAGING_DIRNAME = ".staging"
 XATTR_NAME = "user.wan_gateway.meta"
 DEFAULT_CONTENT_TYPE = "video/mp4"
 _HASH_CHUNK = 1 << 20
+#: Bytes per read when streaming a range out of a file.
+_READ_CHUNK = 1 << 16
 _XATTR_UNSUPPORTED = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENODATA, errno.E2BIG}
 
 
@@ -45,6 +49,26 @@ def fsync_dir(path: Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def sweep_stale_files(directory: Path, *, older_than_s: float) -> int:
+    """Remove files in `directory` untouched for `older_than_s` (left by a crashed process); return how many.
+
+    Younger files stay: a live download writes at least once per read timeout, and another process (API and
+    worker may share the directory) may be mid-download right now.
+    """
+    if not directory.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for entry in directory.iterdir():
+        try:
+            if entry.is_file() and entry.stat().st_mtime < cutoff:
+                entry.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def _sha256_file(path: Path) -> str:
@@ -185,6 +209,28 @@ class LocalStorage:
         path = self._path(key)
         return path if path.is_file() else None
 
+    async def redirect_url(self, key: str, *, filename: str, content_type: str) -> str | None:
+        return None  # files are served by the gateway itself
+
+    async def open_range(self, key: str, start: int, stop: int) -> ObjectStream | None:
+        path = self._path(key)
+        try:
+            f = await asyncio.to_thread(path.open, "rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        try:
+            await asyncio.to_thread(f.seek, start)
+        except BaseException:
+            f.close()
+            raise
+
+        async def close() -> None:
+            # Not in a thread: this also runs when a client hangs up, inside a cancelled scope where an
+            # await would be cut short and leave the file open.
+            f.close()
+
+        return ObjectStream(stop - start, _read_file(f, stop - start), close)
+
     async def check(self) -> None:
         try:
             await asyncio.to_thread(self._check)
@@ -208,21 +254,16 @@ class LocalStorage:
             target.unlink(missing_ok=True)
 
     def sweep_staging(self, *, older_than_s: float = 3600.0) -> int:
-        """Remove staging files left by a crashed process; return how many were removed.
+        """Remove staging files left by a crashed process; return how many were removed."""
+        return sweep_stale_files(self._root / STAGING_DIRNAME, older_than_s=older_than_s)
 
-        Only files untouched for `older_than_s` go: a live download writes at least once per read timeout,
-        and another process (API and worker may share the directory) may be mid-download right now.
-        """
-        staging = self._root / STAGING_DIRNAME
-        if not staging.is_dir():
-            return 0
-        cutoff = time.time() - older_than_s
-        removed = 0
-        for entry in staging.iterdir():
-            try:
-                if entry.is_file() and entry.stat().st_mtime < cutoff:
-                    entry.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                continue
-        return removed
+
+async def _read_file(f: BinaryIO, length: int) -> AsyncIterator[bytes]:
+    """`length` bytes from the current position of `f`, read in a worker thread chunk by chunk."""
+    remaining = length
+    while remaining > 0:
+        chunk = await asyncio.to_thread(f.read, min(_READ_CHUNK, remaining))
+        if not chunk:
+            raise StorageError(f"the file ended {remaining} bytes early")
+        remaining -= len(chunk)
+        yield chunk

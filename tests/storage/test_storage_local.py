@@ -225,3 +225,20 @@ async def test_publish_under_a_file_fails_and_cleans_staging(storage: LocalStora
         await storage.put_file("a/b.mp4", _staged(storage, b"abc"), sha256="0" * 64, content_type="video/mp4")
 
     assert stored_files(storage) == ["a"]
+
+
+async def test_open_range_streams_a_slice_of_the_file(storage: LocalStorage) -> None:
+    data = os.urandom(200_000)  # several read chunks
+    await storage.put_file("job.mp4", _staged(storage, data), sha256="0" * 64, content_type="video/mp4")
+
+    for start, stop in [(0, len(data)), (70_000, 140_001), (len(data) - 1, len(data))]:
+        stream = await storage.open_range("job.mp4", start, stop)
+        assert stream is not None and stream.length == stop - start
+        assert b"".join([chunk async for chunk in stream]) == data[start:stop]
+
+    unread = await storage.open_range("job.mp4", 0, 10)
+    assert unread is not None
+    await unread.aclose()
+    assert await storage.open_range("missing.mp4", 0, 10) is None
+    # Files are served by the gateway itself: there is no URL to send a client to.
+    assert await storage.redirect_url("job.mp4", filename="job.mp4", content_type="video/mp4") is None
