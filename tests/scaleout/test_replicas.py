@@ -16,6 +16,7 @@ import pytest
 from tests.helpers import data_uri, wait_for
 from tests.processes import Cluster, cluster, showing_logs_on_failure
 from tests.receiver import Receiver, receiver
+from tests.s3 import Bucket
 
 pytestmark = pytest.mark.slow
 
@@ -92,12 +93,14 @@ async def assert_each_job_once(running: Cluster, jobs: dict[str, dict[str, Any]]
     assert all(len(v) == 1 for v in ids_per_job.values()), "an event was sent under two webhook-ids"
 
 
-async def test_100_jobs_two_workers_one_killed(tmp_path: Path, database_url: str) -> None:
-    """An API (loops off) and two workers share the database and DashScope's real limits (enforced by the
-    sandbox). One worker is killed -9 mid-run: its leases lapse and the other finishes its work."""
+async def test_100_jobs_two_workers_one_killed(tmp_path: Path, database_url: str, s3_bucket: Bucket) -> None:
+    """An API (loops off) and two workers share the database (Postgres in CI's second pass), one S3 bucket
+    (a moto server) and DashScope's real limits (enforced by the sandbox). One worker is killed -9
+    mid-run: its leases lapse and the other finishes its work."""
+    storage = {"STORAGE_URL": f"s3://{s3_bucket.name}/videos", "S3_ENDPOINT_URL": s3_bucket.endpoint_url}
     async with (
         receiver(SECRET) as hook,
-        cluster(tmp_path, database_url, **FAST) as running,
+        cluster(tmp_path, database_url, **FAST, **storage) as running,
     ):
         with showing_logs_on_failure(running):
             await running.start_sandbox(SANDBOX_ENFORCE_LIMITS="true")
@@ -118,6 +121,13 @@ async def test_100_jobs_two_workers_one_killed(tmp_path: Path, database_url: str
             assert stats["created_total"] == 100
             # Two workers drew on one shared budget: DashScope's limits were never exceeded.
             assert stats["responses"].get("429", 0) == 0, stats
+            # Every video is in the bucket, whole, once; no multipart upload was left open.
+            keys = await s3_bucket.keys()
+            assert len(keys) == 100 and not await s3_bucket.pending_uploads()
+            some = next(iter(jobs.values()))
+            async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+                video = await client.get(f"/v1/jobs/{some['id']}/content", headers={"Range": "bytes=0-99"})
+            assert video.status_code == 206 and len(video.content) == 100
 
 
 async def test_flaky_upstream_every_job_once(tmp_path: Path, database_url: str) -> None:
