@@ -37,9 +37,9 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return min(max(value, 0.0), MAX_RETRY_AFTER_S)
 
 
-def backoff(attempt: int, base: float, retry_after: float | None = None) -> float:
+def backoff(attempt: int, base: float, retry_after: float | None = None, cap: float = MAX_BACKOFF_S) -> float:
     """Exponential backoff (base · 2^attempt, capped) with up to 25 % jitter, never shorter than the
     server's Retry-After."""
-    delay = min(MAX_BACKOFF_S, base * 2.0 ** min(attempt, 16))
+    delay = min(cap, base * 2.0 ** min(attempt, 16))
     delay *= random.uniform(1.0, 1.25)
     return max(delay, retry_after or 0.0)

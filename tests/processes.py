@@ -172,6 +172,15 @@ class Cluster:
             body: dict[str, Any] = response.json()
             return body
 
+    async def clear_faults(self) -> None:
+        """Stop injecting faults (so the test's own questions to the sandbox get straight answers)."""
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.delete(
+                f"http://127.0.0.1:{self.sandbox_port}/_sandbox/faults",
+                headers={"Authorization": f"Bearer {SANDBOX_KEY}"},
+            )
+            response.raise_for_status()
+
     async def upstream_tasks(self) -> list[dict[str, Any]]:
         """Every task the sandbox holds (DashScope's task list, all pages)."""
         tasks: list[dict[str, Any]] = []

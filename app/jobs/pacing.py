@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 ALPHA = 0.3
 #: Poll this long after the expected end, so a task that ends on time is seen at the first try.
 MARGIN_S = 0.25
-#: Never schedule two polls of one task closer than this.
+#: Never schedule two polls of one task closer than this (or POLL_MIN_INTERVAL_S, if smaller).
 FLOOR_S = 0.2
 #: DashScope's task time format, e.g. `2025-09-01 12:00:00.123`.
 UPSTREAM_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -68,4 +68,4 @@ def next_poll_delay(
     remaining = expected_s - elapsed_s
     if remaining <= 0:
         return min_s  # due: look often
-    return max(FLOOR_S, min(backoff, remaining + MARGIN_S))
+    return max(min(min_s, FLOOR_S), min(backoff, remaining + MARGIN_S))

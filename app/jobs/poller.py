@@ -42,7 +42,7 @@ from app.providers.base import (
     TransientError,
     VideoProvider,
 )
-from app.retry import backoff
+from app.retry import MAX_BACKOFF_S, backoff
 from app.storage.base import Storage
 from app.storage.copy import CopyError, copy_video, parse_url_expiry
 from app.workers.loop import ClaimLoop
@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 RESULT_URL_LIFETIME = timedelta(hours=24)
 #: A refused poll (bad key, revoked access) is our configuration's fault, not the job's: retry slowly.
 POLL_REFUSED_RETRY_S = 30.0
+#: A transient error delays a job by at most this many POLL_MAX_INTERVAL_S (Retry-After still wins).
+RETRY_CAP_POLLS = 4
 
 
 class Action(Enum):
@@ -206,7 +208,10 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
 
     async def _retry_later(self, job: Job, error: str, retry_after: float | None, **values: Any) -> None:
         attempt = job.retry_count
-        delay = backoff(attempt, self._config.poll_min_s, retry_after)
+        # A job's transient troubles add up over its life (creates, lookups, polls); cap the wait at a few
+        # poll intervals so a flaky stretch upstream never parks a job for minutes.
+        cap = min(MAX_BACKOFF_S, RETRY_CAP_POLLS * self._config.poll_max_s)
+        delay = backoff(attempt, self._config.poll_min_s, retry_after, cap=cap)
         await self._release(
             job,
             retry_count=attempt + 1,

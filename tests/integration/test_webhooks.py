@@ -67,12 +67,12 @@ async def test_terminal_event_arrives_signed_with_the_job_as_get_returns_it(
 async def test_events_filter_and_order(hooks: Served, png_uri: str) -> None:
     async with receiver(SECRET) as hook:
         job_id = await hooks.submit(
-            png_uri, webhook_url=hook.url, webhook_events=["job.running", "job.succeeded"]
+            png_uri, webhook_url=hook.url, webhook_events=["job.submitted", "job.succeeded"]
         )
         await hooks.pump_until(lambda: len(hook.delivered) == 2, what="two events")
-        assert [r.type for r in hook.delivered] == ["job.running", "job.succeeded"]
+        assert [r.type for r in hook.delivered] == ["job.submitted", "job.succeeded"]
         assert len({r.webhook_id for r in hook.delivered}) == 2  # one id per event
-        assert (await hooks.job(job_id))["webhook_events"] == ["job.running", "job.succeeded"]
+        assert (await hooks.job(job_id))["webhook_events"] == ["job.submitted", "job.succeeded"]
 
 
 async def test_receiver_failing_at_first_gets_the_event_under_one_webhook_id(
@@ -121,7 +121,7 @@ async def test_receiver_down_for_a_while_then_up(hooks: Served, png_uri: str) ->
 async def test_410_stops_deliveries_to_that_endpoint(hooks: Served, png_uri: str) -> None:
     async with receiver(SECRET, lambda n: Response(status_code=410)) as hook:
         job_id = await hooks.submit(
-            png_uri, webhook_url=hook.url, webhook_events=["job.running", "job.succeeded"]
+            png_uri, webhook_url=hook.url, webhook_events=["job.submitted", "job.succeeded"]
         )
 
         async def settled() -> bool:
@@ -130,8 +130,8 @@ async def test_410_stops_deliveries_to_that_endpoint(hooks: Served, png_uri: str
 
         await hooks.pump_until(settled, what="both deliveries to end")
         assert len(hook.requests) == 1, "after the 410 nothing else is sent there"
-        running, succeeded = await deliveries(hooks, job_id)
-        assert running["status"] == "failed" and "410" in running["last_error"]
+        submitted, succeeded = await deliveries(hooks, job_id)
+        assert submitted["status"] == "failed" and "410" in submitted["last_error"]
         assert succeeded["status"] == "failed" and succeeded["attempts"] == []
         assert "410" in succeeded["last_error"]
 

@@ -136,3 +136,4 @@ def test_backoff_grows_is_capped_and_never_undercuts_retry_after() -> None:
     assert 8.0 <= backoff(3, 1.0) <= 10.0
     assert backoff(40, 1.0) <= 300 * 1.25
     assert backoff(0, 1.0, retry_after=42) == 42
+    assert backoff(40, 1.0, cap=60) <= 60 * 1.25
