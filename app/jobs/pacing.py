@@ -4,8 +4,9 @@ DashScope reports no progress or ETA, but tasks of one model, resolution and dur
 as each other. The poller remembers how long recent ones ran upstream (`end_time - submit_time`, both in
 DashScope's own clock, so its unstated time zone cancels out) and uses it: while a task is young, polls
 back off (`POLL_MIN_INTERVAL_S` × 1.5 per poll, up to `POLL_MAX_INTERVAL_S`), but never past the moment
-the task is expected to end; once it is due, every `POLL_MIN_INTERVAL_S`. Few polls are spent, and a
-finished task is noticed within moments — which is what keeps DashScope's few concurrency slots busy.
+the task is expected to end; once it is due, every `POLL_MIN_INTERVAL_S`. Until a task of a kind has
+ended, tasks of that kind are polled every `POLL_MIN_INTERVAL_S`. Few polls are spent, and a finished task
+is noticed within moments — which is what keeps DashScope's few concurrency slots busy.
 
 The estimates live in each worker's memory: they are a hint, learnt again within a few tasks.
 """
@@ -62,9 +63,11 @@ def next_poll_delay(
     *, poll_count: int, elapsed_s: float, expected_s: float | None, min_s: float, max_s: float
 ) -> float:
     """Seconds until the next poll of a task that has run `elapsed_s` and been polled `poll_count` times."""
-    backoff = min(max_s, min_s * 1.5 ** min(poll_count, 20))
     if expected_s is None:
-        return backoff
+        # Nothing known yet about tasks like this one: look every POLL_MIN_INTERVAL_S until the first of
+        # them ends (at most UPSTREAM_MAX_INFLIGHT tasks per family are in flight, well within 20 QPS).
+        return min_s
+    backoff = min(max_s, min_s * 1.5 ** min(poll_count, 20))
     remaining = expected_s - elapsed_s
     if remaining <= 0:
         return min_s  # due: look often

@@ -7,10 +7,15 @@ import pytest
 from app.jobs.pacing import RunTimes, next_poll_delay, task_kind, upstream_run_seconds
 
 
-def test_without_an_estimate_polls_back_off_to_the_maximum() -> None:
+def test_without_an_estimate_polls_every_minimum_interval() -> None:
     delays = [
-        next_poll_delay(poll_count=n, elapsed_s=0, expected_s=None, min_s=2, max_s=15) for n in range(8)
+        next_poll_delay(poll_count=n, elapsed_s=2 * n, expected_s=None, min_s=2, max_s=15) for n in range(8)
     ]
+    assert delays == [2] * 8
+
+
+def test_a_young_task_is_polled_with_backoff_but_never_past_its_expected_end() -> None:
+    delays = [next_poll_delay(poll_count=n, elapsed_s=0, expected_s=600, min_s=2, max_s=15) for n in range(8)]
     assert delays[:3] == [2, 3, 4.5]
     assert delays[-1] == 15
 
