@@ -1,11 +1,13 @@
 """When to poll an upstream task next.
 
-DashScope reports no progress or ETA, but tasks of one model, resolution and duration take about as long
-as each other. The poller remembers how long recent ones ran upstream (`end_time - submit_time`, both in
-DashScope's own clock, so its unstated time zone cancels out) and uses it: while a task is young, polls
+DashScope reports no progress or ETA, but tasks of one model, resolution and duration run about as long
+as each other. The poller remembers how long recent ones ran (`end_time - scheduled_time`: RUNNING only,
+so time spent queued for a slot does not skew it; both in DashScope's own clock, so its unstated time zone
+cancels out). A task's start on our clock is its `scheduled_time` shifted by the gap between its
+`submit_time` and the moment we got its id. While a RUNNING task is young, polls
 back off (`POLL_MIN_INTERVAL_S` × 1.5 per poll, up to `POLL_MAX_INTERVAL_S`), but never past the moment
-the task is expected to end; once it is due, every `POLL_MIN_INTERVAL_S`. Until a task of a kind has
-ended, tasks of that kind are polled every `POLL_MIN_INTERVAL_S`. Few polls are spent, and a finished task
+the task is expected to end; once it is due, every `POLL_MIN_INTERVAL_S`. A task still PENDING, or of a
+kind never seen to end, is polled every `POLL_MIN_INTERVAL_S`. Few polls are spent, and a finished task
 is noticed within moments — which is what keeps DashScope's few concurrency slots busy.
 
 The estimates live in each worker's memory: they are a hint, learnt again within a few tasks.
@@ -13,7 +15,7 @@ The estimates live in each worker's memory: they are a hint, learnt again within
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 #: Weight of the newest observation in the moving average.
 ALPHA = 0.3
@@ -31,18 +33,35 @@ def task_kind(model: str, request: dict[str, object] | None) -> str:
     return f"{model}|{request.get('resolution')}|{request.get('duration')}"
 
 
-def upstream_run_seconds(submit_time: str | None, end_time: str | None) -> float | None:
-    """How long a task took upstream, from DashScope's own timestamps; None when they cannot be read."""
-    if not submit_time or not end_time:
+def _parse(value: str | None) -> datetime | None:
+    if not value:
         return None
     try:
-        # Both in the same (unstated) zone: any fixed one gives the right difference.
-        start = datetime.strptime(submit_time, UPSTREAM_TIME_FORMAT).replace(tzinfo=UTC)
-        end = datetime.strptime(end_time, UPSTREAM_TIME_FORMAT).replace(tzinfo=UTC)
+        # Every DashScope time is in the same (unstated) zone: any fixed one gives right differences.
+        return datetime.strptime(value, UPSTREAM_TIME_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
-    seconds = (end - start).total_seconds()
-    return seconds if seconds > 0 else None
+
+
+def upstream_seconds(start: str | None, end: str | None) -> float | None:
+    """Seconds between two DashScope timestamps; None when they cannot be read or are out of order."""
+    a, b = _parse(start), _parse(end)
+    if a is None or b is None or b <= a:
+        return None
+    return (b - a).total_seconds()
+
+
+def running_since(
+    submitted_at: datetime | None, submit_time: str | None, scheduled_time: str | None
+) -> datetime | None:
+    """When the task started RUNNING, on our clock; None while it is PENDING (or times are missing)."""
+    queued = upstream_seconds(submit_time, scheduled_time)
+    if submitted_at is None or not scheduled_time:
+        return None
+    if queued is None:
+        # Started the instant it was submitted, or the times are unreadable: the submit is the best guess.
+        return submitted_at if _parse(scheduled_time) is not None else None
+    return submitted_at + timedelta(seconds=queued)
 
 
 class RunTimes:

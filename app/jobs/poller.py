@@ -31,7 +31,7 @@ from app.jobs import repository
 from app.jobs.feed import ChangeFeed
 from app.jobs.models import Job
 from app.jobs.outbox import Outbox
-from app.jobs.pacing import RunTimes, next_poll_delay, task_kind, upstream_run_seconds
+from app.jobs.pacing import RunTimes, next_poll_delay, running_since, task_kind, upstream_seconds
 from app.jobs.reconcile import Adopt, Attempt, Candidate, Evidence, Wait, by_request_id, decide, overlaps
 from app.jobs.states import JobStatus
 from app.providers.base import (
@@ -234,12 +234,15 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             **values,
         )
 
-    def _poll_delay(self, job: Job, now: datetime) -> float:
-        started = job.submitted_at or now
+    def _poll_delay(self, job: Job, task: ProviderTask, now: datetime) -> float:
+        # Time RUNNING counts, not time queued upstream: a task waiting for a slot tells nothing yet.
+        started = running_since(job.submitted_at, task.submit_time, task.scheduled_time)
         return next_poll_delay(
             poll_count=job.poll_count,
-            elapsed_s=(now - started).total_seconds(),
-            expected_s=self._run_times.expected(task_kind(job.model, job.request)),
+            elapsed_s=0.0 if started is None else (now - started).total_seconds(),
+            expected_s=None
+            if started is None
+            else self._run_times.expected(task_kind(job.model, job.request)),
             min_s=self._config.poll_min_s,
             max_s=self._config.poll_max_s,
         )
@@ -444,11 +447,11 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 status=status.value,
                 poll_count=job.poll_count + 1,
                 last_error=None,
-                next_attempt_at=now + timedelta(seconds=self._poll_delay(job, now)),
+                next_attempt_at=now + timedelta(seconds=self._poll_delay(job, task, now)),
                 **common,
             )
         elif state is TaskState.SUCCEEDED:
-            if (ran := upstream_run_seconds(task.submit_time, task.end_time)) is not None:
+            if (ran := upstream_seconds(task.scheduled_time, task.end_time)) is not None:
                 self._run_times.observe(task_kind(job.model, job.request), ran)
             if not task.video_url:
                 await self._retry_later(job, "SUCCEEDED without video_url", None)

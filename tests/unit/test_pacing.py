@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from app.jobs.pacing import RunTimes, next_poll_delay, task_kind, upstream_run_seconds
+from app.jobs.pacing import RunTimes, next_poll_delay, running_since, task_kind, upstream_seconds
 
 
 def test_without_an_estimate_polls_every_minimum_interval() -> None:
@@ -34,9 +36,18 @@ def test_an_overdue_task_is_polled_every_minimum_interval() -> None:
 
 
 def test_run_time_comes_from_dashscopes_own_timestamps() -> None:
-    assert upstream_run_seconds("2026-11-21 10:00:00.000", "2026-11-21 10:00:31.500") == 31.5
-    assert upstream_run_seconds(None, "2026-11-21 10:00:31.500") is None
-    assert upstream_run_seconds("yesterday", "today") is None
+    assert upstream_seconds("2026-11-21 10:00:00.000", "2026-11-21 10:00:31.500") == 31.5
+    assert upstream_seconds(None, "2026-11-21 10:00:31.500") is None
+    assert upstream_seconds("yesterday", "today") is None
+
+
+def test_the_start_of_running_is_moved_onto_our_clock() -> None:
+    got_id_at = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
+    # Queued 40 s upstream (DashScope's clock is 8 h ahead of ours: it does not matter).
+    started = running_since(got_id_at, "2026-11-21 20:00:00.000", "2026-11-21 20:00:40.000")
+    assert started == got_id_at + timedelta(seconds=40)
+    assert running_since(got_id_at, "2026-11-21 20:00:00.000", None) is None  # still PENDING
+    assert running_since(None, "2026-11-21 20:00:00.000", "2026-11-21 20:00:40.000") is None
 
 
 def test_estimates_are_per_kind_and_follow_recent_tasks() -> None:
