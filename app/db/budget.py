@@ -60,9 +60,16 @@ class DatabaseBudgets:
 
     async def hold_until(self, key: str, until: float) -> None:
         """No call on `key` before `until` (a 429's Retry-After), for every process."""
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(CallBudget).where(CallBudget.key == key).values(tat=_later_of(until))
-            )
-            if not rowcount(result):
-                session.add(CallBudget(key=key, tat=until))
+        for _ in range(3):
+            async with self._sessions.begin() as session:
+                result = await session.execute(
+                    update(CallBudget).where(CallBudget.key == key).values(tat=_later_of(until))
+                )
+                if rowcount(result):
+                    return
+            try:
+                async with self._sessions.begin() as session:
+                    await session.execute(insert(CallBudget).values(key=key, tat=until))
+                return
+            except IntegrityError:
+                continue  # created meanwhile by another process: move it on the next turn

@@ -507,8 +507,17 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 expires_at=expires,
             )
         except CopyError as exc:
-            if not exc.transient or (expires is not None and utcnow() >= expires):
+            if not exc.transient:
                 await self._fail(job, exc.code, exc.message)
+                return
+            if expires is not None and utcnow() >= expires:
+                # The last try began in time but failed after the URL died: nothing can be retried now.
+                await self._fail(
+                    job,
+                    "video_url_expired",
+                    f"the upstream video URL expired before it was copied (last error: {exc.code}: "
+                    f"{exc.message})",
+                )
                 return
             error = f"copy: {exc.code}: {exc.message}"
             fresh = await self._fresh_video_url(job)
