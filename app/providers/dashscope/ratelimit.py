@@ -21,6 +21,8 @@ from typing import Protocol
 QUERY = "query"
 #: Fraction of the nominal rate actually used.
 SAFETY = 0.9
+#: A call leaving this much after its reserved moment re-spaces the budget from the moment it left.
+LATE_S = 0.02
 #: The most conservative budget, for a family the registry does not know.
 UNKNOWN_FAMILY_RPS = 1.0
 
@@ -77,9 +79,15 @@ class UpstreamLimiter:
 
     async def _acquire(self, key: str) -> None:
         spacing = self._spacing.get(key) or self._spaced(UNKNOWN_FAMILY_RPS)
-        at = await self._store.reserve(f"{self._scope}:{key}", spacing)
+        scoped = f"{self._scope}:{key}"
+        at = await self._store.reserve(scoped, spacing)
         if (delay := at - time.time()) > 0:
             await asyncio.sleep(delay)
+        # Spacing must hold between the calls as sent, not only as reserved: a call that goes out late (a
+        # slow reservation, a busy event loop) pushes the next one back, or two could land closer than
+        # the service's window allows.
+        if time.time() - at > LATE_S:
+            await self._store.hold_until(scoped, time.time() + spacing)
 
     async def query(self) -> None:
         await self._acquire(QUERY)
