@@ -1,9 +1,11 @@
 """One rate budget per upstream account: task queries (get/cancel/list) and creates per model family.
 
 Calls are spaced evenly rather than in bursts, because the service counts requests per second and a
-burst at a window edge would trip it; the spacing keeps a 10 % margin (a 5 RPS budget admits one call
-every 222 ms), since requests do not arrive upstream exactly as evenly as they leave. A 429 holds the
-budget for its `Retry-After`.
+burst at a window edge would trip it. The spacing keeps a 20 % margin (a 5 RPS budget admits one call
+every 250 ms), because requests do not arrive upstream as evenly as they leave: a call that opens a new
+connection, or leaves a busy event loop late, lands closer to the next one. With rate r the service sees
+r + 1 calls inside its one-second window only if one of them arrives more than 1/SAFETY − 1 = 250 ms
+behind its slot. A 429 holds the budget for its `Retry-After`.
 
 The budget is DashScope's, per account, so every process of a deployment must draw on the same one: the
 reservations live in a `SlotStore` — the database (`app/db/budget.py`) in the gateway, so API and worker
@@ -20,7 +22,7 @@ from typing import Protocol
 
 QUERY = "query"
 #: Fraction of the nominal rate actually used.
-SAFETY = 0.9
+SAFETY = 0.8
 #: A call leaving this much after its reserved moment re-spaces the budget from the moment it left.
 LATE_S = 0.02
 #: The most conservative budget, for a family the registry does not know.
@@ -53,6 +55,11 @@ class LocalSlots:
         self._tat[key] = max(self._tat.get(key, 0.0), until)
 
 
+async def _sleep_until(moment: float) -> None:
+    if (delay := moment - time.time()) > 0:
+        await asyncio.sleep(delay)
+
+
 def account_scope(base_url: str, api_key: str) -> str:
     """A short, non-secret name for one upstream account (its budgets' key prefix)."""
     return hashlib.sha256(f"{base_url}\n{api_key}".encode()).hexdigest()[:16]
@@ -72,6 +79,8 @@ class UpstreamLimiter:
             self._spacing[f"submit:{group}"] = self._spaced(rps)
         self._store: SlotStore = store or LocalSlots()
         self._scope = scope
+        #: When this process's last call on each budget left (or will leave).
+        self._sent: dict[str, float] = {}
 
     @staticmethod
     def _spaced(rate: float) -> float:
@@ -81,11 +90,14 @@ class UpstreamLimiter:
         spacing = self._spacing.get(key) or self._spaced(UNKNOWN_FAMILY_RPS)
         scoped = f"{self._scope}:{key}"
         at = await self._store.reserve(scoped, spacing)
-        if (delay := at - time.time()) > 0:
-            await asyncio.sleep(delay)
-        # Spacing must hold between the calls as sent, not only as reserved: a call that goes out late (a
-        # slow reservation, a busy event loop) pushes the next one back, or two could land closer than
-        # the service's window allows.
+        await _sleep_until(at)
+        # Spacing must hold between the calls as sent, not only as reserved: a call that leaves late (a
+        # slow reservation, a busy event loop) would otherwise land right before the next one, which is
+        # already reserved. So this process also spaces its own calls from when they actually leave …
+        start = max(time.time(), self._sent.get(scoped, 0.0) + spacing)
+        self._sent[scoped] = start
+        await _sleep_until(start)
+        # … and a late call pushes the shared budget back for the other processes.
         if time.time() - at > LATE_S:
             await self._store.hold_until(scoped, time.time() + spacing)
 

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from app.providers.dashscope.capabilities import Endpoint
 from app.providers.sandbox.emulator import Emulator
 from app.providers.sandbox.errors import BAD_REQUEST, SYNC_NOT_SUPPORTED, ApiError, invalid, new_request_id
+from app.providers.sandbox.middleware import ARRIVED_AT
 
 
 def emulator_of(request: Request) -> Emulator:
@@ -46,6 +47,7 @@ async def _create(request: Request, endpoint: Endpoint) -> JSONResponse:
         endpoint=endpoint,
         api_key=api_key,
         oss_resolve=_header_enabled(request, "x-dashscope-ossresourceresolve"),
+        arrived_at=getattr(request.state, ARRIVED_AT, None),
     )
     return JSONResponse(result)
 

@@ -108,7 +108,13 @@ class Emulator:
     # --- create (§2) ------------------------------------------------------------------------------
 
     async def create(
-        self, body: Any, *, endpoint: Endpoint, api_key: str, oss_resolve: bool
+        self,
+        body: Any,
+        *,
+        endpoint: Endpoint,
+        api_key: str,
+        oss_resolve: bool,
+        arrived_at: float | None = None,
     ) -> dict[str, Any]:
         request = parse_create(body, endpoint, strict=self.config.strict_parameters)
         if not oss_resolve and any(url.startswith("oss://") for url in request.media_urls):
@@ -134,7 +140,7 @@ class Emulator:
             api_key_id=_digits(api_key, 6),
         )
         request_id = new_request_id()
-        record = await self._insert(request, detail, outcome, request_id)
+        record = await self._insert(request, detail, outcome, request_id, arrived_at or time.time())
         self.stats.created[request.spec.name] += 1
         if outcome.state is TaskState.SUCCEEDED:
             self.clips.prefetch(_clip_of(record))
@@ -155,10 +161,9 @@ class Emulator:
         return Outcome().with_action(rule.action, rule.arg)
 
     async def _insert(
-        self, request: CreateRequest, detail: TaskDetail, outcome: Outcome, request_id: str
+        self, request: CreateRequest, detail: TaskDetail, outcome: Outcome, request_id: str, now: float
     ) -> TaskRecord:
         config, spec = self.config, request.spec
-        now = time.time()
         limits = config.enforce_limits
 
         def make(busy: Sequence[Slot]) -> TaskRecord:

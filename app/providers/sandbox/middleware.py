@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,6 +29,10 @@ _OPERATIONS: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("GET", re.compile(r"/files/[^/]+"), "download"),
     ("HEAD", re.compile(r"/files/[^/]+"), "download"),
 )
+
+
+#: Where the edge leaves a create's arrival time in the request state.
+ARRIVED_AT = "sandbox_arrived_at"
 
 
 def operation_of(method: str, path: str) -> str | None:
@@ -75,6 +80,9 @@ class SandboxEdge:
             await self.app(scope, receive, counting_send)
             return
 
+        # The service counts a create against its RPS when the request reaches it, not when the handler
+        # gets round to it (reading and inspecting the body takes a variable while).
+        scope.setdefault("state", {})[ARRIVED_AT] = time.time()
         # Hold the create's answer until we know whether a create_after fault replaces it.
         held: list[Message] = []
 
