@@ -1,4 +1,4 @@
-"""The `wan-gateway` command: `serve`, `worker`, `migrate`, `sandbox`, `webhook-secret`, `openapi`."""
+"""The `wan-gateway` command: `serve`, `worker`, `migrate`, `keys`, `sandbox`, `webhook-secret`, `openapi`."""
 
 from __future__ import annotations
 
@@ -11,12 +11,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from app.config import Settings
 from app.workers.process import add_arguments as add_worker_arguments
 from app.workers.process import run as run_worker
 
 
 def configure_logging(settings: Settings) -> None:
+    from app.lifespan import secret_values
+    from app.logsafety import install
+
+    install(secret_values(settings))
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -69,6 +75,82 @@ def cmd_webhook_secret(settings: Settings) -> None:
     print("\n".join(asyncio.run(secrets())))
 
 
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> None:
+    """Create, list and revoke client keys in the database (migrating it first if needed)."""
+    from app.db.engine import create_engine, session_factory
+    from app.db.migrate import upgrade_head
+    from app.lifespan import configured_keys
+    from app.tenants import keys
+
+    if args.keys_command == "generate":
+        print(keys.generate_key())
+        return
+    upgrade_head(settings.database_url)
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            async with session_factory(engine).begin() as session:
+                if args.keys_command == "create":
+                    await _create_key(session, args)
+                elif args.keys_command == "list":
+                    print(_key_line("NAME", "TENANT", "PREFIX", "SOURCE", "ADMIN", "STATUS"))
+                    for entry in configured_keys(settings):
+                        print(_key_line(entry.name, entry.name, entry.prefix, "env", entry.admin, "active"))
+                    for row in await keys.list_keys(session, include_revoked=args.all):
+                        status = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+                        print(_key_line(row.name, row.tenant, row.prefix, row.source, row.admin, status))
+                elif args.keys_command == "revoke":
+                    row = await keys.revoke(session, args.name)
+                    print(f"revoked {row.name} ({row.prefix}…); it stops working within AUTH_CACHE_TTL_S")
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except keys.KeyProblem as exc:
+        raise SystemExit(f"wan-gateway keys: {exc}") from None
+
+
+async def _create_key(session: AsyncSession, args: argparse.Namespace) -> None:
+    from app.tenants import keys
+
+    row, key = await keys.create(
+        session,
+        args.name,
+        tenant=args.tenant,
+        admin=args.admin,
+        max_active_jobs=args.max_active_jobs,
+        submits_per_minute=args.submits_per_minute,
+        video_seconds_per_day=args.video_seconds_per_day,
+    )
+    print(key)
+    role = ", admin" if row.admin else ""
+    print(f"created {row.name} (tenant {row.tenant}{role}); the key is shown only now", file=sys.stderr)
+
+
+def _key_line(name: str, tenant: str, prefix: str, source: str, admin: bool | str, status: str) -> str:
+    return f"{name:24} {tenant:20} {prefix:8} {source:6} {admin!s:5} {status}"
+
+
+def add_keys_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="keys_command", required=True)
+    create = sub.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("name", help="the key's name")
+    create.add_argument("--tenant", help="whose jobs it sees (default: the name; share one to rotate keys)")
+    create.add_argument("--admin", action="store_true", help="may also read /metrics and /v1/admin/*")
+    create.add_argument("--max-active-jobs", type=int, help="quota override (default QUOTA_MAX_ACTIVE_JOBS)")
+    create.add_argument("--submits-per-minute", type=int, help="quota override (QUOTA_SUBMITS_PER_MINUTE)")
+    create.add_argument(
+        "--video-seconds-per-day", type=int, help="quota override (QUOTA_VIDEO_SECONDS_PER_DAY)"
+    )
+    listing = sub.add_parser("list", help="list keys (configured and created; never the keys themselves)")
+    listing.add_argument("--all", action="store_true", help="include revoked keys")
+    revoke = sub.add_parser("revoke", help="revoke a created key")
+    revoke.add_argument("name", help="the key's name or id")
+    sub.add_parser("generate", help="print a random key for GATEWAY_API_KEYS (stores nothing)")
+
+
 def cmd_openapi(output: Path) -> None:
     from app.main import create_app
 
@@ -88,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     worker = sub.add_parser("worker", help="run the job poller and webhook dispatcher without the API")
     add_worker_arguments(worker)
     sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+    add_keys_arguments(sub.add_parser("keys", help="create, list and revoke client API keys"))
     sandbox = sub.add_parser("sandbox", help="run the DashScope emulator alone")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8001)
@@ -110,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         cmd_serve(settings, args.host, args.port, not args.no_migrate)
     elif args.command == "sandbox":
         cmd_sandbox(settings, args.host, args.port)
+    elif args.command == "keys":
+        cmd_keys(settings, args)
     elif args.command == "webhook-secret":
         cmd_webhook_secret(settings)
 

@@ -265,6 +265,38 @@ class Settings(BaseSettings):
         description="How often event streams and `Prefer: wait` look for changes made by other processes "
         "(changes made in this process are seen at once).",
     )
+    # --- clients: keys and quotas ----------------------------------------------------------------
+    gateway_api_keys: SecretStr | None = Field(
+        default=None,
+        description="Client keys `name:key,name2:key2` (each key ≥ 32 characters; the name is the tenant). "
+        "Keys can also be created with `wan-gateway keys create`. With any key, every `/v1` route needs "
+        "`Authorization: Bearer <key>`.",
+    )
+    gateway_admin_keys: SecretStr | None = Field(
+        default=None,
+        description="Like GATEWAY_API_KEYS, for keys that may also read `/metrics` and `/v1/admin/*`.",
+    )
+    auth_disabled: bool = Field(
+        default=False,
+        description="Serve without client keys even against the real DashScope (otherwise the gateway "
+        "refuses to start that way). In sandbox mode auth is off while no key exists.",
+    )
+    auth_cache_ttl_s: float = Field(
+        default=5.0, description="How long a key lookup is remembered: a revoked key stops working within it."
+    )
+    quota_max_active_jobs: int = Field(
+        default=1000, ge=0, description="Per key: jobs not yet finished (0 = no limit)."
+    )
+    quota_submits_per_minute: int = Field(
+        default=120, ge=0, description="Per key: job submissions in any 60 s (0 = no limit)."
+    )
+    quota_video_seconds_per_day: int = Field(
+        default=3600,
+        ge=0,
+        description="Per key: seconds of video requested in any 24 h, not counting failed, canceled or "
+        "reused (cached) jobs (0 = no limit).",
+    )
+
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     @field_validator("upstream_submit_rps", mode="before")

@@ -17,7 +17,8 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.config import Settings
+from app import logsafety
+from app.config import Settings, split_secrets
 from app.db.budget import DatabaseBudgets
 from app.db.engine import create_engine, session_factory
 from app.jobs.feed import ChangeFeed
@@ -33,6 +34,9 @@ from app.providers.sandbox.config import SandboxConfig
 from app.providers.sandbox.server import SandboxServer
 from app.storage.base import Storage
 from app.storage.factory import open_storage
+from app.tenants.auth import Authenticator
+from app.tenants.keys import ConfiguredKey, KeyProblem, parse_configured_keys
+from app.tenants.quotas import QuotaLimits
 from app.webhooks.dispatcher import Dispatcher, DispatcherConfig
 from app.webhooks.secrets import SecretSource
 from app.webhooks.sender import WebhookSender
@@ -58,6 +62,7 @@ class Gateway:
     dispatcher: Dispatcher
     deliveries: DeliveryService
     secrets: SecretSource
+    auth: Authenticator
     sandbox: SandboxServer | None = None
     loops: list[asyncio.Task[None]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -180,6 +185,17 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
         )
         feed.subscribe(dispatcher.wake)  # a status change may have queued deliveries
         deliveries = DeliveryService(sessions, on_scheduled=dispatcher.wake)
+        auth = Authenticator(
+            sessions,
+            configured_keys(settings),
+            QuotaLimits(
+                max_active_jobs=settings.quota_max_active_jobs,
+                submits_per_minute=settings.quota_submits_per_minute,
+                video_seconds_per_day=settings.quota_video_seconds_per_day,
+            ),
+            disabled=settings.auth_disabled,
+            cache_ttl_s=settings.auth_cache_ttl_s,
+        )
         gateway = Gateway(
             settings=settings,
             engine=engine,
@@ -193,6 +209,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             dispatcher=dispatcher,
             deliveries=deliveries,
             secrets=secrets,
+            auth=auth,
             sandbox=sandbox,
         )
         if settings.workers_enabled if start_loops is None else start_loops:
@@ -204,6 +221,57 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Gateway]]:
     settings: Settings = app.state.settings
+    logsafety.install(secret_values(settings))
     async with open_gateway(settings) as gateway:
+        await check_client_auth(gateway)
         app.state.gateway = gateway  # for tools and tests that hold the app
         yield {"gateway": gateway}
+
+
+def configured_keys(settings: Settings) -> list[ConfiguredKey]:
+    entries: list[ConfiguredKey] = []
+    for value, admin, variable in (
+        (settings.gateway_api_keys, False, "GATEWAY_API_KEYS"),
+        (settings.gateway_admin_keys, True, "GATEWAY_ADMIN_KEYS"),
+    ):
+        if value is not None:
+            entries += parse_configured_keys(value.get_secret_value(), admin=admin, variable=variable)
+    if len({e.name for e in entries}) != len(entries):
+        raise KeyProblem("GATEWAY_API_KEYS and GATEWAY_ADMIN_KEYS share a name")
+    return entries
+
+
+async def check_client_auth(gateway: Gateway) -> None:
+    """No open doors by accident: without client keys the API serves anyone, which is only allowed
+    against the sandbox (loudly) or when AUTH_DISABLED=true says it is meant."""
+    settings, auth = gateway.settings, gateway.auth
+    if auth.disabled:
+        log.warning("AUTH_DISABLED=true: client authentication is OFF; anyone who reaches the API can spend")
+        return
+    if await auth.enabled():
+        log.info("client authentication on (%d configured keys, more in the database)", auth.configured_count)
+        return
+    if not settings.sandbox_enabled:
+        raise RuntimeError(
+            "no client API keys: refusing to serve the real DashScope key to anyone who can connect. Set "
+            "GATEWAY_API_KEYS=name:key (or run `wan-gateway keys create NAME`), or AUTH_DISABLED=true if "
+            "the API is protected some other way"
+        )
+    log.warning(
+        "client authentication is OFF (sandbox mode, no API keys): anyone who reaches this port can "
+        "submit jobs. It turns on as soon as a key exists: GATEWAY_API_KEYS=name:key or "
+        "`wan-gateway keys create NAME`"
+    )
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret the settings hold, for the log redactor."""
+    values = [settings.sandbox_api_key.get_secret_value()]
+    if settings.upstream_key is not None:
+        values.append(settings.upstream_key.get_secret_value())
+    if settings.webhook_secret is not None:
+        values += split_secrets(settings.webhook_secret.get_secret_value())
+    for configured in (settings.gateway_api_keys, settings.gateway_admin_keys):
+        if configured is not None:
+            values += [item.partition(":")[2].strip() for item in configured.get_secret_value().split(",")]
+    return values

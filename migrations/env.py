@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import app.db.budget
 import app.jobs.models
+import app.tenants.models
 import app.webhooks.models  # noqa: F401
 from app.config import Settings
 from app.db.base import Base

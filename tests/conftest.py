@@ -19,7 +19,7 @@ import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,8 @@ class Served:
     url: str
     client: httpx.AsyncClient
     gateway: Gateway
+    #: Sent by `submit`, `job` and `drive`: an `Authorization` header when the gateway has client keys.
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def sandbox(self) -> SandboxServer:
@@ -127,13 +129,13 @@ class Served:
     async def submit(self, reference_image: str, **fields: Any) -> str:
         """POST a 2-second 720P job (fields override) and return its id."""
         body = {"prompt": "a cat", "duration": 2, "size": "1280*720", "reference_image": reference_image}
-        response = await self.client.post("/v1/jobs", json={**body, **fields})
+        response = await self.client.post("/v1/jobs", json={**body, **fields}, headers=self.headers)
         assert response.status_code == 202, response.text
         job_id: str = response.json()["id"]
         return job_id
 
     async def job(self, job_id: str) -> dict[str, Any]:
-        response = await self.client.get(f"/v1/jobs/{job_id}")
+        response = await self.client.get(f"/v1/jobs/{job_id}", headers=self.headers)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body

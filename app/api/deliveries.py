@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.api.auth import PrincipalDep
 from app.api.deps import GatewayDep
 from app.api.problems import problem_responses
 from app.jobs import schemas
@@ -15,10 +16,10 @@ router = APIRouter(prefix="/v1/jobs", tags=["webhooks"])
     "/{job_id}/deliveries",
     response_model=schemas.DeliveryList,
     summary="List a job's webhook deliveries and every attempt",
-    responses=problem_responses(404),
+    responses=problem_responses(401, 404),
 )
-async def list_deliveries(job_id: str, gateway: GatewayDep) -> schemas.DeliveryList:
-    await gateway.service.get(job_id)
+async def list_deliveries(job_id: str, gateway: GatewayDep, caller: PrincipalDep) -> schemas.DeliveryList:
+    await gateway.service.get(job_id, owner=caller.tenant)
     return await gateway.deliveries.list(job_id)
 
 
@@ -27,10 +28,12 @@ async def list_deliveries(job_id: str, gateway: GatewayDep) -> schemas.DeliveryL
     status_code=202,
     response_model=schemas.Delivery,
     summary="Send a delivery again",
-    responses=problem_responses(404),
+    responses=problem_responses(401, 404),
 )
-async def redeliver(job_id: str, delivery_id: str, gateway: GatewayDep) -> schemas.Delivery:
+async def redeliver(
+    job_id: str, delivery_id: str, gateway: GatewayDep, caller: PrincipalDep
+) -> schemas.Delivery:
     """Queues the same event again, now, under the same `webhook-id` (receivers deduplicate on it), with
     a fresh retry schedule. An endpoint that had answered 410 Gone is re-enabled."""
-    await gateway.service.get(job_id)
+    await gateway.service.get(job_id, owner=caller.tenant)
     return await gateway.deliveries.redeliver(job_id, delivery_id)

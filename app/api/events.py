@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from app.api.auth import PrincipalDep
 from app.api.deps import GatewayDep
 from app.api.problems import problem_responses
 from app.config import TERMINAL_EVENTS
@@ -45,12 +46,13 @@ data: {"type":"job.succeeded","timestamp":"2026-11-21T20:57:11Z","data":{…}}
             "description": "`text/event-stream`; `data` of each event is a WebhookPayload",
             "content": {"text/event-stream": {"schema": {"type": "string"}, "example": EXAMPLE}},
         },
-        **problem_responses(404, 422),
+        **problem_responses(401, 404, 422),
     },
 )
 async def job_events(
     job_id: str,
     gateway: GatewayDep,
+    caller: PrincipalDep,
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", description="Resume after this event id.")
     ] = None,
@@ -58,7 +60,7 @@ async def job_events(
         int | None, Query(ge=0, description="Same as Last-Event-ID, for clients that cannot set headers.")
     ] = None,
 ) -> EventSourceResponse:
-    await gateway.service.get(job_id)  # 404 before the stream starts
+    await gateway.service.get(job_id, owner=caller.tenant)  # 404 before the stream starts
     start = after or 0
     if last_event_id is not None:
         if not last_event_id.strip().isdigit():
@@ -73,7 +75,7 @@ async def job_events(
                 changed.clear()
                 # Status first, events second: the terminal event commits with the terminal status, so
                 # a job seen finished here has all its events visible to the read below.
-                finished = JobStatus((await gateway.service.get(job_id)).status).terminal
+                finished = JobStatus((await gateway.service.get(job_id, owner=caller.tenant)).status).terminal
                 events = await gateway.service.events_after(job_id, seen)
                 for event in events:
                     seen = event.id

@@ -13,7 +13,9 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from app.api.auth import AdminDep
 from app.api.deps import GatewayDep
+from app.api.problems import problem_responses
 from app.db.base import utcnow
 from app.ops import metrics
 from app.ops.readiness import readiness
@@ -43,9 +45,9 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
     "/metrics",
     summary="Prometheus metrics: queue depth, upstream tasks in flight, oldest due job, deliveries",
     response_class=Response,
-    responses={200: {"content": {metrics.CONTENT_TYPE: {}}}},
+    responses={200: {"content": {metrics.CONTENT_TYPE: {}}}, **problem_responses(401, 403)},
 )
-async def prometheus_metrics(gateway: GatewayDep) -> Response:
+async def prometheus_metrics(gateway: GatewayDep, _: AdminDep) -> Response:
     return Response(await metrics.render(gateway), media_type=metrics.CONTENT_TYPE)
 
 
@@ -64,8 +66,12 @@ class StatsOut(BaseModel):
     oldest_due_delivery_age_s: float | None = Field(description="How late the oldest due delivery is.")
 
 
-@router.get("/v1/admin/stats", summary="Queue figures as JSON (the same as /metrics)")
-async def admin_stats(gateway: GatewayDep) -> StatsOut:
+@router.get(
+    "/v1/admin/stats",
+    summary="Queue figures as JSON (the same as /metrics)",
+    responses=problem_responses(401, 403),
+)
+async def admin_stats(gateway: GatewayDep, _: AdminDep) -> StatsOut:
     now = utcnow()
     async with gateway.sessions() as session:
         stats = await queue_stats(session, now)

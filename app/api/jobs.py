@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
+from app.api.auth import PrincipalDep
 from app.api.byteranges import MalformedRange, UnsatisfiableRange, parse_range
 from app.api.deps import GatewayDep
 from app.api.problems import problem_responses
@@ -30,13 +31,18 @@ _STATUSES = [s.value for s in JobStatus]
     status_code=202,
     response_model=schemas.Job,
     summary="Submit a video.generate job",
-    responses=problem_responses(400, 422),
+    responses=problem_responses(400, 401, 422, 429),
 )
-async def create_job(body: schemas.JobCreate, gateway: GatewayDep, response: Response) -> schemas.Job:
+async def create_job(
+    body: schemas.JobCreate, gateway: GatewayDep, caller: PrincipalDep, response: Response
+) -> schemas.Job:
     """Validates the request against the model's capabilities and stores it as `queued`. DashScope is
     never called here: a background loop submits it, within the account's rate and concurrency limits."""
-    job = await gateway.service.create(body)
+    created = await gateway.service.submit(body, owner=caller.tenant, limits=caller.limits)
+    job = created.job
     response.headers["Location"] = f"/v1/jobs/{job.id}"
+    if created.window is not None:
+        response.headers.update(created.window.headers())
     return gateway.presenter.job(job)
 
 
@@ -44,10 +50,11 @@ async def create_job(body: schemas.JobCreate, gateway: GatewayDep, response: Res
     "",
     response_model=schemas.JobList,
     summary="List jobs, newest first",
-    responses=problem_responses(422),
+    responses=problem_responses(401, 422),
 )
 async def list_jobs(
     gateway: GatewayDep,
+    caller: PrincipalDep,
     status: Annotated[
         list[str] | None,
         Query(description="Only these statuses (repeat the parameter or separate with commas)."),
@@ -61,7 +68,9 @@ async def list_jobs(
     for value in statuses:
         if value not in _STATUSES:
             raise FieldError("status", f"unknown status {value!r}; one of {', '.join(_STATUSES)}")
-    page = await gateway.service.page(owner=None, statuses=statuses or None, limit=limit, cursor=cursor)
+    page = await gateway.service.page(
+        owner=caller.tenant, statuses=statuses or None, limit=limit, cursor=cursor
+    )
     return schemas.JobList(data=[gateway.presenter.job(j) for j in page.jobs], next_cursor=page.next_cursor)
 
 
@@ -69,11 +78,12 @@ async def list_jobs(
     "/{job_id}",
     response_model=schemas.Job,
     summary="Get a job",
-    responses=problem_responses(404),
+    responses=problem_responses(401, 404),
 )
 async def get_job(
     job_id: str,
     gateway: GatewayDep,
+    caller: PrincipalDep,
     response: Response,
     prefer: Annotated[
         str | None,
@@ -84,7 +94,7 @@ async def get_job(
 ) -> schemas.Job:
     """With `Prefer: wait=N` this is a long poll: it answers as soon as the job enters a new status, or
     after N seconds (at most 60) with the job unchanged; a finished job answers at once."""
-    job = await gateway.service.get(job_id)
+    job = await gateway.service.get(job_id, owner=caller.tenant)
     wait = parse_prefer_wait(prefer)
     if wait is not None:
         response.headers["Preference-Applied"] = f"wait={wait}"
@@ -107,12 +117,12 @@ def parse_prefer_wait(prefer: str | None) -> int | None:
     "/{job_id}/cancel",
     response_model=schemas.Job,
     summary="Cancel a job",
-    responses=problem_responses(404, 409, 503),
+    responses=problem_responses(401, 404, 409, 503),
 )
-async def cancel_job(job_id: str, gateway: GatewayDep) -> schemas.Job:
+async def cancel_job(job_id: str, gateway: GatewayDep, caller: PrincipalDep) -> schemas.Job:
     """A job not yet submitted is canceled here; a task still PENDING upstream is canceled there; a
     running one cannot be canceled (409, DashScope only cancels PENDING tasks). Canceling twice is fine."""
-    return gateway.presenter.job(await gateway.service.cancel(job_id))
+    return gateway.presenter.job(await gateway.service.cancel(job_id, owner=caller.tenant))
 
 
 @router.get(
@@ -128,12 +138,13 @@ async def cancel_job(job_id: str, gateway: GatewayDep) -> schemas.Job:
             "video, valid for `S3_PRESIGN_TTL_S` seconds (it honours `Range` too)"
         },
         416: {"description": "Range not satisfiable"},
-        **problem_responses(404, 409, 503),
+        **problem_responses(401, 404, 409, 503),
     },
 )
 async def get_content(
     job_id: str,
     gateway: GatewayDep,
+    caller: PrincipalDep,
     if_none_match: Annotated[str | None, Header()] = None,
     range_header: Annotated[
         str | None, Header(alias="range", description="One byte range, e.g. `bytes=0-1023` or `bytes=-500`.")
@@ -146,7 +157,7 @@ async def get_content(
     """The video copied into the gateway's storage. Supports `Range` (206) and `If-None-Match` (304);
     the ETag is the file's sha256. With S3 storage the video is streamed from the bucket (the default) or,
     with `S3_CONTENT_MODE=redirect`, a `307` sends the client to a short-lived presigned URL."""
-    job = await gateway.service.get(job_id)
+    job = await gateway.service.get(job_id, owner=caller.tenant)
     if job.status != JobStatus.SUCCEEDED.value or not job.storage_key or not job.result:
         raise Conflict(f"the job is {job.status}; its video is not stored yet", code="video_not_ready")
     etag = f'"{job.result["sha256"]}"'

@@ -33,9 +33,12 @@ class Problem(BaseModel):
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "Malformed request (e.g. invalid JSON)",
+        401: "No API key, or one that is unknown or revoked",
+        403: "The key may not do this",
         404: "No such job",
         409: "The job is not in a state that allows this",
         422: "A field is invalid; `field` names it",
+        429: "A quota of this key is used up; retry after `Retry-After` (see the `RateLimit-*` headers)",
         503: "Upstream or a dependency is unavailable; retry after `Retry-After`",
     }
     return {

@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, JSONDoc, utcnow
@@ -42,6 +42,9 @@ class Job(Leased, Base):
     upstream_body: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)  # what is sent (data: URIs)
     warnings: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONDoc)
+
+    #: Seconds of video this job may bill (0 for a reused video): the per-day quota sums it.
+    video_seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
     webhook_url: Mapped[str | None] = mapped_column(Text)
     webhook_events: Mapped[list[str] | None] = mapped_column(JSONDoc)

@@ -33,9 +33,18 @@ from app.providers.base import (
     VideoProvider,
     VideoRequest,
 )
+from app.tenants import quotas
+from app.tenants.quotas import QuotaLimits
 from app.webhooks import repository as webhook_repository
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Created:
+    job: Job
+    #: The submitter's per-minute quota window after this job, for `RateLimit-*` headers.
+    window: quotas.Window | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,15 @@ class JobService:
             template=body.template,
         )
 
-    async def create(self, body: api.JobCreate, *, owner: str | None = None) -> Job:
+    async def create(
+        self, body: api.JobCreate, *, owner: str | None = None, limits: QuotaLimits | None = None
+    ) -> Job:
+        return (await self.submit(body, owner=owner, limits=limits)).job
+
+    async def submit(
+        self, body: api.JobCreate, *, owner: str | None = None, limits: QuotaLimits | None = None
+    ) -> Created:
+        """Validate and store a job for `owner` (the tenant), within its quota `limits` if any."""
         request = self._to_request(body)
         try:
             submission = self._provider.prepare(request)
@@ -143,6 +160,7 @@ class JobService:
             upstream_body=submission.body,
             warnings=submission.warnings,
             meta=body.metadata,
+            video_seconds=float(submission.duration or 0),
             webhook_url=body.webhook_url,
             webhook_events=(list(body.webhook_events or TERMINAL_EVENTS) if body.webhook_url else None),
             next_attempt_at=now,
@@ -150,7 +168,10 @@ class JobService:
             created_at=now,
             updated_at=now,
         )
+        window = None
         async with self._sessions.begin() as session:
+            if limits is not None and owner is not None:
+                window = await quotas.admit(session, owner, limits, job.video_seconds, now)
             await repository.insert(session, job)
             await self._outbox.record(session, job)
             if job.webhook_url:
@@ -158,7 +179,7 @@ class JobService:
         log.info("job %s queued (model=%s)", job.id, job.model)
         self._feed.notify(job.id)
         self._on_created()
-        return job
+        return Created(job, window)
 
     # --- read ---------------------------------------------------------------------------------
     async def get(self, job_id: str, *, owner: str | None = None) -> Job:
