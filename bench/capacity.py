@@ -228,6 +228,7 @@ def gateway_run(args: argparse.Namespace, image: str, label: str, settings: dict
             "DASHSCOPE_SANDBOX": "false",
             "DASHSCOPE_API_KEY": SANDBOX_KEY,
             "DASHSCOPE_BASE_URL": sandbox_url + "/api/v1",
+            "AUTH_DISABLED": "true",  # measured: the queue and the upstream, not client keys and quotas
         }
         subprocess.run(
             [sys.executable, "-m", "app.cli", "migrate"], env=env, check=True, cwd=REPO, capture_output=True

@@ -23,6 +23,11 @@ from tests.conftest import CLIP_CACHE, free_port
 from tests.helpers import wait_for
 
 SANDBOX_KEY = "sk-sandbox"
+#: The client keys every API process of a cluster accepts (tenant "scaleout"; "ops" may read /metrics).
+CLIENT_KEY = "wg_scaleout-client-key-0123456789abcdef"
+ADMIN_KEY = "wg_scaleout-admin-key-0123456789abcdef01"
+CLIENT_HEADERS = {"Authorization": f"Bearer {CLIENT_KEY}"}
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 #: Settings of ours that must not leak in from the developer's shell into a child process.
 _OURS = ("DASHSCOPE_", "DATABASE_", "SANDBOX_", "STORAGE_", "S3_", "WEBHOOK_", "WORKERS_", "UPSTREAM_")
 
@@ -133,11 +138,15 @@ class Cluster:
 
     @property
     def upstream_env(self) -> dict[str, str]:
-        """How gateway processes reach the shared sandbox: as a real upstream, with its key."""
+        """How gateway processes reach the shared sandbox (as a real upstream, with its key), and the
+        client keys they accept."""
         return {
             "DASHSCOPE_SANDBOX": "false",
             "DASHSCOPE_API_KEY": SANDBOX_KEY,
             "DASHSCOPE_BASE_URL": self.sandbox_url,
+            # A real upstream key needs client keys: the API refuses to start without them.
+            "GATEWAY_API_KEYS": f"scaleout:{CLIENT_KEY}",
+            "GATEWAY_ADMIN_KEYS": f"ops:{ADMIN_KEY}",
         }
 
     async def start_api(self, name: str = "api", **env: str) -> tuple[ManagedProcess, str]:
