@@ -203,7 +203,17 @@ class Settings(BaseSettings):
     # --- input limits ---------------------------------------------------------------------------
     image_min_side_px: int = Field(default=360, description="Smallest allowed side of a reference image.")
     image_max_side_px: int = Field(default=2000, description="Largest allowed side of a reference image.")
-    image_max_bytes: int = Field(default=10 * 1024 * 1024, description="Largest reference image (decoded).")
+    image_max_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        description="Largest reference image (decoded), from a data: URI or fetched from a URL (the download "
+        "stops as soon as it is passed).",
+    )
+    reference_fetch_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Total time to fetch a `reference_image`/`last_frame_image` given as an http(s) URL: "
+        "DNS, connects, redirects and body together. Slower is a 422.",
+    )
 
     # --- job loop -------------------------------------------------------------------------------
     workers_enabled: bool = Field(
@@ -256,8 +266,8 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(default=16, description="Webhook requests in flight per worker.")
     allow_private_urls: bool = Field(
         default=False,
-        description="Let webhook targets (and fetched URLs) resolve to loopback/private/link-local "
-        "addresses. Cloud metadata addresses stay refused.",
+        description="Let webhook targets and fetched `reference_image`/`last_frame_image` URLs resolve to "
+        "loopback/private/link-local addresses. Cloud metadata addresses stay refused.",
     )
     sse_keepalive_s: float = Field(default=15.0, description="Comment line interval on event streams.")
     change_poll_interval_s: float = Field(

@@ -22,6 +22,7 @@ from app.config import Settings, split_secrets
 from app.db.budget import DatabaseBudgets
 from app.db.engine import create_engine, session_factory
 from app.jobs.feed import ChangeFeed
+from app.jobs.fetch import ImageFetcher, fetch_client
 from app.jobs.images import ImageLimits
 from app.jobs.outbox import Outbox, WebhookTarget
 from app.jobs.poller import JobPoller, PollerConfig, make_worker_id
@@ -109,6 +110,8 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
                 follow_redirects=True,
             )
         )
+        # Client-given image URLs: no keep-alive, no redirects, no cookies (see app/jobs/fetch.py).
+        fetch_http = await stack.enter_async_context(fetch_client(settings.reference_fetch_timeout_s))
         provider = DashScopeClient(
             upstream_http,
             base_url=base_url,
@@ -166,6 +169,12 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             ),
             outbox=outbox,
             feed=feed,
+            fetcher=ImageFetcher(
+                fetch_http,
+                allow_private=settings.allow_private_urls,
+                timeout_s=settings.reference_fetch_timeout_s,
+                max_bytes=settings.image_max_bytes,
+            ),
             on_created=poller.wake,
         )
         secrets = SecretSource(sessions, settings.webhook_secret)

@@ -1,6 +1,9 @@
-"""Reference images: decode and check a `data:` URI (format, pixel size, bytes) before anything is spent.
+"""Reference images: check them (format, alpha, pixel size, bytes) and hash them before anything is spent.
 
-URLs (`https://`, `oss://`) are passed through as given; they are not fetched here.
+Bytes from either source go through one checker, `check_image`: a `data:` URI is decoded here, and an
+`http(s)://` URL is fetched by `fetch.py` (under the SSRF guard) and then sent upstream as a `data:` URI,
+so what DashScope renders is exactly what was checked and hashed. `oss://` URLs (DashScope's temporary
+uploads) cannot be fetched by us and are passed through as given.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from app.jobs.fetch import ImageFetcher
 from app.providers.base import ImageInput, InvalidInput
 
 #: Formats Wan accepts (dashscope-protocol.md §2.6), by Pillow's format name → MIME type.
 ALLOWED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "WEBP": "image/webp"}
 _MIME_ALIASES = {"image/jpg": "image/jpeg", "image/x-ms-bmp": "image/bmp", "image/x-bmp": "image/bmp"}
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*);base64,", re.I)
-_URL_SCHEMES = ("https://", "http://", "oss://")
+_FETCHED_SCHEMES = ("https://", "http://")
+_URL_SCHEMES = (*_FETCHED_SCHEMES, "oss://")
 
 
 @dataclass(frozen=True)
@@ -30,12 +35,34 @@ class ImageLimits:
     max_bytes: int = 10 * 1024 * 1024
 
 
-def inspect_image(uri: str, field: str, limits: ImageLimits) -> ImageInput:
-    """Validate a reference image given as a URL or a base64 `data:` URI. Raises InvalidInput(field)."""
-    if uri.lower().startswith(_URL_SCHEMES):
+@dataclass(frozen=True)
+class CheckedImage:
+    """What `check_image` learnt from the bytes."""
+
+    sha256: str
+    mime: str
+    width: int
+    height: int
+    size_bytes: int
+
+
+async def inspect_image(uri: str, field: str, limits: ImageLimits, fetcher: ImageFetcher) -> ImageInput:
+    """Validate a reference image given as a URL or a base64 `data:` URI; http(s) URLs are fetched.
+    Raises InvalidInput(field)."""
+    lower = uri.lower()
+    if lower.startswith(_URL_SCHEMES):
         if any(c.isspace() for c in uri):
             raise InvalidInput(field, "the URL contains whitespace")
-        return ImageInput(uri=uri)
+        if not lower.startswith(_FETCHED_SCHEMES):
+            return ImageInput(uri=uri)  # oss://: only DashScope can read it
+        fetched = await fetcher.fetch(uri, field)
+        checked = check_image(fetched.data, field, limits)
+        return _image_input(checked, fetched.data, source_url=uri)
+    return inspect_data_uri(uri, field, limits)
+
+
+def inspect_data_uri(uri: str, field: str, limits: ImageLimits) -> ImageInput:
+    """Decode and check a `data:image/<type>;base64,` URI. Raises InvalidInput(field)."""
     if not uri.lower().startswith("data:"):
         raise InvalidInput(
             field, "must be an https:// or oss:// URL, or a data:image/<type>;base64,<data> URI"
@@ -51,6 +78,22 @@ def inspect_image(uri: str, field: str, limits: ImageLimits) -> ImageInput:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidInput(field, "the data: URI payload is not valid base64") from None
+    declared = (match.group("mime") or "").lower()
+    checked = check_image(data, field, limits, declared_mime=_MIME_ALIASES.get(declared, declared) or None)
+    return ImageInput(
+        uri=uri,
+        sha256=checked.sha256,
+        mime=checked.mime,
+        width=checked.width,
+        height=checked.height,
+        size_bytes=checked.size_bytes,
+    )
+
+
+def check_image(
+    data: bytes, field: str, limits: ImageLimits, *, declared_mime: str | None = None
+) -> CheckedImage:
+    """The one checker for image bytes, whatever their source: size, format, alpha, sides; and the hash."""
     if not data:
         raise InvalidInput(field, "the image is empty")
     if len(data) > limits.max_bytes:
@@ -70,10 +113,8 @@ def inspect_image(uri: str, field: str, limits: ImageLimits) -> ImageInput:
     actual_mime = ALLOWED_FORMATS.get(fmt)
     if actual_mime is None:
         raise InvalidInput(field, f"{fmt or 'this'} images are not accepted; use JPEG, PNG, BMP or WEBP")
-    declared = (match.group("mime") or "").lower()
-    declared = _MIME_ALIASES.get(declared, declared)
-    if declared and declared != actual_mime:
-        raise InvalidInput(field, f"declared as {declared} but the bytes are {actual_mime}")
+    if declared_mime and declared_mime != actual_mime:
+        raise InvalidInput(field, f"declared as {declared_mime} but the bytes are {actual_mime}")
     if fmt == "PNG" and has_alpha:
         raise InvalidInput(field, "PNG images with an alpha channel are not accepted; flatten it first")
     for side_name, side in (("width", width), ("height", height)):
@@ -82,11 +123,23 @@ def inspect_image(uri: str, field: str, limits: ImageLimits) -> ImageInput:
                 field,
                 f"image {side_name} is {side} px; each side must be {limits.min_side}–{limits.max_side} px",
             )
-    return ImageInput(
-        uri=uri,
+    return CheckedImage(
         sha256=hashlib.sha256(data).hexdigest(),
         mime=actual_mime,
         width=width,
         height=height,
         size_bytes=len(data),
+    )
+
+
+def _image_input(checked: CheckedImage, data: bytes, *, source_url: str) -> ImageInput:
+    """A fetched image: upstream gets the checked bytes as a data: URI; the client's URL is kept to echo."""
+    return ImageInput(
+        uri=f"data:{checked.mime};base64," + base64.b64encode(data).decode("ascii"),
+        source_url=source_url,
+        sha256=checked.sha256,
+        mime=checked.mime,
+        width=checked.width,
+        height=checked.height,
+        size_bytes=checked.size_bytes,
     )

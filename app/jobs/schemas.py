@@ -70,8 +70,11 @@ class JobCreate(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=SEED_MAX, description="Random seed, 0–2147483647.")
     reference_image: str = Field(
         min_length=1,
-        description="First frame: an https:// or oss:// URL, or a `data:image/<type>;base64,` URI "
-        "(JPEG, PNG without alpha, BMP or WEBP; 360–2000 px per side; ≤10 MB).",
+        description="First frame: an http(s):// URL, an oss:// URL, or a `data:image/<type>;base64,` URI "
+        "(JPEG, PNG without alpha, BMP or WEBP; 360–2000 px per side; ≤10 MB). An http(s) URL is fetched "
+        "by the gateway at submit (public addresses only, redirects checked, size and time capped), "
+        "checked and hashed like a data: URI, and its bytes are sent upstream; a URL that cannot be "
+        "fetched is a 422. oss:// URLs are passed through.",
     )
     last_frame_image: str | None = Field(
         default=None, description="Last frame, for the kf2v models only (same formats as reference_image)."

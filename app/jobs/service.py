@@ -21,6 +21,7 @@ from app.errors import Conflict, FieldError, NotFound, ServiceUnavailable
 from app.jobs import repository
 from app.jobs import schemas as api
 from app.jobs.feed import ChangeFeed, wait_changed
+from app.jobs.fetch import ImageFetcher
 from app.jobs.images import ImageLimits, inspect_image
 from app.jobs.models import Job, JobEvent
 from app.jobs.outbox import Outbox
@@ -64,6 +65,7 @@ class JobService:
         *,
         outbox: Outbox,
         feed: ChangeFeed,
+        fetcher: ImageFetcher,
         on_created: Callable[[], None] = lambda: None,
         resolver: Resolver | None = None,
     ) -> None:
@@ -72,16 +74,17 @@ class JobService:
         self._config = config
         self._outbox = outbox
         self._feed = feed
+        self._fetcher = fetcher
         self._on_created = on_created
         self._resolver = resolver
 
     # --- create -------------------------------------------------------------------------------
-    def _to_request(self, body: api.JobCreate) -> VideoRequest:
-        limits = self._config.image_limits
-        try:
-            reference = inspect_image(body.reference_image, "reference_image", limits)
+    async def _to_request(self, body: api.JobCreate) -> VideoRequest:
+        limits, fetcher = self._config.image_limits, self._fetcher
+        try:  # http(s) images are fetched here, before the job exists (app/jobs/fetch.py)
+            reference = await inspect_image(body.reference_image, "reference_image", limits, fetcher)
             last = (
-                inspect_image(body.last_frame_image, "last_frame_image", limits)
+                await inspect_image(body.last_frame_image, "last_frame_image", limits, fetcher)
                 if body.last_frame_image is not None
                 else None
             )
@@ -116,7 +119,7 @@ class JobService:
         self, body: api.JobCreate, *, owner: str | None = None, limits: QuotaLimits | None = None
     ) -> Created:
         """Validate and store a job for `owner` (the tenant), within its quota `limits` if any."""
-        request = self._to_request(body)
+        request = await self._to_request(body)
         try:
             submission = self._provider.prepare(request)
         except InvalidInput as exc:

@@ -30,7 +30,11 @@ class TaskState(StrEnum):
 
 @dataclass(frozen=True)
 class ImageInput:
-    """A reference image as the client gave it, plus what was learnt by decoding it (data: URIs)."""
+    """A reference image: `uri` is what is sent upstream, plus what was learnt by decoding it.
+
+    An http(s) URL the gateway fetched is sent as a `data:` URI of the checked bytes; `source_url` keeps
+    the URL the client gave, which is what the job echoes.
+    """
 
     uri: str
     sha256: str | None = None
@@ -38,9 +42,21 @@ class ImageInput:
     width: int | None = None
     height: int | None = None
     size_bytes: int | None = None
+    source_url: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """A loggable/echoable description: data: URIs are never repeated in full."""
+        if self.source_url is not None:
+            return {
+                "kind": "url",
+                "url": self.source_url,
+                "fetched": True,
+                "mime": self.mime,
+                "bytes": self.size_bytes,
+                "sha256": self.sha256,
+                "width": self.width,
+                "height": self.height,
+            }
         if self.uri.startswith("data:"):
             return {
                 "kind": "data_uri",
