@@ -243,6 +243,20 @@ class Settings(BaseSettings):
         description="After an ambiguous create, how long the task list is searched before resubmitting.",
     )
 
+    # --- idempotency and result reuse ------------------------------------------------------------
+    idempotency_ttl_s: float = Field(
+        default=86400.0,
+        ge=1,
+        description="How long an `Idempotency-Key` is kept (per tenant): within it the same key and body "
+        "return the same job; after it the key may be used again.",
+    )
+    result_cache: bool = Field(
+        default=True,
+        description="Reuse results: a request with an explicit `seed` identical to one of the tenant's "
+        "succeeded jobs gets that job's stored video (no upstream task), and one identical to a running job "
+        'waits for it. `false` turns reuse off for everyone (requests can opt out with `"cache": false`).',
+    )
+
     # --- webhooks and live events ----------------------------------------------------------------
     webhook_secret: SecretStr | None = Field(
         default=None,

@@ -166,6 +166,8 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
                 ),
                 allow_private_urls=settings.allow_private_urls,
                 change_poll_interval_s=settings.change_poll_interval_s,
+                idempotency_ttl_s=settings.idempotency_ttl_s,
+                result_cache=settings.result_cache,
             ),
             outbox=outbox,
             feed=feed,
@@ -175,6 +177,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
                 timeout_s=settings.reference_fetch_timeout_s,
                 max_bytes=settings.image_max_bytes,
             ),
+            storage=storage,
             on_created=poller.wake,
         )
         secrets = SecretSource(sessions, settings.webhook_secret)

@@ -31,18 +31,60 @@ _STATUSES = [s.value for s in JobStatus]
     status_code=202,
     response_model=schemas.Job,
     summary="Submit a video.generate job",
-    responses=problem_responses(400, 401, 422, 429),
+    responses={
+        202: {
+            "description": "The job (new, reused, or the one an earlier request with this Idempotency-Key "
+            "created)",
+            "headers": {
+                "Location": {"description": "`/v1/jobs/{id}`", "schema": {"type": "string"}},
+                "Idempotent-Replayed": {
+                    "description": "`true` when the answer is the job an earlier request with the same "
+                    "Idempotency-Key and body created (nothing new was made)",
+                    "schema": {"type": "string", "enum": ["true"]},
+                },
+            },
+        },
+        **problem_responses(400, 401, 422, 429),
+        409: {
+            **problem_responses(409)[409],
+            "description": "A request with this Idempotency-Key is still being processed "
+            "(`idempotency_key_in_progress`): retry after `Retry-After`",
+        },
+    },
 )
 async def create_job(
-    body: schemas.JobCreate, gateway: GatewayDep, caller: PrincipalDep, response: Response
+    body: schemas.JobCreate,
+    gateway: GatewayDep,
+    caller: PrincipalDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Makes retries safe: within IDEMPOTENCY_TTL_S (24 h) the same key with the same "
+            "body returns the same job (with `Idempotent-Replayed: true`) and creates nothing; the same key "
+            "with a different body is a 422; while the first request is still being written, a 409 with "
+            "`Retry-After`. A request that fails (e.g. validation) does not use the key up.",
+        ),
+    ] = None,
 ) -> schemas.Job:
     """Validates the request against the model's capabilities and stores it as `queued`. DashScope is
-    never called here: a background loop submits it, within the account's rate and concurrency limits."""
-    created = await gateway.service.submit(body, owner=caller.tenant, limits=caller.limits)
+    never called here: a background loop submits it, within the account's rate and concurrency limits.
+
+    With an explicit `seed` (and `cache` not false), a request identical to a succeeded job answers with a
+    new job that is already `succeeded` and reuses that video (`cached: true`); one identical to a job
+    still running follows it (`source_job_id`) instead of being submitted again."""
+    created = await gateway.service.submit(
+        body, owner=caller.tenant, limits=caller.limits, idempotency_key=idempotency_key
+    )
     job = created.job
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if created.window is not None:
         response.headers.update(created.window.headers())
+    if created.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return gateway.presenter.job(job)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, JSONDoc, utcnow
 from app.db.leases import Leased
+from app.jobs.states import JobStatus
 
 
 def new_job_id() -> str:
@@ -26,13 +27,22 @@ class Job(Leased, Base):
         Index("ix_jobs_created_at_id", "created_at", "id"),
         Index("ix_jobs_limit_group_status", "limit_group", "status"),
         Index("ix_jobs_owner_created_at", "owner", "created_at"),
-        # Room for idempotency (a later issue): one job per (tenant, key).
-        UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
+        # Result reuse: identical seeded requests of a tenant (jobs/fingerprint.py), and followers.
+        Index("ix_jobs_cache_key_owner", "cache_key", "owner"),
+        Index("ix_jobs_source_job_id", "source_job_id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_job_id)
     owner: Mapped[str | None] = mapped_column(String(64))
+    # The Idempotency-Key the job was created with, for information (keys live in `idempotency_keys`:
+    # they expire and may be used again, so this column is not unique).
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # sha256 of what determines the video (jobs/fingerprint.py); null when it cannot be known (no seed,
+    # an image given by URL without its bytes).
+    cache_key: Mapped[str | None] = mapped_column(String(64))
+    # A cached job: the job whose stored video it reuses. A follower: the identical running job it waits
+    # for (it is never submitted itself while this is set). Null for every job that runs upstream.
+    source_job_id: Mapped[str | None] = mapped_column(String(40))
 
     status: Mapped[str] = mapped_column(String(16))
 
@@ -78,6 +88,11 @@ class Job(Leased, Base):
     submitted_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
+    @property
+    def cached(self) -> bool:
+        """The video is another job's, reused (no upstream task of its own)."""
+        return self.source_job_id is not None and self.status == JobStatus.SUCCEEDED.value
+
 
 #: An autoincrementing 64-bit key (SQLite only autoincrements a plain INTEGER PRIMARY KEY).
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -97,3 +112,30 @@ class JobEvent(Base):
     type: Mapped[str] = mapped_column(String(32))  # job.<status>
     data: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def new_reservation_id() -> str:
+    return "idk_" + secrets.token_hex(12)
+
+
+class IdempotencyKey(Base):
+    """One `Idempotency-Key` of a tenant: reserved before the job is written, then pointing at it.
+
+    `tenant` is the job owner, or '' when there is none (auth off), so the unique key holds on every
+    database (NULLs are distinct in a UNIQUE constraint). `fingerprint` is the sha256 of the canonical
+    request. A row without `job_id` is a request still being written; past `expires_at` the key is free.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("tenant", "key", name="uq_idempotency_keys_tenant_key"),
+        Index("ix_idempotency_keys_expires_at", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_reservation_id)
+    tenant: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]

@@ -200,8 +200,11 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         async with self._sessions.begin() as session:
             if not await repository.cas_update(session, job, outbox=self._outbox, **values):
                 raise LostJob(job.id)
+            followers = repository.resolved_followers(session)
         if "status" in values:
             self._feed.notify(job.id)
+        for follower in followers:
+            self._feed.notify(follower)
 
     async def _release(self, job: Job, **values: Any) -> None:
         await self._write(job, lease_owner=None, lease_expires_at=None, **values)

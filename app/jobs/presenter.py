@@ -47,6 +47,8 @@ class Presenter:
             metadata=job.meta,
             webhook_url=job.webhook_url,
             webhook_events=job.webhook_events,  # type: ignore[arg-type]
+            cached=job.cached,
+            source_job_id=job.source_job_id,
         )
 
     def job_json(self, job: Job) -> dict[str, Any]:

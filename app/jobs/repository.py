@@ -2,26 +2,33 @@
 
 Every write after a claim is `WHERE id = ? AND version = ?` and bumps `version`, so a worker whose lease
 was taken over, or a job the API canceled meanwhile, simply stops being written by the stale party.
+
+Followers (queued jobs with `source_job_id`, waiting for an identical running job) are never claimed for
+submission; the job they follow resolves them when it ends, in the transaction of its own status change.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import rowcount, utcnow
 from app.db.leases import lease, unleased
 from app.jobs.models import Job, JobEvent
 from app.jobs.outbox import Outbox
-from app.jobs.states import JobStatus, check_transition
+from app.jobs.states import ACTIVE, JobStatus, check_transition
 
 UPSTREAM_ACTIVE = (JobStatus.SUBMITTED.value, JobStatus.RUNNING.value)
+#: `session.info` entry listing the followers a status change resolved (their feeds are notified after
+#: the commit, like the job's own).
+_RESOLVED = "wan_resolved_followers"
 
 
 async def insert(session: AsyncSession, job: Job) -> Job:
@@ -55,6 +62,70 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return when, job_id
 
 
+def owned_by(owner: str | None) -> ColumnElement[bool]:
+    """The tenant's rows; None (auth off) is a scope of its own."""
+    return Job.owner.is_(None) if owner is None else Job.owner == owner
+
+
+async def reusable_results(
+    session: AsyncSession,
+    owner: str | None,
+    cache_key: str,
+    *,
+    exclude: Sequence[str] = (),
+    finished_since: datetime | None = None,
+    limit: int = 3,
+) -> list[Job]:
+    """The tenant's succeeded jobs with this cache key that produced their own video, newest first."""
+    query = select(Job).where(
+        owned_by(owner),
+        Job.cache_key == cache_key,
+        Job.status == JobStatus.SUCCEEDED.value,
+        Job.source_job_id.is_(None),
+        Job.storage_key.is_not(None),
+    )
+    if exclude:
+        query = query.where(Job.id.not_in(list(exclude)))
+    if finished_since is not None:
+        query = query.where(Job.finished_at >= finished_since)
+    rows = await session.scalars(query.order_by(Job.finished_at.desc(), Job.id.desc()).limit(limit))
+    return list(rows.all())
+
+
+#: Advisory-lock space of cache keys (two-int4 keys never collide with the one-bigint keys of the claims).
+_CACHE_LOCK_SPACE = 0x5A4E
+
+
+async def lock_cache_key(session: AsyncSession, owner: str | None, cache_key: str) -> None:
+    """Serialize creates of identical requests of a tenant until commit, so two arriving together cannot
+    both miss each other and both be submitted (Postgres; SQLite's write transactions are serialized)."""
+    if session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.sha256(f"{owner or ''}\0{cache_key}".encode()).digest()
+        await session.execute(
+            select(
+                func.pg_advisory_xact_lock(_CACHE_LOCK_SPACE, int.from_bytes(digest[:4], "big", signed=True))
+            )
+        )
+
+
+async def running_original(session: AsyncSession, owner: str | None, cache_key: str) -> Job | None:
+    """The tenant's oldest unfinished job with this cache key that runs on its own, locked (Postgres) so
+    it cannot finish until the caller's transaction (which attaches a follower to it) commits. SQLite's
+    write transactions are serialized already (BEGIN IMMEDIATE)."""
+    rows = await session.scalars(
+        select(Job)
+        .where(
+            owned_by(owner),
+            Job.cache_key == cache_key,
+            Job.source_job_id.is_(None),
+            Job.status.in_([s.value for s in ACTIVE]),
+        )
+        .order_by(Job.created_at, Job.id)
+        .with_for_update()
+    )
+    return rows.first()
+
+
 async def list_page(
     session: AsyncSession,
     *,
@@ -64,7 +135,7 @@ async def list_page(
     cursor: tuple[datetime, str] | None,
 ) -> Page:
     """Newest first; the cursor is the last row of the previous page."""
-    query = select(Job).where(Job.owner.is_(None) if owner is None else Job.owner == owner)
+    query = select(Job).where(owned_by(owner))
     if statuses:
         query = query.where(Job.status.in_(statuses))
     if cursor is not None:
@@ -97,6 +168,7 @@ async def limit_groups_with_queued(session: AsyncSession, now: datetime) -> list
         .where(
             Job.status == JobStatus.QUEUED.value,
             Job.submit_started_at.is_(None),
+            Job.source_job_id.is_(None),  # followers wait for the job they follow
             Job.next_attempt_at <= now,
         )
         .distinct()
@@ -121,6 +193,7 @@ async def claim_for_submit(
             Job.limit_group == limit_group,
             Job.status == JobStatus.QUEUED.value,
             Job.submit_started_at.is_(None),
+            Job.source_job_id.is_(None),  # followers wait for the job they follow
             Job.next_attempt_at <= now,
             unleased(Job, now),
         )
@@ -170,13 +243,16 @@ async def claim_due(
 async def cas_update(session: AsyncSession, job: Job, *, outbox: Outbox, **values: Any) -> bool:
     """Write `values` iff the row is still at `job.version`; on success `job` reflects the new row.
 
-    A status change also appends its event and webhook deliveries (the outbox), in this transaction.
+    A status change also appends its event and webhook deliveries (the outbox), in this transaction; a
+    job that ends resolves its followers in it too (`resolved_followers` lists them afterwards).
     """
     now = values.pop("updated_at", None) or utcnow()
     target = values.get("status")
     status_changes = target is not None and target != job.status
     if status_changes:
-        check_transition(JobStatus(job.status), JobStatus(str(target)))
+        check_transition(
+            JobStatus(job.status), JobStatus(str(target)), follower=job.source_job_id is not None
+        )
     result = await session.execute(
         update(Job)
         .where(Job.id == job.id, Job.version == job.version)
@@ -191,7 +267,67 @@ async def cas_update(session: AsyncSession, job: Job, *, outbox: Outbox, **value
     job.updated_at = now
     if status_changes:
         await outbox.record(session, job)
+        if JobStatus(job.status).terminal and job.source_job_id is None:
+            await _resolve_followers(session, job, outbox, now)
     return True
+
+
+async def _resolve_followers(session: AsyncSession, job: Job, outbox: Outbox, now: datetime) -> None:
+    """`job` just ended: its followers end the same way (succeeded: its video, `cached`; failed: its
+    error). Canceled: nothing to share, so the oldest follower is released to be submitted on its own and
+    the others follow it instead. A follower that changed meanwhile (canceled, failed at its deadline)
+    fails its compare-and-set and is left alone."""
+    followers = list(
+        (
+            await session.scalars(
+                select(Job)
+                .where(Job.source_job_id == job.id, Job.status == JobStatus.QUEUED.value)
+                .order_by(Job.created_at, Job.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+    )
+    if not followers:
+        return
+    for follower in followers:  # written by compare-and-set below, never flushed by the ORM
+        session.expunge(follower)
+    resolved: list[str] = session.info.setdefault(_RESOLVED, [])
+    unleash = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+    status = JobStatus(job.status)
+    if status is JobStatus.CANCELED:
+        leader: Job | None = None
+        for follower in followers:
+            if leader is None:
+                if await cas_update(
+                    session, follower, outbox=outbox, source_job_id=None, next_attempt_at=now, **unleash
+                ):
+                    leader = follower
+            else:
+                await cas_update(session, follower, outbox=outbox, source_job_id=leader.id, **unleash)
+        return
+    ending: dict[str, Any] = (
+        {"storage_key": job.storage_key, "result": job.result}
+        if status is JobStatus.SUCCEEDED
+        else {"error": job.error}
+    )
+    for follower in followers:
+        if await cas_update(
+            session,
+            follower,
+            outbox=outbox,
+            status=status.value,
+            finished_at=now,
+            next_attempt_at=None,
+            **ending,
+            **unleash,
+        ):
+            resolved.append(follower.id)
+
+
+def resolved_followers(session: AsyncSession) -> list[str]:
+    """Followers whose status changed with their job's in this transaction (to notify after commit)."""
+    return list(session.info.get(_RESOLVED, ()))
 
 
 async def extend_lease(session: AsyncSession, job: Job, owner: str, lease_until: datetime) -> bool:

@@ -115,6 +115,13 @@ class JobCreate(BaseModel):
         min_length=1,
         description="Which events to send to webhook_url (default: job.succeeded, job.failed, job.canceled).",
     )
+    cache: bool = Field(
+        default=True,
+        description="Allow result reuse. With an explicit `seed`, a request identical to one of your "
+        "succeeded jobs gets that job's stored video at once (`cached: true`, no new upstream task), and one "
+        "identical to a job still running waits for it instead of being submitted again. `false`: always "
+        "generate anew.",
+    )
 
     @field_validator("size")
     @classmethod
@@ -190,6 +197,17 @@ class Job(BaseModel):
     metadata: dict[str, Any] | None = None
     webhook_url: str | None = None
     webhook_events: list[EventType] | None = None
+    cached: bool = Field(
+        default=False,
+        description="The video was reused from an identical earlier job (`source_job_id`): no upstream task "
+        "was made for this one.",
+    )
+    source_job_id: str | None = Field(
+        default=None,
+        description="The identical job this one takes its result from: the job whose video it reuses "
+        "(`cached`), or the job still running that it waits for (it stays `queued` meanwhile, then ends as "
+        "that job ends).",
+    )
 
 
 class JobList(BaseModel):

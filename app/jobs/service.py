@@ -2,28 +2,34 @@
 
 Each method is one unit of work: it opens and commits its own transaction. Upstream is touched only by
 `cancel`, for a task that is still PENDING there.
+
+`create` also applies `Idempotency-Key` (a replay returns the job the key made) and result reuse (an
+identical seeded request gets a succeeded job's stored video, or follows an identical running job).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import TERMINAL_EVENTS
 from app.db.base import utcnow
 from app.errors import Conflict, FieldError, NotFound, ServiceUnavailable
-from app.jobs import repository
+from app.jobs import idempotency, repository
 from app.jobs import schemas as api
 from app.jobs.feed import ChangeFeed, wait_changed
 from app.jobs.fetch import ImageFetcher
+from app.jobs.fingerprint import cache_key, request_fingerprint
 from app.jobs.images import ImageLimits, inspect_image
-from app.jobs.models import Job, JobEvent
+from app.jobs.models import IdempotencyKey, Job, JobEvent
 from app.jobs.outbox import Outbox
 from app.jobs.states import JobStatus
 from app.netguard import Resolver, UnsafeURL, vet_url
@@ -34,6 +40,7 @@ from app.providers.base import (
     VideoProvider,
     VideoRequest,
 )
+from app.storage.base import Storage, StorageError
 from app.tenants import quotas
 from app.tenants.quotas import QuotaLimits
 from app.webhooks import repository as webhook_repository
@@ -41,11 +48,8 @@ from app.webhooks import repository as webhook_repository
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Created:
-    job: Job
-    #: The submitter's per-minute quota window after this job, for `RateLimit-*` headers.
-    window: quotas.Window | None = None
+#: Tolerated clock difference between processes (a job another worker finished "just now").
+_CLOCK_SKEW_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,17 @@ class ServiceConfig:
     image_limits: ImageLimits
     allow_private_urls: bool = False
     change_poll_interval_s: float = 1.0
+    idempotency_ttl_s: float = 86400.0
+    result_cache: bool = True
+
+
+@dataclass(frozen=True)
+class Created:
+    job: Job
+    #: An `Idempotency-Key` replay: the job an earlier request with this key created (nothing new was made).
+    replayed: bool = False
+    #: The submitter's per-minute quota window after this job, for `RateLimit-*` headers.
+    window: quotas.Window | None = None
 
 
 class JobService:
@@ -66,10 +81,12 @@ class JobService:
         outbox: Outbox,
         feed: ChangeFeed,
         fetcher: ImageFetcher,
+        storage: Storage,
         on_created: Callable[[], None] = lambda: None,
         resolver: Resolver | None = None,
     ) -> None:
         self._sessions = sessions
+        self._storage = storage
         self._provider = provider
         self._config = config
         self._outbox = outbox
@@ -111,14 +128,93 @@ class JobService:
         )
 
     async def create(
-        self, body: api.JobCreate, *, owner: str | None = None, limits: QuotaLimits | None = None
+        self,
+        body: api.JobCreate,
+        *,
+        owner: str | None = None,
+        limits: QuotaLimits | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
-        return (await self.submit(body, owner=owner, limits=limits)).job
+        return (await self.submit(body, owner=owner, limits=limits, idempotency_key=idempotency_key)).job
 
     async def submit(
-        self, body: api.JobCreate, *, owner: str | None = None, limits: QuotaLimits | None = None
+        self,
+        body: api.JobCreate,
+        *,
+        owner: str | None = None,
+        limits: QuotaLimits | None = None,
+        idempotency_key: str | None = None,
     ) -> Created:
-        """Validate and store a job for `owner` (the tenant), within its quota `limits` if any."""
+        """Store a new job for `owner` (the tenant) within its quota `limits`, if any (or, with an
+        `Idempotency-Key` already used for this body, return its job).
+
+        The key is reserved first, in a transaction of its own, so a concurrent duplicate sees it at once
+        (409 while this request is written); if anything below fails, the reservation is given back.
+        """
+        if idempotency_key is None:
+            return await self._create(body, owner, limits, None)
+        reserved = await self._reserve(owner, idempotency_key, request_fingerprint(body))
+        if isinstance(reserved, Job):
+            log.info("job %s replayed for its Idempotency-Key", reserved.id)
+            return Created(reserved, replayed=True)
+        try:
+            return await self._create(body, owner, limits, reserved)
+        except Exception:
+            with contextlib.suppress(Exception):
+                async with self._sessions.begin() as session:
+                    await idempotency.release(session, reserved.id)
+            raise
+
+    async def _reserve(self, owner: str | None, key: str, fingerprint: str) -> IdempotencyKey | Job:
+        """Our reservation of `key`, or the job an identical earlier request created with it."""
+        tenant = idempotency.tenant_of(owner)
+        for _ in range(5):
+            now = utcnow()
+            row = IdempotencyKey(
+                tenant=tenant,
+                key=key,
+                fingerprint=fingerprint,
+                created_at=now,
+                expires_at=now + timedelta(seconds=self._config.idempotency_ttl_s),
+            )
+            try:
+                async with self._sessions.begin() as session:
+                    await idempotency.insert(session, row)
+                return row
+            except IntegrityError:
+                pass  # the key is held: by whom, and for what?
+            async with self._sessions.begin() as session:
+                held = await idempotency.find(session, tenant, key)
+                if held is None:
+                    continue  # given back meanwhile
+                abandoned = now - timedelta(seconds=idempotency.ABANDONED_AFTER_S)
+                if await idempotency.delete_if_free(session, held.id, now, abandoned):
+                    continue  # expired, or its request died: take the key over
+                if held.fingerprint != fingerprint:
+                    raise FieldError(
+                        "Idempotency-Key",
+                        "this key was already used with a different request body; use a new key for a "
+                        "new request",
+                        code="idempotency_key_reused",
+                    )
+                if held.job_id is None:
+                    break
+                job = await repository.get(session, held.job_id)
+                if job is not None:
+                    return job
+        raise Conflict(
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+            code="idempotency_key_in_progress",
+            headers={"Retry-After": "1"},
+        )
+
+    async def _create(
+        self,
+        body: api.JobCreate,
+        owner: str | None,
+        limits: QuotaLimits | None,
+        reservation: IdempotencyKey | None,
+    ) -> Created:
         request = await self._to_request(body)
         try:
             submission = self._provider.prepare(request)
@@ -152,9 +248,15 @@ class JobService:
             "template": request.template,
             "expected_size": "{}*{}".format(*submission.expected_size) if submission.expected_size else None,
         }
+        key = cache_key(request, submission)
+        reuse = key is not None and body.cache and self._config.result_cache
+        looked_at = utcnow()
+        source, rejected = await self._stored_result(owner, key) if reuse and key else (None, [])
         now = utcnow()
         job = Job(
             owner=owner,
+            idempotency_key=reservation.key if reservation else None,
+            cache_key=key,
             status=JobStatus.QUEUED.value,
             version=0,
             model=submission.model,
@@ -173,16 +275,71 @@ class JobService:
         )
         window = None
         async with self._sessions.begin() as session:
+            if reuse and key and source is None:
+                await repository.lock_cache_key(session, owner, key)
+                # Locked: it cannot end before this transaction commits, and once it has ended it is not
+                # found here (so a follower is never left behind a finished job).
+                original = await repository.running_original(session, owner, key)
+                if original is not None:
+                    job.source_job_id = original.id
+                    job.next_attempt_at = job.deadline_at  # nothing to do before then but wait
+                else:  # it may have succeeded since we looked (its video was stored a moment ago)
+                    found = await repository.reusable_results(
+                        session,
+                        owner,
+                        key,
+                        exclude=rejected,
+                        finished_since=looked_at - timedelta(seconds=_CLOCK_SKEW_S),
+                        limit=1,
+                    )
+                    source = found[0] if found else None
+            if source is not None:
+                _reuse(job, source, now)
+            if job.source_job_id is not None and job.status == JobStatus.SUCCEEDED.value:
+                job.video_seconds = 0.0  # a reused video costs nothing upstream
             if limits is not None and owner is not None:
                 window = await quotas.admit(session, owner, limits, job.video_seconds, now)
             await repository.insert(session, job)
             await self._outbox.record(session, job)
+            if reservation is not None:
+                if not await idempotency.link(session, reservation.id, job.id):
+                    # Our reservation was taken over (this request took over a minute): the other one wins.
+                    raise Conflict(
+                        "a request with this Idempotency-Key is still being processed; retry shortly",
+                        code="idempotency_key_in_progress",
+                        headers={"Retry-After": "1"},
+                    )
+                await idempotency.sweep_expired(session, now)
             if job.webhook_url:
                 await webhook_repository.rearm(session, job.webhook_url)
-        log.info("job %s queued (model=%s)", job.id, job.model)
+        if job.cached:
+            log.info("job %s reuses the video of job %s", job.id, job.source_job_id)
+        elif job.source_job_id:
+            log.info("job %s follows the identical job %s", job.id, job.source_job_id)
+        else:
+            log.info("job %s queued (model=%s)", job.id, job.model)
         self._feed.notify(job.id)
-        self._on_created()
-        return Created(job, window)
+        if job.source_job_id is None:
+            self._on_created()
+        return Created(job, window=window)
+
+    async def _stored_result(self, owner: str | None, key: str) -> tuple[Job | None, list[str]]:
+        """A succeeded job of the tenant with this cache key whose video is still in storage, and the ids
+        of those whose video is gone (or cannot be checked now)."""
+        async with self._sessions() as session:
+            candidates = await repository.reusable_results(session, owner, key)
+        rejected: list[str] = []
+        for candidate in candidates:
+            assert candidate.storage_key is not None and candidate.result is not None
+            try:
+                stored = await self._storage.stat(candidate.storage_key)
+            except StorageError as exc:
+                log.warning("job %s: cannot check its stored video (%s); not reusing it", candidate.id, exc)
+                stored = None
+            if stored is not None and stored.size_bytes == candidate.result.get("bytes"):
+                return candidate, rejected
+            rejected.append(candidate.id)
+        return None, rejected
 
     # --- read ---------------------------------------------------------------------------------
     async def get(self, job_id: str, *, owner: str | None = None) -> Job:
@@ -268,8 +425,11 @@ class JobService:
                 lease_expires_at=None,
                 updated_at=now,
             )
+            followers = repository.resolved_followers(session)
         if changed:
             self._feed.notify(job.id)
+        for follower in followers:
+            self._feed.notify(follower)
         return changed
 
     # --- change waiting -------------------------------------------------------------------------
@@ -294,3 +454,14 @@ class JobService:
                     break
                 await wait_changed(changed, min(remaining, self._config.change_poll_interval_s))
         return await self.get(job.id, owner=job.owner)
+
+
+def _reuse(job: Job, source: Job, now: datetime) -> None:
+    """Make the new `job` a finished copy of `source`'s result: the same stored object, no upstream task."""
+    job.status = JobStatus.SUCCEEDED.value
+    job.source_job_id = source.id
+    job.storage_key = source.storage_key
+    job.result = dict(source.result or {})
+    job.upstream_body = None  # never sent
+    job.next_attempt_at = None
+    job.finished_at = now

@@ -36,6 +36,11 @@ _ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
+#: A follower (a queued job waiting for an identical running job, never submitted itself) ends the way the
+#: job it follows ends: it may become `succeeded` straight from `queued`, with the other job's video.
+_FOLLOWER_EXTRA: dict[JobStatus, frozenset[JobStatus]] = {JobStatus.QUEUED: frozenset({JobStatus.SUCCEEDED})}
+
+
 class InvalidTransition(Exception):
     def __init__(self, current: JobStatus, target: JobStatus) -> None:
         super().__init__(f"a {current} job cannot become {target}")
@@ -43,10 +48,10 @@ class InvalidTransition(Exception):
         self.target = target
 
 
-def can_transition(current: JobStatus, target: JobStatus) -> bool:
-    return target in _ALLOWED[current]
+def can_transition(current: JobStatus, target: JobStatus, *, follower: bool = False) -> bool:
+    return target in _ALLOWED[current] or (follower and target in _FOLLOWER_EXTRA.get(current, ()))
 
 
-def check_transition(current: JobStatus, target: JobStatus) -> None:
-    if not can_transition(current, target):
+def check_transition(current: JobStatus, target: JobStatus, *, follower: bool = False) -> None:
+    if not can_transition(current, target, follower=follower):
         raise InvalidTransition(current, target)

@@ -49,3 +49,12 @@ def test_terminal_states_go_nowhere() -> None:
     for terminal in (S.SUCCEEDED, S.FAILED, S.CANCELED):
         assert terminal.terminal
         assert not any(can_transition(terminal, t) for t in S)
+
+
+def test_a_follower_may_succeed_straight_from_queued() -> None:
+    """A follower takes the result of the identical job it waited for; nothing else skips the pipeline."""
+    assert can_transition(S.QUEUED, S.SUCCEEDED, follower=True)
+    check_transition(S.QUEUED, S.FAILED, follower=True)
+    assert not can_transition(S.QUEUED, S.SUCCEEDED)
+    assert not can_transition(S.CANCELED, S.SUCCEEDED, follower=True)
+    assert not can_transition(S.QUEUED, S.STORING, follower=True)

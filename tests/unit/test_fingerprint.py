@@ -1,0 +1,94 @@
+"""What makes two requests the same: the idempotency fingerprint and the result-reuse cache key."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.jobs.fingerprint import cache_key, request_fingerprint
+from app.jobs.images import ImageLimits, inspect_data_uri
+from app.jobs.schemas import JobCreate
+from app.providers.base import ImageInput, VideoRequest
+from app.providers.dashscope.mapping import build_submission
+from tests.helpers import data_uri
+
+IMAGE = data_uri(640, 360)
+BODY: dict[str, Any] = {
+    "prompt": "a cat",
+    "duration": 2,
+    "size": "1280*720",
+    "seed": 7,
+    "reference_image": IMAGE,
+    "metadata": {"b": 1, "a": [1, 2]},
+}
+
+
+def fingerprint(raw: str) -> str:
+    return request_fingerprint(JobCreate.model_validate_json(raw))
+
+
+def test_key_order_whitespace_and_explicit_nulls_do_not_matter() -> None:
+    first = json.dumps(BODY)
+    reordered = json.dumps(
+        {"metadata": {"a": [1, 2], "b": 1}, **dict(reversed(list(BODY.items()))), "negative_prompt": None},
+        indent=4,
+    )
+    assert fingerprint(first) == fingerprint(reordered)
+    # Defaults count as given: omitting `model` is asking for the default model.
+    assert fingerprint(first) == fingerprint(json.dumps({**BODY, "model": "wan2.6-i2v-flash", "cache": True}))
+
+
+def test_every_field_that_changes_the_job_changes_the_fingerprint() -> None:
+    base = fingerprint(json.dumps(BODY))
+    for change in (
+        {"prompt": "a dog"},
+        {"seed": 8},
+        {"metadata": {"b": 2}},
+        {"webhook_url": "https://example.com/hook"},
+        {"cache": False},
+        {"reference_image": data_uri(641, 360)},
+    ):
+        assert fingerprint(json.dumps({**BODY, **change})) != base, change
+
+
+def _key(**changes: Any) -> str | None:
+    body = JobCreate.model_validate({**BODY, **changes})
+    image = inspect_data_uri(body.reference_image, "reference_image", ImageLimits())
+    request = VideoRequest(
+        model=body.model,
+        reference_image=image,
+        prompt=body.prompt,
+        duration=body.duration,
+        size=(1280, 720) if body.size == "1280*720" else (1300, 730),
+        seed=body.seed,
+        resolution=body.resolution,
+        watermark=body.watermark,
+    )
+    return cache_key(request, build_submission(request))
+
+
+def test_cache_key_covers_what_makes_the_video_only() -> None:
+    base = _key()
+    assert base is not None and len(base) == 64
+    # Normalized: a size picking the same tier, or the tier given outright, is the same video.
+    assert _key(size="1300*730") == base
+    assert _key(resolution="720P") == base
+    # Not part of the video: metadata, webhooks.
+    assert _key(metadata={"other": True}, webhook_url="https://example.com/h") == base
+    for change in ({"prompt": "a dog"}, {"seed": 8}, {"duration": 3}, {"watermark": True}):
+        assert _key(**change) != base, change
+
+
+def test_no_key_without_a_seed_or_without_the_image_bytes() -> None:
+    assert _key(seed=None) is None
+    request = VideoRequest(
+        model="wan2.6-i2v-flash", reference_image=ImageInput(uri="https://x/a.png"), seed=1
+    )
+    request_ok = VideoRequest(
+        model="wan2.6-i2v-flash", reference_image=ImageInput(uri="https://x/a.png", sha256="0" * 64), seed=1
+    )
+    submission = build_submission(
+        VideoRequest(model="wan2.6-i2v-flash", reference_image=ImageInput(uri="u"), prompt="p")
+    )
+    assert cache_key(request, submission) is None
+    assert cache_key(request_ok, submission) is not None  # a URL whose bytes were fetched and hashed
