@@ -260,3 +260,29 @@ async def test_concurrent_submissions_cannot_slip_past_a_quota(tmp_path: Path, d
 
         codes = sorted(r.status_code for r in await asyncio.gather(*(post() for _ in range(8))))
         assert codes == [202] * 3 + [429] * 5
+
+
+async def test_a_flood_of_duplicates_with_one_key_makes_one_job_and_spends_one_quota_slot(
+    tmp_path: Path, database_url: str
+) -> None:
+    import asyncio
+
+    async with serve(keyed(tmp_path, database_url, quota_submits_per_minute=2)) as served:
+        served.headers = as_(ALICE)
+        body = {"prompt": "a cat", "duration": 2, "size": "1280*720", "reference_image": data_uri()}
+        headers = {**as_(ALICE), "Idempotency-Key": "nightly-batch-0001"}
+
+        async def post() -> httpx.Response:
+            return await served.client.post("/v1/jobs", json=body, headers=headers)
+
+        answers = await asyncio.gather(*(post() for _ in range(20)))
+        assert {a.status_code for a in answers} <= {202, 409}, [a.text for a in answers]
+        ids = {a.json()["id"] for a in answers if a.status_code == 202}
+        assert len(ids) == 1
+        await served.drive(ids.pop(), "succeeded")
+        assert served.sandbox.stats.created_total == 1
+        # Bob's identical key is his own; Alice has one submission of her two left this minute.
+        bob = await served.client.post("/v1/jobs", json=body, headers={**headers, **as_(BOB)})
+        assert bob.status_code == 202 and "Idempotent-Replayed" not in bob.headers
+        assert (await served.client.post("/v1/jobs", json=body, headers=as_(ALICE))).status_code == 202
+        assert (await served.client.post("/v1/jobs", json=body, headers=as_(ALICE))).status_code == 429
