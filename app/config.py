@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     upstream_max_inflight: Annotated[dict[str, int], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_MAX_INFLIGHT),
         description="Upstream tasks PENDING or RUNNING at once per model family, e.g. `wan2.6=5,kf2v=2`. "
-        "Queued jobs wait for a free slot in FIFO order.",
+        "A freed slot goes to the tenant with the fewest slots in use; FIFO within a tenant.",
     )
 
     # --- sandbox (DashScope emulator) -----------------------------------------------------------

@@ -23,9 +23,11 @@ class Job(Leased, Base):
     __table_args__ = (
         # Claims: due rows by status.
         Index("ix_jobs_status_next_attempt_at", "status", "next_attempt_at"),
-        # Listing, newest first, and FIFO submission within a limit group.
+        # Listing, newest first.
         Index("ix_jobs_created_at_id", "created_at", "id"),
         Index("ix_jobs_limit_group_status", "limit_group", "status"),
+        # Fair submit order: when a tenant last got a slot of a family (one probe per waiting tenant).
+        Index("ix_jobs_limit_group_owner_submitted_at", "limit_group", "owner", "submitted_at"),
         Index("ix_jobs_owner_created_at", "owner", "created_at"),
         # Result reuse: identical seeded requests of a tenant (jobs/fingerprint.py), and followers.
         Index("ix_jobs_cache_key_owner", "cache_key", "owner"),

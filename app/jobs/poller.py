@@ -1,9 +1,9 @@
 """The job loop: claim due jobs with a lease, then submit, reconcile, poll or store each one.
 
 The database is the queue. Each tick claims (a) queued jobs of every model family that has a free
-upstream slot, oldest first, and (b) due jobs to poll, copy, reconcile or expire. Every change is a
-compare-and-set on the job's version; a process killed at any point leaves rows that the next claim
-(after the lease runs out) picks up where they were.
+upstream slot, shared fairly across tenants (`repository.fair_submit_order`), and (b) due jobs to poll,
+copy, reconcile or expire. Every change is a compare-and-set on the job's version; a process killed at
+any point leaves rows that the next claim (after the lease runs out) picks up where they were.
 """
 
 from __future__ import annotations

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.db.base import rowcount, utcnow
 from app.db.leases import lease, unleased
@@ -149,59 +151,139 @@ async def list_page(
     return Page(jobs=rows, next_cursor=encode_cursor(rows[-1]) if more and rows else None)
 
 
-async def upstream_slots_in_use(session: AsyncSession, limit_group: str) -> int:
-    """Tasks of this family that are (or may be) PENDING/RUNNING upstream: from the submit claim (which
-    sets `submit_started_at`) until upstream reports a terminal state (`storing` holds no slot)."""
-    query = select(func.count()).where(
-        Job.limit_group == limit_group,
-        or_(
-            Job.status.in_(UPSTREAM_ACTIVE),
-            and_(Job.status == JobStatus.QUEUED.value, Job.submit_started_at.is_not(None)),
-        ),
+def _holds_slot() -> ColumnElement[bool]:
+    """A task of the job is (or may be) PENDING/RUNNING upstream: from the submit claim (which sets
+    `submit_started_at`) until upstream reports a terminal state (`storing` holds no slot)."""
+    # Written as one IN list (not `active OR queued-and-started`) so SQLite searches (limit_group, status).
+    return and_(
+        Job.status.in_((JobStatus.QUEUED.value, *UPSTREAM_ACTIVE)),
+        or_(Job.status != JobStatus.QUEUED.value, Job.submit_started_at.is_not(None)),
     )
+
+
+def _awaits_submit(now: datetime) -> ColumnElement[bool]:
+    """Queued, not sent (or released to be sent again), not following an identical job, due, and nobody
+    holds it."""
+    return and_(
+        Job.status == JobStatus.QUEUED.value,
+        Job.submit_started_at.is_(None),
+        Job.source_job_id.is_(None),  # followers wait for the job they follow
+        Job.next_attempt_at <= now,
+        unleased(Job, now),
+    )
+
+
+async def upstream_slots_in_use(session: AsyncSession, limit_group: str) -> int:
+    """Tasks of this family that are (or may be) PENDING/RUNNING upstream."""
+    query = select(func.count()).where(Job.limit_group == limit_group, _holds_slot())
     return int((await session.scalar(query)) or 0)
+
+
+async def upstream_slots_by_owner(session: AsyncSession, limit_group: str) -> Counter[str | None]:
+    """`upstream_slots_in_use` per tenant (owner; None: the jobs without one)."""
+    # Counted here, not with GROUP BY owner: that tempts SQLite into walking the family by owner index.
+    # The rows are few: the slot holders (the family's cap, plus any unresolved creates).
+    query = select(Job.owner).where(Job.limit_group == limit_group, _holds_slot())
+    return Counter((await session.scalars(query)).all())
 
 
 async def limit_groups_with_queued(session: AsyncSession, now: datetime) -> list[str]:
     query = (
         select(Job.limit_group)
-        .where(
-            Job.status == JobStatus.QUEUED.value,
-            Job.submit_started_at.is_(None),
-            Job.source_job_id.is_(None),  # followers wait for the job they follow
-            Job.next_attempt_at <= now,
-        )
+        .where(_awaits_submit(now))
         .distinct()
         .order_by(Job.limit_group)  # a fixed lock order across replicas (no advisory-lock deadlock)
     )
     return list((await session.scalars(query)).all())
 
 
+def fair_submit_order(
+    limit_group: str, count: int, now: datetime, slots_in_use: Mapping[str | None, int]
+) -> Select[str]:
+    """Ids of up to `2 * count` jobs of a family awaiting submit, in the order they should get slots.
+
+    Fair share across tenants (a tenant is an owner; the jobs without one are one tenant): each slot goes
+    to the tenant with the fewest slots of the family in use (`slots_in_use`, plus the ones this claim
+    hands out); ties go to the tenant served least recently (never served first: otherwise, with one
+    slot, the tenant whose job just freed it would always tie and win), then to the one whose oldest
+    waiting job is oldest; FIFO within a tenant. As one sort key: a tenant's k-th waiting job
+    (`ROW_NUMBER() OVER (PARTITION BY owner ORDER BY created_at, id)`; NULLs form one partition) plus its
+    slots in use, then its latest `submitted_at` in the family, then `created_at`.
+
+    Cost: one pass over the family's due queued rows and a sort of them for the window, then an index
+    probe (`ix_jobs_limit_group_owner_submitted_at`) for each of the few rows left after `rank <= count`.
+    No row locks here (Postgres refuses FOR UPDATE beside window functions): `claim_for_submit` locks the
+    ids afterwards, hence the spare candidates.
+    """
+    waiting = (
+        select(
+            Job.id,
+            Job.owner,
+            Job.created_at,
+            func.row_number().over(partition_by=Job.owner, order_by=(Job.created_at, Job.id)).label("rank"),
+        )
+        .where(Job.limit_group == limit_group, _awaits_submit(now))
+        .subquery("waiting")
+    )
+    past = aliased(Job, name="past")
+
+    def latest_submit(same_owner: ColumnElement[bool]) -> ScalarSelect[datetime | None]:
+        return (
+            select(func.max(past.submitted_at))
+            .where(past.limit_group == limit_group, same_owner)
+            .scalar_subquery()
+        )
+
+    # Two index-friendly probes rather than IS NOT DISTINCT FROM (which Postgres cannot search by).
+    served_at = case(
+        (waiting.c.owner.is_(None), latest_submit(past.owner.is_(None))),
+        else_=latest_submit(past.owner == waiting.c.owner),
+    )
+    return (
+        select(waiting.c.id)
+        .where(waiting.c.rank <= count)  # no tenant gets more than `count` of this claim's slots
+        .order_by(
+            waiting.c.rank + _per_owner(waiting.c.owner, slots_in_use),
+            served_at.nulls_first(),
+            waiting.c.created_at,
+            waiting.c.id,
+        )
+        .limit(2 * count)
+    )
+
+
+def _per_owner(owner: ColumnElement[str | None], values: Mapping[str | None, int]) -> ColumnElement[int]:
+    """`values[owner]`, 0 for an owner not in `values`, as SQL (a CASE over a handful of owners)."""
+    whens = [(owner.is_(None) if key is None else owner == key, value) for key, value in values.items()]
+    return case(*whens, else_=0) if whens else literal(0)
+
+
 async def claim_for_submit(
     session: AsyncSession, limit_group: str, count: int, owner: str, now: datetime, lease_until: datetime
 ) -> list[Job]:
-    """The oldest `count` due queued jobs of a family, FIFO, leased to `owner`.
+    """Up to `count` jobs of a family awaiting submit, in fair order across tenants (`fair_submit_order`),
+    leased to `owner` (the worker).
 
     The submit attempt is recorded in the same statement (`submit_started_at`): from here on the job
     holds an upstream slot, so a concurrent claimer counting slots cannot over-commit the family.
     """
     if count <= 0:
         return []
-    query = (
-        select(Job.id)
-        .where(
-            Job.limit_group == limit_group,
-            Job.status == JobStatus.QUEUED.value,
-            Job.submit_started_at.is_(None),
-            Job.source_job_id.is_(None),  # followers wait for the job they follow
-            Job.next_attempt_at <= now,
-            unleased(Job, now),
-        )
-        .order_by(Job.created_at, Job.id)
-        .limit(count)
-        .with_for_update(skip_locked=True)
+    in_use = await upstream_slots_by_owner(session, limit_group)
+    ranked = list((await session.scalars(fair_submit_order(limit_group, count, now, in_use))).all())
+    if not ranked:
+        return []
+    # Lock them, skipping rows another transaction holds, and re-check what a commit since the ranking can
+    # have changed: a cancel (status), a claim (submit_started_at, lease). Only a lease holder moves
+    # next_attempt_at, so it is left out (naming it leads SQLite to search by it, not by primary key).
+    lockable = select(Job.id).where(
+        Job.id.in_(ranked),
+        Job.status == JobStatus.QUEUED.value,
+        Job.submit_started_at.is_(None),
+        unleased(Job, now),
     )
-    ids = list((await session.scalars(query)).all())
+    locked = set((await session.scalars(lockable.with_for_update(skip_locked=True))).all())
+    ids = [job_id for job_id in ranked if job_id in locked][:count]
     return await lease(
         session,
         Job,
