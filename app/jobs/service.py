@@ -22,7 +22,7 @@ from app.jobs import repository
 from app.jobs import schemas as api
 from app.jobs.feed import ChangeFeed, wait_changed
 from app.jobs.images import ImageLimits, inspect_image
-from app.jobs.models import Job, JobEvent
+from app.jobs.models import Job, JobEvent, plausible_id
 from app.jobs.outbox import Outbox
 from app.jobs.states import JobStatus
 from app.netguard import Resolver, UnsafeURL, vet_url
@@ -162,6 +162,8 @@ class JobService:
 
     # --- read ---------------------------------------------------------------------------------
     async def get(self, job_id: str, *, owner: str | None = None) -> Job:
+        if not plausible_id(job_id):
+            raise NotFound(f"no job {job_id[:100]!r}")
         async with self._sessions() as session:
             job = await repository.get(session, job_id)
         if job is None or job.owner != owner:
