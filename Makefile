@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install run test lint typecheck test-sqlite test-postgres openapi config-docs format clean
+.PHONY: help install run test lint typecheck test-sqlite test-postgres fuzz openapi config-docs format clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ test-sqlite: install ## The suite on SQLite
 test-postgres: install ## The suite on a throwaway Postgres (started and removed by scripts/with-postgres.sh)
 	scripts/with-postgres.sh $(BIN)/pytest $(PYTEST_ARGS)
 
+fuzz: install ## Schemathesis against the live gateway alone (part of test-sqlite; about 20 s)
+	$(BIN)/pytest tests/fuzz $(PYTEST_ARGS)
+
 openapi: install ## Write openapi/openapi.json from the app
 	$(BIN)/wan-gateway openapi --output openapi/openapi.json
 
@@ -49,4 +52,4 @@ config-docs: install ## Write docs/CONFIGURATION.md from the settings
 	$(BIN)/python -m app.config_docs > docs/CONFIGURATION.md
 
 clean: ## Remove caches, local data and the venv
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data output .cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis data output .cache

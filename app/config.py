@@ -201,6 +201,13 @@ class Settings(BaseSettings):
     )
 
     # --- input limits ---------------------------------------------------------------------------
+    max_request_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body in bytes (default 32 MiB: two 10 MB images as base64 `data:` URIs "
+        "fit). A larger `Content-Length` is refused with 413 before the body is read; a chunked body is "
+        "cut off with 413 as soon as it passes the limit.",
+    )
     image_min_side_px: int = Field(default=360, description="Smallest allowed side of a reference image.")
     image_max_side_px: int = Field(default=2000, description="Largest allowed side of a reference image.")
     image_max_bytes: int = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -109,7 +110,9 @@ def field_name(loc: Sequence[int | str]) -> str:
         if isinstance(part, int):
             name += f"[{part}]"
         else:
-            name += f".{part}" if name else str(part)
+            text = str(part)
+            text = text if len(text) <= 100 else text[:100] + "…"  # an unknown field may be any key
+            name += f".{text}" if name else text
     return name or "body"
 
 
@@ -121,11 +124,32 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
         field = "body" if kind == "json_invalid" else field_name(loc)
         message = str(err.get("msg", "invalid value"))
         if kind == "extra_forbidden":
-            message = "unknown field (see the API reference for the accepted fields)"
+            what = "query parameter" if loc and loc[0] == "query" else "field"
+            message = f"unknown {what} (see the API reference for the accepted {what}s)"
+        if kind == "json_invalid":
+            reason = (err.get("ctx") or {}).get("error")
+            message = f"not valid JSON: {reason}" if reason else "not valid JSON"
         if kind == "missing" and field == "body":
             message = "a JSON object body is required"
         errors.append({"field": field, "message": message, "type": kind})
     return errors
+
+
+_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def allowed_methods(request: Request) -> str | None:
+    """Every method of the resource, for a 405's `Allow`, as the API documents them. Starlette names only
+    those of the first route that matched the path, but `GET /v1/jobs` and `POST /v1/jobs` are two routes
+    of one resource. None for paths the OpenAPI does not describe (Starlette's answer stands)."""
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in item if method in _METHODS}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods)) or None
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -145,11 +169,12 @@ def install_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = _validation_errors(exc)
         if any(e["type"] == "json_invalid" for e in errors):
+            reason = next(e["message"] for e in errors if e["type"] == "json_invalid")
             return problem(
                 400,
                 "invalid_json",
                 "Malformed JSON",
-                "the request body is not valid JSON",
+                f"the request body is {reason}",
                 instance=request.url.path,
                 field="body",
                 errors=errors,
@@ -169,14 +194,11 @@ def install_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-        return problem(
-            exc.status_code,
-            code,
-            detail,
-            None,
-            instance=request.url.path,
-            headers=dict(exc.headers or {}),
-        )
+        headers = dict(exc.headers or {})
+        allow = allowed_methods(request) if exc.status_code == 405 else None
+        if allow:
+            headers["Allow"] = allow
+        return problem(exc.status_code, code, detail, None, instance=request.url.path, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> Response:

@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 from app import __version__
 from app.api import deliveries, docs, events, health, jobs
+from app.api.body_limit import BodySizeLimit
 from app.config import Settings
 from app.errors import PROBLEM_JSON, install_handlers
 from app.jobs.schemas import WebhookPayload
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or Settings()
     install_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_request_bytes)
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(deliveries.router)
@@ -96,12 +98,16 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
+            # Every route refuses unknown query parameters (app/api/routing.py), even one that has none.
+            operation.setdefault("responses", {}).setdefault("422", {})
             for status, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
                 if status[0] in "45" and "application/json" in content:
                     content.setdefault(PROBLEM_JSON, content.pop("application/json"))
                 if status == "422":  # FastAPI's default validation body is not what we send
-                    response["description"] = "A field is invalid; `field` names it"
+                    response["description"] = (
+                        "A field or query parameter is invalid or unknown; `field` names it"
+                    )
                     response["content"] = {PROBLEM_JSON: {"schema": problem_ref}}
     components = schema.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):

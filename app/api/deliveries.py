@@ -7,9 +7,10 @@ from fastapi import APIRouter
 from app.api.auth import PrincipalDep
 from app.api.deps import GatewayDep
 from app.api.problems import problem_responses
+from app.api.routing import StrictRoute
 from app.jobs import schemas
 
-router = APIRouter(prefix="/v1/jobs", tags=["webhooks"])
+router = APIRouter(prefix="/v1/jobs", tags=["webhooks"], route_class=StrictRoute)
 
 
 @router.get(

@@ -7,6 +7,7 @@ whole history. Comment lines keep idle connections alive; the stream ends after 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -16,13 +17,18 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from app.api.auth import PrincipalDep
 from app.api.deps import GatewayDep
 from app.api.problems import problem_responses
-from app.config import TERMINAL_EVENTS
+from app.api.routing import StrictRoute
+from app.config import EVENT_TYPES, TERMINAL_EVENTS
 from app.errors import FieldError
 from app.jobs.feed import wait_changed
 from app.jobs.states import JobStatus
 from app.webhooks import payloads
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+#: Event ids are 64-bit: a larger number cannot be one (nor be bound in a query).
+MAX_EVENT_ID = 2**63 - 1
+_EVENT_ID = re.compile(r"[0-9]{1,18}")
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictRoute)
 
 EXAMPLE = """\
 id: 41
@@ -37,6 +43,27 @@ data: {"type":"job.succeeded","timestamp":"2026-11-21T20:57:11Z","data":{…}}
 """
 
 
+#: One event of the stream (OpenAPI 3.1 documents a `text/event-stream` by the schema of each event).
+EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {
+            "type": "string",
+            "pattern": "^[0-9]+$",
+            "description": "The event id: send it back as `Last-Event-ID` (or `after`) to resume.",
+        },
+        "event": {"type": "string", "enum": list(EVENT_TYPES)},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": "#/components/schemas/WebhookPayload"},
+            "description": "A WebhookPayload, as JSON.",
+        },
+    },
+}
+
+
 @router.get(
     "/{job_id}/events",
     summary="Stream a job's status changes (server-sent events)",
@@ -44,7 +71,7 @@ data: {"type":"job.succeeded","timestamp":"2026-11-21T20:57:11Z","data":{…}}
     responses={
         200: {
             "description": "`text/event-stream`; `data` of each event is a WebhookPayload",
-            "content": {"text/event-stream": {"schema": {"type": "string"}, "example": EXAMPLE}},
+            "content": {"text/event-stream": {"schema": EVENT_SCHEMA, "example": EXAMPLE}},
         },
         **problem_responses(401, 404, 422),
     },
@@ -57,13 +84,16 @@ async def job_events(
         str | None, Header(alias="Last-Event-ID", description="Resume after this event id.")
     ] = None,
     after: Annotated[
-        int | None, Query(ge=0, description="Same as Last-Event-ID, for clients that cannot set headers.")
+        int | None,
+        Query(
+            ge=0, le=MAX_EVENT_ID, description="Same as Last-Event-ID, for clients that cannot set headers."
+        ),
     ] = None,
 ) -> EventSourceResponse:
     await gateway.service.get(job_id, owner=caller.tenant)  # 404 before the stream starts
     start = after or 0
     if last_event_id is not None:
-        if not last_event_id.strip().isdigit():
+        if not _EVENT_ID.fullmatch(last_event_id.strip()):
             raise FieldError("Last-Event-ID", "must be the id of an event of this stream")
         start = int(last_event_id)
     interval = gateway.settings.change_poll_interval_s

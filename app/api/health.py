@@ -16,12 +16,13 @@ from pydantic import BaseModel, Field
 from app.api.auth import AdminDep
 from app.api.deps import GatewayDep
 from app.api.problems import problem_responses
+from app.api.routing import StrictRoute
 from app.db.base import utcnow
 from app.ops import metrics
 from app.ops.readiness import readiness
 from app.ops.stats import queue_stats
 
-router = APIRouter(tags=["ops"])
+router = APIRouter(tags=["ops"], route_class=StrictRoute)
 
 
 @router.get("/healthz", summary="Liveness: the process answers")

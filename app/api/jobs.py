@@ -7,20 +7,21 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from app.api.auth import PrincipalDep
 from app.api.byteranges import MalformedRange, UnsatisfiableRange, parse_range
 from app.api.deps import GatewayDep
 from app.api.problems import problem_responses
-from app.errors import Conflict, FieldError, NotFound, ServiceUnavailable
+from app.api.routing import StrictRoute
+from app.errors import BadRequest, Conflict, FieldError, NotFound, ServiceUnavailable
 from app.jobs import schemas
 from app.jobs.models import Job
 from app.jobs.states import JobStatus
 from app.storage.base import Storage, StorageError
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictRoute)
 log = logging.getLogger(__name__)
 
 _STATUSES = [s.value for s in JobStatus]
@@ -44,7 +45,7 @@ _STATUSES = [s.value for s in JobStatus]
                 },
             },
         },
-        **problem_responses(400, 401, 422, 429),
+        **problem_responses(400, 401, 413, 422, 429),
         409: {
             **problem_responses(409)[409],
             "description": "A request with this Idempotency-Key is still being processed "
@@ -145,14 +146,18 @@ async def get_job(
     return gateway.presenter.job(job)
 
 
-_PREFER_WAIT = re.compile(r'(?:^|[,;\s])wait\s*=\s*"?(\d+)"?', re.IGNORECASE)
+_PREFER_WAIT = re.compile(r'(?:^|[,;\s])wait\s*=\s*"?([0-9]+)"?', re.IGNORECASE)
 MAX_WAIT_S = 60
 
 
 def parse_prefer_wait(prefer: str | None) -> int | None:
     """RFC 7240 `wait` preference, capped at 60 s; None when absent."""
     match = _PREFER_WAIT.search(prefer or "")
-    return min(int(match.group(1)), MAX_WAIT_S) if match else None
+    if not match:
+        return None
+    digits = match.group(1).lstrip("0") or "0"
+    # Thousands of digits are still "a long wait", not an error (int() refuses > 4300 digits).
+    return MAX_WAIT_S if len(digits) > 3 else min(int(digits), MAX_WAIT_S)
 
 
 @router.post(
@@ -180,7 +185,7 @@ async def cancel_job(job_id: str, gateway: GatewayDep, caller: PrincipalDep) -> 
             "video, valid for `S3_PRESIGN_TTL_S` seconds (it honours `Range` too)"
         },
         416: {"description": "Range not satisfiable"},
-        **problem_responses(401, 404, 409, 503),
+        **problem_responses(400, 401, 404, 409, 503),
     },
 )
 async def get_content(
@@ -208,6 +213,18 @@ async def get_content(
         tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
         if "*" in tags or etag in tags:
             return Response(status_code=304, headers=headers)
+    # A Range that does not match the client's copy (If-Range) is ignored: it gets the whole video. One
+    # that does is checked here, for every store alike: a malformed one is a problem+json 400.
+    wanted = range_header if if_range is None or if_range == etag else None
+    size = int(job.result["bytes"])
+    byte_range = None
+    if wanted is not None:
+        try:
+            byte_range = parse_range(wanted, size)
+        except MalformedRange as exc:
+            raise BadRequest(f"Range: {exc}", code="invalid_range") from None
+        except UnsatisfiableRange:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
     media_type = job.result.get("content_type", "video/mp4")
     filename = f"{job.id}.mp4"
     storage = gateway.storage
@@ -228,9 +245,7 @@ async def get_content(
             return Response(
                 status_code=307, headers={"Location": url, "ETag": etag, "Cache-Control": "private, no-store"}
             )
-        # A Range that does not match the client's copy (If-Range) is ignored: it gets the whole video.
-        wanted = range_header if if_range is None or if_range == etag else None
-        return await _stream(storage, job, wanted, media_type, filename, headers)
+        return await _stream(storage, job, byte_range, media_type, filename, headers)
     except StorageError as exc:
         log.warning("job %s: cannot serve its video: %s", job.id, exc)
         raise ServiceUnavailable(
@@ -243,7 +258,7 @@ async def get_content(
 async def _stream(
     storage: Storage,
     job: Job,
-    range_header: str | None,
+    byte_range: tuple[int, int] | None,
     media_type: str,
     filename: str,
     headers: dict[str, str],
@@ -252,15 +267,8 @@ async def _stream(
     assert job.storage_key is not None and job.result is not None
     size = int(job.result["bytes"])
     start, stop, status = 0, size, 200
-    if range_header is not None:
-        try:
-            wanted = parse_range(range_header, size)
-        except MalformedRange as exc:
-            return PlainTextResponse(str(exc), status_code=400)
-        except UnsatisfiableRange:
-            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
-        if wanted is not None:
-            (start, stop), status = wanted, 206
+    if byte_range is not None:
+        (start, stop), status = byte_range, 206
     stream = await storage.open_range(job.storage_key, start, stop)
     if stream is None:
         raise NotFound("the stored video is missing", code="video_missing")

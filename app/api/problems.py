@@ -37,7 +37,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "The key may not do this",
         404: "No such job",
         409: "The job is not in a state that allows this",
-        422: "A field is invalid; `field` names it",
+        413: "The request body is larger than MAX_REQUEST_BYTES (`limit` says how large it may be)",
+        422: "A field or query parameter is invalid or unknown; `field` names it",
         429: "A quota of this key is used up; retry after `Retry-After` (see the `RateLimit-*` headers)",
         503: "Upstream or a dependency is unavailable; retry after `Retry-After`",
     }

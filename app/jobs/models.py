@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,15 @@ from app.jobs.states import JobStatus
 
 def new_job_id() -> str:
     return "job_" + secrets.token_hex(12)
+
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def plausible_id(value: str) -> bool:
+    """Could `value` be one of our ids (`job_…`, `msg_…`)? Anything else is "not found" without a query:
+    PostgreSQL refuses text holding NUL outright, so garbage must not reach it."""
+    return _ID.fullmatch(value) is not None
 
 
 class Job(Leased, Base):

@@ -23,7 +23,7 @@ from sqlalchemy.orm import aliased
 
 from app.db.base import rowcount, utcnow
 from app.db.leases import lease, unleased
-from app.jobs.models import Job, JobEvent
+from app.jobs.models import Job, JobEvent, plausible_id
 from app.jobs.outbox import Outbox
 from app.jobs.states import ACTIVE, JobStatus, check_transition
 
@@ -59,7 +59,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     created, job_id = raw.split("|", 1)
     when = datetime.fromisoformat(created)
-    if when.tzinfo is None or not job_id.startswith("job_"):
+    if when.tzinfo is None or not job_id.startswith("job_") or not plausible_id(job_id):
         raise ValueError("not a cursor")
     return when, job_id
 

@@ -3,6 +3,7 @@ DashScope options, and the job as clients see it. Type checks live here; per-mod
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -10,6 +11,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.providers.dashscope.capabilities import DEFAULT_MODEL, SEED_MAX
+
+#: The longest image field: a 10 MB image (DashScope's limit) as a base64 `data:` URI is ~13.4 MB.
+IMAGE_FIELD_MAX_CHARS = 14 * 1024 * 1024
+#: URLs (images that are not `data:` URIs, audio_url, webhook_url).
+URL_MAX_CHARS = 2048
+#: metadata: nesting levels (the object itself is level 1), key and string lengths, serialized size.
+METADATA_MAX_DEPTH = 8
+METADATA_MAX_KEY_CHARS = 128
+METADATA_MAX_STRING_CHARS = 4096
+METADATA_MAX_BYTES = 16 * 1024
 
 _SIZE = re.compile(r"^\s*(\d{2,5})\s*[*xX×]\s*(\d{2,5})\s*$")
 JobStatusName = Literal["queued", "submitted", "running", "storing", "succeeded", "failed", "canceled"]
@@ -28,8 +39,41 @@ def parse_size(value: str) -> tuple[int, int]:
     return width, height
 
 
+def _check_text(value: str) -> None:
+    # PostgreSQL cannot store U+0000 in text or JSONB: refused here for every store alike.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (U+0000) characters")
+
+
+def _check_metadata(value: dict[str, Any]) -> None:
+    """Depth, key and string limits, walked iteratively (deep input must not exhaust the stack)."""
+    stack: list[tuple[Any, str, int]] = [(value, "metadata", 1)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, str):
+            _check_string(item, path, METADATA_MAX_STRING_CHARS, "strings")
+        elif isinstance(item, dict | list):
+            if depth > METADATA_MAX_DEPTH:
+                raise ValueError(f"nests deeper than {METADATA_MAX_DEPTH} levels (at {path})")
+            if isinstance(item, list):
+                stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+                continue
+            for key, child in item.items():
+                where = f"{path}[{key[:40]!r}]"  # repr: the message never carries raw input
+                _check_string(key, f"the key {where}", METADATA_MAX_KEY_CHARS, "keys")
+                stack.append((child, where, depth + 1))
+
+
+def _check_string(value: str, where: str, limit: int, kind: str) -> None:
+    if len(value) > limit:
+        raise ValueError(f"{kind} are limited to {limit} characters ({where})")
+    if "\x00" in value:
+        raise ValueError(f"must not contain NUL (U+0000) characters ({where})")
+
+
 class JobCreate(BaseModel):
-    """A `video.generate` job. Unknown fields are refused (422 naming the field), so typos never pass."""
+    """A `video.generate` job. Unknown fields are refused (422 naming the field), so typos never pass.
+    Every string has a length limit; NUL characters are refused."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -63,6 +107,7 @@ class JobCreate(BaseModel):
     )
     size: str | None = Field(
         default=None,
+        max_length=32,
         examples=["1280*720"],
         description="`WIDTH*HEIGHT`; picks the resolution tier by pixel count (480P/720P/1080P). The output "
         "keeps the reference image's aspect ratio. Default: the model's default tier.",
@@ -70,14 +115,18 @@ class JobCreate(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=SEED_MAX, description="Random seed, 0–2147483647.")
     reference_image: str = Field(
         min_length=1,
-        description="First frame: an http(s):// URL, an oss:// URL, or a `data:image/<type>;base64,` URI "
-        "(JPEG, PNG without alpha, BMP or WEBP; 360–2000 px per side; ≤10 MB). An http(s) URL is fetched "
+        max_length=IMAGE_FIELD_MAX_CHARS,
+        description="First frame: an http(s):// or oss:// URL (≤2048 chars), or a "
+        "`data:image/<type>;base64,` "
+        "URI (JPEG, PNG without alpha, BMP or WEBP; 360–2000 px per side; ≤10 MB). An http(s) URL is fetched "
         "by the gateway at submit (public addresses only, redirects checked, size and time capped), "
         "checked and hashed like a data: URI, and its bytes are sent upstream; a URL that cannot be "
         "fetched is a 422. oss:// URLs are passed through.",
     )
     last_frame_image: str | None = Field(
-        default=None, description="Last frame, for the kf2v models only (same formats as reference_image)."
+        default=None,
+        max_length=IMAGE_FIELD_MAX_CHARS,
+        description="Last frame, for the kf2v models only (same formats as reference_image).",
     )
     motion_strength: float | None = Field(
         default=None,
@@ -85,11 +134,15 @@ class JobCreate(BaseModel):
         description="Accepted for compatibility with video.generate; DashScope has no such parameter, so it "
         "is not sent (the job's `warnings` say so).",
     )
-    model: str = Field(default=DEFAULT_MODEL, description="A Wan image-to-video model (see docs/MODELS.md).")
+    model: str = Field(
+        default=DEFAULT_MODEL, max_length=64, description="A Wan image-to-video model (see docs/MODELS.md)."
+    )
     resolution: Literal["480P", "720P", "1080P"] | None = Field(
         default=None, description="Resolution tier; wins over `size`."
     )
-    audio_url: str | None = Field(default=None, description="wav/mp3 soundtrack URL (wan2.6, wan2.5 only).")
+    audio_url: str | None = Field(
+        default=None, max_length=URL_MAX_CHARS, description="wav/mp3 soundtrack URL (wan2.6, wan2.5 only)."
+    )
     audio: bool | None = Field(default=None, description="Sound on/off (wan2.6-i2v-flash only; default on).")
     shot_type: Literal["single", "multi"] | None = Field(default=None, description="wan2.6 only.")
     prompt_extend: bool | None = Field(
@@ -98,21 +151,25 @@ class JobCreate(BaseModel):
     watermark: bool | None = Field(default=None, description="Add the 'AI generated' mark (default off).")
     template: str | None = Field(
         default=None,
+        max_length=64,
         pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
         description="Effect template, e.g. `flying` (wanx2.1 models only).",
     )
     metadata: dict[str, Any] | None = Field(
-        default=None, description="Your own JSON object, echoed back (≤16 KB when serialized)."
+        default=None,
+        description="Your own JSON object, echoed back: ≤16 KB serialized, nesting ≤8 levels, keys ≤128 "
+        "characters, strings ≤4096 characters.",
     )
     webhook_url: str | None = Field(
         default=None,
-        max_length=2048,
+        max_length=URL_MAX_CHARS,
         description="Where to POST signed events (Standard Webhooks). Must resolve to public addresses "
         "unless the gateway runs with ALLOW_PRIVATE_URLS=true.",
     )
     webhook_events: list[EventType] | None = Field(
         default=None,
         min_length=1,
+        max_length=7,
         description="Which events to send to webhook_url (default: job.succeeded, job.failed, job.canceled).",
     )
     cache: bool = Field(
@@ -130,13 +187,29 @@ class JobCreate(BaseModel):
             parse_size(value)
         return value
 
+    @field_validator("prompt", "negative_prompt", "size", "model", "audio_url", "template", "webhook_url")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_text(value)
+        return value
+
+    @field_validator("reference_image", "last_frame_image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value is not None and value[:5].lower() != "data:" and len(value) > URL_MAX_CHARS:
+            raise ValueError(f"an image URL is limited to {URL_MAX_CHARS} characters (use a data: URI)")
+        if value is not None:
+            _check_text(value)
+        return value
+
     @field_validator("metadata")
     @classmethod
-    def _metadata_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        import json
-
-        if value is not None and len(json.dumps(value)) > 16 * 1024:
-            raise ValueError("metadata must serialize to at most 16 KB")
+    def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            _check_metadata(value)
+            if len(json.dumps(value)) > METADATA_MAX_BYTES:
+                raise ValueError("metadata must serialize to at most 16 KB")
         return value
 
 

@@ -29,7 +29,7 @@ from app.jobs.feed import ChangeFeed, wait_changed
 from app.jobs.fetch import ImageFetcher
 from app.jobs.fingerprint import cache_key, request_fingerprint
 from app.jobs.images import ImageLimits, inspect_image
-from app.jobs.models import IdempotencyKey, Job, JobEvent
+from app.jobs.models import IdempotencyKey, Job, JobEvent, plausible_id
 from app.jobs.outbox import Outbox
 from app.jobs.states import JobStatus
 from app.netguard import Resolver, UnsafeURL, vet_url
@@ -343,6 +343,8 @@ class JobService:
 
     # --- read ---------------------------------------------------------------------------------
     async def get(self, job_id: str, *, owner: str | None = None) -> Job:
+        if not plausible_id(job_id):
+            raise NotFound(f"no job {job_id[:100]!r}")
         async with self._sessions() as session:
             job = await repository.get(session, job_id)
         if job is None or job.owner != owner:

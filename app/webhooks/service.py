@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db.base import utcnow
 from app.errors import NotFound
 from app.jobs import schemas as api
-from app.jobs.models import JobEvent
+from app.jobs.models import JobEvent, plausible_id
 from app.webhooks import repository
 from app.webhooks.models import WebhookAttempt, WebhookDelivery
 from app.webhooks.repository import PENDING
@@ -32,6 +32,8 @@ class DeliveryService:
 
     async def redeliver(self, job_id: str, delivery_id: str) -> api.Delivery:
         """Send the same event again now, under the same webhook-id, with a fresh retry schedule."""
+        if not plausible_id(delivery_id):
+            raise NotFound(f"no delivery {delivery_id[:100]!r} for job {job_id}")
         async with self._sessions.begin() as session:
             delivery = await session.get(WebhookDelivery, delivery_id)
             if delivery is None or delivery.job_id != job_id:

@@ -19,6 +19,8 @@ from app.api.jobs import parse_prefer_wait
         ("wait=600", 60),
         ("handling=lenient", None),
         ("nowait=5", None),
+        ("wait=" + "9" * 5000, 60),  # beyond int()'s digit limit: still just a long wait
+        ("wait=007", 7),
     ],
 )
 def test_parse_prefer_wait(header: str | None, expected: int | None) -> None:

@@ -1,0 +1,104 @@
+"""`BodySizeLimit`: refuse a request body larger than MAX_REQUEST_BYTES with `413`, without reading it.
+
+A pure ASGI middleware (nothing buffered, nothing read ahead of the app):
+
+- a `Content-Length` above the cap is answered at once: the app never runs and not one byte of the body is
+  read (a client that sent `Expect: 100-continue` is never told to send it);
+- a body without `Content-Length` (chunked) is counted as the app reads it. The read that passes the cap
+  raises inside the app; whatever the app makes of that (FastAPI would call it a parse error) is discarded
+  and the 413 is sent in its place, so the client never gets half an answer or a wrong one. Should the app
+  have started its answer before reading past the cap (no route of ours does), the connection is dropped
+  rather than finishing an answer built on a truncated body.
+
+The 413 is `application/problem+json` (`code=request_too_large`, `limit` in bytes). It does not ask for
+`Connection: close`: closing a socket with unread input makes the kernel send a reset, which can destroy
+the 413 before a client still uploading reads it. The server (uvicorn) knows the body's framing and
+discards whatever of it still arrives, so the connection stays usable.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import problem
+
+#: Two 10 MB images as base64 `data:` URIs (~13.4 MB each) plus the rest of a job fit.
+DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    """Raised to the app by `receive` once the body has passed the cap."""
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the server refuses such a request itself; count the body anyway
+    return None
+
+
+class BodySizeLimit:
+    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(scope, send)
+            return
+
+        received = 0
+        passed = False  # the cap was passed: the app's own answer is not sent
+        started = False  # the app's answer had begun before that
+
+        async def counted_receive() -> Message:
+            nonlocal received, passed
+            if passed:
+                raise BodyTooLarge
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    passed = True
+                    raise BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if passed:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not passed:
+                raise
+        if passed:
+            if started:
+                raise RuntimeError("the request body passed MAX_REQUEST_BYTES after the answer began")
+            await self._refuse(scope, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        response = problem(
+            413,
+            "request_too_large",
+            "Request too large",
+            f"the request body is larger than {self.max_bytes} bytes (MAX_REQUEST_BYTES)",
+            instance=scope.get("path"),
+            limit=self.max_bytes,
+        )
+
+        async def no_receive() -> Message:  # the body is never read
+            return {"type": "http.disconnect"}
+
+        await response(scope, no_receive, send)

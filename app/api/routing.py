@@ -1,0 +1,134 @@
+"""`StrictRoute`, the route class of every API router: how requests are read before FastAPI validates them.
+
+- JSON bodies are parsed by `parse_json`, which refuses what the standard parser lets through or fails on
+  with an unhandled error: nesting deeper than `MAX_JSON_DEPTH` (stdlib `json` raises RecursionError near
+  depth 1000, which FastAPI answers with a generic 400), more than `MAX_JSON_VALUES` values (a 32 MiB
+  `[0,0,0,…]` would become hundreds of MB of Python objects), `NaN`/`Infinity` (not JSON), integers too
+  long to convert, bytes that are not UTF-8, and escapes of unpaired surrogates such as `\\uD800` (not
+  text: they cannot be stored or written back as UTF-8; RFC 7493 refuses them too). Each is a
+  `json.JSONDecodeError`, which FastAPI turns into the same `400 invalid_json` problem as any malformed
+  body, with the reason in `detail`.
+- Unknown query parameters are refused with 422 naming the parameter, as unknown body fields are
+  (`extra="forbid"` on the body models): a typo (`?stauts=queued`) never silently widens an answer.
+  Headers are not checked: proxies and clients add their own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+
+#: Deeper JSON is refused; the deepest body the API defines nests 3 levels (metadata may nest up to 8).
+MAX_JSON_DEPTH = 32
+#: An upper bound on the values a body may hold, counted cheaply as `{`, `[` and `,` bytes (also those in
+#: strings): a valid job holds at most a few tens of thousands (16 KB of metadata, a 1500-char prompt).
+MAX_JSON_VALUES = 100_000
+
+#: A `\\uD800`–`\\uDFFF` escape: only then can a parsed string hold a surrogate (raw bytes are UTF-8).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+def _invalid(reason: str) -> json.JSONDecodeError:
+    return json.JSONDecodeError(reason, "", 0)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _invalid(f"{name} is not a JSON number")
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a request body as strict JSON; every refusal is a `json.JSONDecodeError`."""
+    if body.count(b"{") + body.count(b"[") + body.count(b",") > MAX_JSON_VALUES:
+        raise _invalid(f"more than {MAX_JSON_VALUES} values")
+    try:
+        value = json.loads(body, parse_constant=_refuse_constant)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise _invalid(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except UnicodeDecodeError:
+        raise _invalid("the body is not UTF-8") from None
+    except ValueError:  # an integer beyond int()'s digit limit (4300)
+        raise _invalid("a number has too many digits") from None
+    _check_tree(value, strings=_SURROGATE_ESCAPE.search(body) is not None)
+    return value
+
+
+def _check_tree(value: Any, *, strings: bool) -> None:
+    """Depth, and with `strings` that every string and key is Unicode text. Iterative: a recursive walk
+    would itself hit the recursion limit."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if strings:
+                _check_text(item)
+            continue
+        if not isinstance(item, dict | list):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise _invalid(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            if strings:
+                for key in item:
+                    _check_text(key)
+            stack.extend((child, depth + 1) for child in item.values())
+        else:
+            stack.extend((child, depth + 1) for child in item)
+
+
+def _check_text(value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _invalid("a string holds an unpaired surrogate (\\uD800-\\uDFFF)") from None
+
+
+def query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route declares, its dependencies' included (and a query model's fields)."""
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        for field in current.query_params:
+            model = field.field_info.annotation
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                names.update(f.alias or name for name, f in model.model_fields.items())
+            else:
+                names.add(field.alias)
+        stack.extend(current.dependencies)
+    return names
+
+
+class StrictJSONRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = parse_json(await self.body())
+        return self._json
+
+
+class StrictRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        declared = query_names(self.dependant)
+
+        async def strict_handler(request: Request) -> Response:
+            unknown = [name for name in request.query_params if name not in declared]
+            if unknown:
+                raise RequestValidationError(
+                    [
+                        {"type": "extra_forbidden", "loc": ("query", name), "msg": "unknown parameter"}
+                        for name in dict.fromkeys(unknown)
+                    ]
+                )
+            return await handler(StrictJSONRequest(request.scope, request.receive))
+
+        return strict_handler

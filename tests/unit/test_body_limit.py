@@ -1,0 +1,132 @@
+"""BodySizeLimit on its own, with a scripted ASGI server: it reads nothing past the cap, and the client gets
+exactly one answer — the 413 — whatever the app makes of the failed read."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from starlette.types import Message, Receive, Scope, Send
+
+from app.api.body_limit import BodySizeLimit
+
+CAP = 25
+
+
+def http_scope(content_length: int | None = None) -> Scope:
+    headers = [(b"content-type", b"application/json")]
+    if content_length is not None:
+        headers.append((b"content-length", str(content_length).encode()))
+    return {"type": "http", "method": "POST", "path": "/v1/jobs", "headers": headers}
+
+
+class Server:
+    """Feeds the body in chunks of 10 bytes and records what is read and sent."""
+
+    def __init__(self, chunks: int = 10) -> None:
+        self.chunks = chunks
+        self.reads = 0
+        self.sent: list[Message] = []
+
+    async def receive(self) -> Message:
+        self.reads += 1
+        if self.reads > self.chunks:
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": b"x" * 10, "more_body": self.reads < self.chunks}
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+
+    def statuses(self) -> list[int]:
+        return [m["status"] for m in self.sent if m["type"] == "http.response.start"]
+
+    def body(self) -> Any:
+        return json.loads(
+            b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
+        )
+
+
+async def read_all(receive: Receive) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        chunk: bytes = message.get("body", b"")
+        body += chunk
+        if not message.get("more_body"):
+            return body
+
+
+async def answers_its_own_error(scope: Scope, receive: Receive, send: Send) -> None:
+    """Like FastAPI: a body whose read fails becomes the app's own 400."""
+    try:
+        await read_all(receive)
+    except Exception:
+        await send({"type": "http.response.start", "status": 400, "headers": []})
+        await send({"type": "http.response.body", "body": b"There was an error parsing the body"})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def test_a_streamed_body_is_read_up_to_the_cap_and_answered_413_alone() -> None:
+    server = Server()
+    await BodySizeLimit(answers_its_own_error, max_bytes=CAP)(http_scope(), server.receive, server.send)
+    assert server.reads == 3  # 30 bytes > 25: not one chunk more
+    assert server.statuses() == [413]  # the app's 400 never went out
+    problem = server.body()
+    assert problem["code"] == "request_too_large" and problem["limit"] == CAP
+    headers = dict(server.sent[0]["headers"])
+    assert headers[b"content-type"] == b"application/problem+json"
+
+
+async def test_an_app_that_lets_the_error_escape_or_reads_again_still_gets_a_413() -> None:
+    async def stubborn(scope: Scope, receive: Receive, send: Send) -> None:
+        for _ in range(5):
+            try:
+                await receive()
+            except Exception:  # noqa: S112 - the point: it keeps reading
+                continue
+        await read_all(receive)  # raises again, and escapes
+
+    server = Server()
+    await BodySizeLimit(stubborn, max_bytes=CAP)(http_scope(), server.receive, server.send)
+    assert server.reads == 3 and server.statuses() == [413]
+
+
+async def test_a_declared_length_over_the_cap_never_reaches_the_app() -> None:
+    async def must_not_run(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("the app ran")
+
+    server = Server()
+    await BodySizeLimit(must_not_run, max_bytes=CAP)(http_scope(CAP + 1), server.receive, server.send)
+    assert server.reads == 0 and server.statuses() == [413]
+
+
+async def test_a_body_within_the_cap_passes_untouched() -> None:
+    server = Server(chunks=2)
+    await BodySizeLimit(answers_its_own_error, max_bytes=CAP)(http_scope(20), server.receive, server.send)
+    assert server.reads == 2 and server.statuses() == [200]
+
+
+async def test_an_answer_already_begun_is_not_followed_by_a_second_one() -> None:
+    async def answers_then_reads(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await read_all(receive)
+        await send({"type": "http.response.body", "body": b"done"})
+
+    server = Server()
+    with pytest.raises(RuntimeError, match="after the answer began"):
+        await BodySizeLimit(answers_then_reads, max_bytes=CAP)(http_scope(), server.receive, server.send)
+    assert server.statuses() == [200] and len(server.sent) == 1  # the server drops the connection
+
+
+async def test_other_scopes_pass_through() -> None:
+    seen: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["type"])
+
+    server = Server()
+    await BodySizeLimit(app, max_bytes=CAP)({"type": "lifespan"}, server.receive, server.send)
+    assert seen == ["lifespan"]
