@@ -1,11 +1,11 @@
 """Schemathesis against the live gateway: no 5xx, and every answer conforms to the published OpenAPI.
 
 The gateway runs as in the integration tests (uvicorn on 127.0.0.1, the sandbox upstream, loops off), in a
-thread with its own event loop because schemathesis calls it synchronously, with client authentication
-on: the fuzz calls with an admin key (so `/metrics` and `/v1/admin/stats` answer too), and schemathesis
-checks that a request without it is a 401. The schema is the committed `openapi/openapi.json`, which
-the fixture checks is what the gateway serves at `/openapi.json` (`schemathesis.pytest.from_fixture`, which would load it from the server, fails on
-pytest 9.2: it sets `Node._nodeid`, which is gone).
+thread with its own event loop because schemathesis calls it synchronously, with client authentication on:
+the fuzz calls with an admin key (so `/metrics` and `/v1/admin/stats` answer too), and schemathesis checks
+that a request without it is a 401. The schema is the committed `openapi/openapi.json`, which the fixture
+checks is what the gateway serves at `/openapi.json` (`schemathesis.pytest.from_fixture`, which would load
+it from the server, fails on pytest 9.2: it sets `Node._nodeid`, which is gone).
 
 Every operation is fuzzed, positive and negative data, in schemathesis's examples, coverage and fuzzing
 phases, with every check but two that cannot apply here (`positive_data_acceptance`, and
