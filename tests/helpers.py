@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
+import pytest
 from PIL import Image
 
 T = TypeVar("T")
@@ -40,3 +45,31 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what or probe}")
         await asyncio.sleep(interval)
+
+
+def self_signed_certificate(folder: Path, host: str) -> tuple[Path, Path]:
+    """A self-signed certificate (and its key) for `host` only, no IP address in it; skips without openssl."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={host}",
+         "-addext", f"subjectAltName=DNS:{host}"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def run_cli(*args: str, env: dict[str, str]) -> str:
+    """`wan-gateway ARGS` in a child process; its standard output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout

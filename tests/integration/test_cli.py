@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 from tests.conftest import Served
+from tests.helpers import run_cli
 
-
-def run(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout
+run = run_cli
 
 
 async def test_webhook_secret_is_generated_once_and_shared(gateway: Served) -> None:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import shutil
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -26,7 +24,7 @@ from app.jobs.fetch import MAX_REDIRECTS, ImageFetcher, fetch_client
 from app.jobs.images import ImageLimits, inspect_image
 from app.providers.base import InvalidInput
 from tests.conftest import free_port
-from tests.helpers import image_bytes
+from tests.helpers import image_bytes, self_signed_certificate
 from tests.imageserver import Body, Endless, Redirect, Stall, image_server
 
 PNG = image_bytes(640, 360)
@@ -110,19 +108,7 @@ async def test_an_image_is_fetched_checked_hashed_and_sent_as_its_bytes() -> Non
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for `images.test` only (no IP address in it)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=images.test",
-         "-addext", "subjectAltName=DNS:images.test"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"), "images.test")
 
 
 async def test_https_is_pinned_with_the_certificate_checked_for_the_name(

@@ -8,9 +8,7 @@ name is not looked up again when connecting (what defeats DNS rebinding), and th
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ import httpx
 import pytest
 
 from app.netguard import UnsafeURL, vet_url
+from tests.helpers import self_signed_certificate
 
 
 @dataclass
@@ -58,19 +57,7 @@ async def server() -> AsyncIterator[Server]:
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for `hooks.test` only (no IP address in it)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=hooks.test",
-         "-addext", "subjectAltName=DNS:hooks.test"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"), "hooks.test")
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -17,7 +15,7 @@ from app.config import Settings
 from app.main import create_app
 from app.tenants.keys import generate_key
 from tests.conftest import Served, make_settings, serve
-from tests.helpers import data_uri
+from tests.helpers import data_uri, run_cli
 
 ALICE = "alice-key-" + "a" * 32
 BOB = "bob-key-" + "b" * 32
@@ -110,15 +108,7 @@ async def test_keys_created_with_the_cli_work_until_revoked(tmp_path: Path, data
     env = {**os.environ, "DATABASE_URL": database_url}
 
     def cli(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "app.cli", "keys", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        return done.stdout
+        return run_cli("keys", *args, env=env)
 
     async with serve(make_settings(tmp_path, database_url, auth_cache_ttl_s=0)) as served:
         c = served.client
