@@ -23,7 +23,7 @@ install: $(BIN)/.installed ## Create .venv and install the gateway with its dev 
 run: install ## Serve on http://127.0.0.1:8000 (sandbox upstream, SQLite, local files; migrations applied)
 	$(BIN)/wan-gateway serve --host 127.0.0.1 --port 8000
 
-test: install lint typecheck test-sqlite test-postgres ## Everything CI runs: lint, types, the suite on SQLite and on a throwaway Postgres
+test: install lint typecheck test-sqlite test-postgres ## Everything CI runs: lint, types, the suite on SQLite, its database tests on a throwaway Postgres
 
 lint: install ## ruff check + format check
 	$(BIN)/ruff check .
@@ -39,7 +39,7 @@ typecheck: install ## mypy --strict over app/
 test-sqlite: install ## The suite on SQLite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-postgres: install ## The suite on a throwaway Postgres (started and removed by scripts/with-postgres.sh)
+test-postgres: install ## The database tests on a throwaway Postgres (started and removed by scripts/with-postgres.sh)
 	scripts/with-postgres.sh $(BIN)/pytest $(PYTEST_ARGS)
 
 fuzz: install ## Schemathesis against the live gateway alone (part of test-sqlite; about 20 s)

@@ -231,3 +231,14 @@ async def s3_bucket(moto_server: MotoServer, aws_env: None) -> AsyncIterator[Buc
         name = f"test-{uuid.uuid4().hex[:20]}"
         await client.create_bucket(Bucket=name)
         yield Bucket(name, moto_server.endpoint_url, client)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The Postgres pass runs what touches the database: tests that never ask for `database_url` (the
+    sandbox, pure units, storage, the deployment files) already ran in the SQLite pass, unchanged."""
+    if not TEST_DATABASE_URL or os.environ.get("POSTGRES_PASS_ALL"):
+        return
+    keep = [item for item in items if "database_url" in getattr(item, "fixturenames", ())]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
