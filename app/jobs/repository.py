@@ -389,7 +389,8 @@ async def _resolve_followers(session: AsyncSession, job: Job, outbox: Outbox, no
                 await cas_update(session, follower, outbox=outbox, source_job_id=leader.id, **unleash)
         return
     ending: dict[str, Any] = (
-        {"storage_key": job.storage_key, "result": job.result}
+        # The video is the job's: the follower cost nothing upstream, nor any quota.
+        {"storage_key": job.storage_key, "result": job.result, "video_seconds": 0.0}
         if status is JobStatus.SUCCEEDED
         else {"error": job.error}
     )

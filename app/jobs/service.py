@@ -295,8 +295,6 @@ class JobService:
                     source = found[0] if found else None
             if source is not None:
                 _reuse(job, source, now)
-            if job.source_job_id is not None and job.status == JobStatus.SUCCEEDED.value:
-                job.video_seconds = 0.0  # a reused video costs nothing upstream
             if limits is not None and owner is not None:
                 window = await quotas.admit(session, owner, limits, job.video_seconds, now)
             await repository.insert(session, job)
@@ -465,5 +463,6 @@ def _reuse(job: Job, source: Job, now: datetime) -> None:
     job.storage_key = source.storage_key
     job.result = dict(source.result or {})
     job.upstream_body = None  # never sent
+    job.video_seconds = 0.0  # so it costs no quota either
     job.next_attempt_at = None
     job.finished_at = now

@@ -126,17 +126,19 @@ async def admit(
         )
 
     if limits.video_seconds_per_day:
-        rows = (
-            await session.execute(
-                select(Job.created_at, Job.video_seconds)
-                .where(mine, Job.created_at > now - DAY, Job.status.not_in(_NOT_BILLED))
-                .order_by(Job.created_at)
-            )
-        ).all()
-        used = sum(seconds or 0.0 for _, seconds in rows)
+        billable = (mine, Job.created_at > now - DAY, Job.status.not_in(_NOT_BILLED))
+        used = float(
+            await session.scalar(select(func.coalesce(func.sum(Job.video_seconds), 0.0)).where(*billable))
+            or 0.0
+        )
         budget = limits.video_seconds_per_day
         if used + video_seconds > budget:
-            # Walk the window oldest first until enough seconds have left it.
+            # Walk the window oldest first until enough seconds have left it (only when refusing).
+            rows = (
+                await session.execute(
+                    select(Job.created_at, Job.video_seconds).where(*billable).order_by(Job.created_at)
+                )
+            ).all()
             freed, retry_s = 0.0, DAY.total_seconds()
             for created_at, seconds in rows:
                 freed += seconds or 0.0

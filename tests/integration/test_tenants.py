@@ -276,3 +276,23 @@ async def test_a_flood_of_duplicates_with_one_key_makes_one_job_and_spends_one_q
         assert bob.status_code == 202 and "Idempotent-Replayed" not in bob.headers
         assert (await served.client.post("/v1/jobs", json=body, headers=as_(ALICE))).status_code == 202
         assert (await served.client.post("/v1/jobs", json=body, headers=as_(ALICE))).status_code == 429
+
+
+async def test_a_reused_video_costs_no_video_seconds(tmp_path: Path, database_url: str) -> None:
+    async with serve(keyed(tmp_path, database_url, quota_video_seconds_per_day=3)) as served:
+        served.headers = as_(ALICE)
+        seeded = {
+            "prompt": "a cat",
+            "duration": 2,
+            "size": "1280*720",
+            "seed": 7,
+            "reference_image": data_uri(),
+        }
+        first = (await served.client.post("/v1/jobs", json=seeded, headers=as_(ALICE))).json()["id"]
+        await served.drive(first, "succeeded")
+        for _ in range(3):  # 3 × 2 s more than the budget, yet free: the video exists already
+            again = await served.client.post("/v1/jobs", json=seeded, headers=as_(ALICE))
+            assert again.status_code == 202 and again.json()["cached"] is True, again.text
+        other = await served.client.post("/v1/jobs", json={**seeded, "seed": 8}, headers=as_(ALICE))
+        assert other.status_code == 429 and other.json()["quota"] == "video_seconds_per_day"
+        assert served.sandbox.stats.created_total == 1
