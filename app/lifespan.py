@@ -285,5 +285,6 @@ def secret_values(settings: Settings) -> list[str]:
         values += split_secrets(settings.webhook_secret.get_secret_value())
     for configured in (settings.gateway_api_keys, settings.gateway_admin_keys):
         if configured is not None:
-            values += [item.partition(":")[2].strip() for item in configured.get_secret_value().split(",")]
+            entries = configured.get_secret_value().replace("\n", ",").split(",")
+            values += [entry.partition(":")[2].strip() for entry in entries]
     return values

@@ -45,6 +45,17 @@ class CheckedImage:
     height: int
     size_bytes: int
 
+    def as_input(self, uri: str, *, source_url: str | None = None) -> ImageInput:
+        return ImageInput(
+            uri=uri,
+            source_url=source_url,
+            sha256=self.sha256,
+            mime=self.mime,
+            width=self.width,
+            height=self.height,
+            size_bytes=self.size_bytes,
+        )
+
 
 async def inspect_image(uri: str, field: str, limits: ImageLimits, fetcher: ImageFetcher) -> ImageInput:
     """Validate a reference image given as a URL or a base64 `data:` URI; http(s) URLs are fetched.
@@ -57,7 +68,9 @@ async def inspect_image(uri: str, field: str, limits: ImageLimits, fetcher: Imag
             return ImageInput(uri=uri)  # oss://: only DashScope can read it
         fetched = await fetcher.fetch(uri, field)
         checked = check_image(fetched.data, field, limits)
-        return _image_input(checked, fetched.data, source_url=uri)
+        # Upstream gets the checked bytes as a data: URI; the client's URL is kept to echo.
+        as_data = f"data:{checked.mime};base64," + base64.b64encode(fetched.data).decode("ascii")
+        return checked.as_input(as_data, source_url=uri)
     return inspect_data_uri(uri, field, limits)
 
 
@@ -80,14 +93,7 @@ def inspect_data_uri(uri: str, field: str, limits: ImageLimits) -> ImageInput:
         raise InvalidInput(field, "the data: URI payload is not valid base64") from None
     declared = (match.group("mime") or "").lower()
     checked = check_image(data, field, limits, declared_mime=_MIME_ALIASES.get(declared, declared) or None)
-    return ImageInput(
-        uri=uri,
-        sha256=checked.sha256,
-        mime=checked.mime,
-        width=checked.width,
-        height=checked.height,
-        size_bytes=checked.size_bytes,
-    )
+    return checked.as_input(uri)
 
 
 def check_image(
@@ -129,17 +135,4 @@ def check_image(
         width=width,
         height=height,
         size_bytes=len(data),
-    )
-
-
-def _image_input(checked: CheckedImage, data: bytes, *, source_url: str) -> ImageInput:
-    """A fetched image: upstream gets the checked bytes as a data: URI; the client's URL is kept to echo."""
-    return ImageInput(
-        uri=f"data:{checked.mime};base64," + base64.b64encode(data).decode("ascii"),
-        source_url=source_url,
-        sha256=checked.sha256,
-        mime=checked.mime,
-        width=checked.width,
-        height=checked.height,
-        size_bytes=checked.size_bytes,
     )
