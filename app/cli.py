@@ -99,7 +99,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> None:
                         print(_key_line(entry.name, entry.name, entry.prefix, "env", entry.admin, "active"))
                     for row in await keys.list_keys(session, include_revoked=args.all):
                         status = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
-                        print(_key_line(row.name, row.tenant, row.prefix, row.source, row.admin, status))
+                        print(_key_line(row.name, row.tenant, row.prefix, "cli", row.admin, status))
                 elif args.keys_command == "revoke":
                     row = await keys.revoke(session, args.name)
                     print(f"revoked {row.name} ({row.prefix}…); it stops working within AUTH_CACHE_TTL_S")

@@ -111,7 +111,6 @@ async def create(
         key_hash=hash_key(key),
         prefix=display_prefix(key),
         admin=admin,
-        source="cli",
         max_active_jobs=max_active_jobs,
         submits_per_minute=submits_per_minute,
         video_seconds_per_day=video_seconds_per_day,

@@ -31,8 +31,6 @@ class ApiKey(Base):
     #: The key's first characters, to tell keys apart in listings and logs.
     prefix: Mapped[str] = mapped_column(String(16))
     admin: Mapped[bool] = mapped_column(Boolean, default=False)
-    #: "cli" (created with `wan-gateway keys create`) or "env" (bootstrapped from GATEWAY_API_KEYS).
-    source: Mapped[str] = mapped_column(String(8), default="cli")
     max_active_jobs: Mapped[int | None] = mapped_column(Integer)
     submits_per_minute: Mapped[int | None] = mapped_column(Integer)
     video_seconds_per_day: Mapped[int | None] = mapped_column(Integer)

@@ -27,7 +27,6 @@ def upgrade() -> None:
     sa.Column('key_hash', sa.String(length=64), nullable=False),
     sa.Column('prefix', sa.String(length=16), nullable=False),
     sa.Column('admin', sa.Boolean(), nullable=False),
-    sa.Column('source', sa.String(length=8), nullable=False),
     sa.Column('max_active_jobs', sa.Integer(), nullable=True),
     sa.Column('submits_per_minute', sa.Integer(), nullable=True),
     sa.Column('video_seconds_per_day', sa.Integer(), nullable=True),
