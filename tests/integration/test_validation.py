@@ -45,6 +45,20 @@ CASES: list[tuple[dict[str, Any], str]] = [
     ({"colour": "blue"}, "colour"),
     ({"metadata": "not an object"}, "metadata"),
     ({"metadata": {"blob": "x" * 20000}}, "metadata"),
+    # Strict types: nothing is coerced.
+    ({"seed": True}, "seed"),
+    ({"seed": 42.0}, "seed"),
+    ({"seed": "42"}, "seed"),
+    ({"duration": "5"}, "duration"),
+    ({"fps": "30"}, "fps"),
+    ({"audio": "on", "model": "wan2.6-i2v-flash"}, "audio"),
+    ({"prompt_extend": 1}, "prompt_extend"),
+    ({"watermark": "false"}, "watermark"),
+    ({"cache": 0}, "cache"),
+    ({"prompt": 5}, "prompt"),
+    ({"model": ["wan2.6-i2v"]}, "model"),
+    ({"reference_image": {"url": "https://example.com/a.png"}}, "reference_image"),
+    ({"webhook_events": "job.succeeded"}, "webhook_events"),
 ]
 
 
