@@ -5,6 +5,7 @@ Run with `wan-gateway serve` (which applies migrations first) or `uvicorn --fact
 
 from __future__ import annotations
 
+import copy
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header
@@ -56,6 +57,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+#: What the receiver of a webhook may answer, and what the gateway makes of it.
+WEBHOOK_RESPONSES: dict[str, Any] = {
+    "2XX": {"description": "Acknowledged: the delivery succeeded (the body is ignored)"},
+    "410": {"description": "Gone: no more deliveries to this endpoint until one is redelivered by hand"},
+    "default": {
+        "description": "Anything else, or no answer within 10 s: retried on WEBHOOK_RETRY_SCHEDULE "
+        "(429/503 `Retry-After` is honoured)"
+    },
+}
+
+
 def document_webhooks(app: FastAPI) -> None:
     """The outgoing webhook, in the OpenAPI `webhooks` section."""
 
@@ -87,7 +99,8 @@ def document_webhooks(app: FastAPI) -> None:
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema, with error responses declared as `application/problem+json` (what they are)."""
+    """FastAPI's schema, with error responses declared as `application/problem+json` (what they are), and
+    the webhook's answers as its receiver gives them."""
     schema = get_openapi(
         title=app.title,
         version=app.version,
@@ -109,6 +122,11 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                         "A field or query parameter is invalid or unknown; `field` names it"
                     )
                     response["content"] = {PROBLEM_JSON: {"schema": problem_ref}}
+    for path_item in schema.get("webhooks", {}).values():
+        for operation in path_item.values():
+            # FastAPI describes the webhook as if the gateway served it (a 200 of ours, a 422 of FastAPI's
+            # validation, whose schema is dropped below); the answers are the receiver's.
+            operation["responses"] = copy.deepcopy(WEBHOOK_RESPONSES)
     components = schema.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)

@@ -12,7 +12,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -45,6 +47,30 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what or probe}")
         await asyncio.sleep(interval)
+
+
+async def raw_head(
+    base_url: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, httpx.Headers, bytes]:
+    """Send a HEAD by hand and read until the server closes: the status, the headers, and whatever bytes
+    came after the head (a HEAD answer must have none; a client library would not show them)."""
+    url = urlsplit(base_url)
+    assert url.hostname is not None and url.port is not None
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    try:
+        lines = [f"HEAD {path} HTTP/1.1", "Host: gateway", "Connection: close"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await writer.drain()
+        # A guard, not a measure: an answer that never ends (a stream held open) fails here.
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parsed = httpx.Headers([(k.strip(), v.strip()) for k, _, v in (h.partition(":") for h in header_lines)])
+    return int(status_line.split()[1]), parsed, rest
 
 
 def self_signed_certificate(folder: Path, host: str) -> tuple[Path, Path]:

@@ -168,6 +168,8 @@ class FaultyS3:
     fail_part   every UploadPart of this part number answers 500 InternalError
     fail_puts   every PUT (PutObject, UploadPart) answers 500 InternalError
     hold_part   the UploadPart of this part number waits until `release` is set (`held` says it arrived)
+
+    `requests` records the method and path of every request relayed or failed.
     """
 
     upstream: str
@@ -177,6 +179,7 @@ class FaultyS3:
     held: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     failed: int = 0
+    requests: list[tuple[str, str]] = field(default_factory=list)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
@@ -187,6 +190,7 @@ class FaultyS3:
             if not message.get("more_body"):
                 break
         query = scope["query_string"].decode()
+        self.requests.append((scope["method"], scope["path"]))
         part = parse_qs(query).get("partNumber", [""])[0]
         if part and self.hold_part == int(part):
             self.held.set()

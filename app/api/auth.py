@@ -1,13 +1,18 @@
-"""The `Authorization: Bearer <key>` dependency every `/v1` route takes, and the admin check."""
+"""The `Authorization: Bearer <key>` dependency every `/v1` route takes, and the admin check.
+
+`StrictRoute` (app/api/routing.py) calls `authenticate` for every route that depends on `principal`
+before the body is read, and keeps the answer in `request.state`; the dependency then hands it on. It
+stays a dependency so that OpenAPI shows the bearer scheme on each route.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.api.deps import GatewayDep
+from app.api.deps import get_gateway
 from app.tenants.auth import Forbidden, Principal
 
 bearer = HTTPBearer(
@@ -18,11 +23,21 @@ bearer = HTTPBearer(
 )
 
 
+async def authenticate(request: Request) -> Principal:
+    """The caller, from the `Authorization` header alone; `Unauthorized` (401) without a valid key."""
+    credentials = await bearer(request)
+    token = credentials.credentials if credentials else None
+    return await get_gateway(request).auth.authenticate(token)
+
+
 async def principal(
-    gateway: GatewayDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    return await gateway.auth.authenticate(credentials.credentials if credentials else None)
+    known = getattr(request.state, "principal", None)
+    if isinstance(known, Principal):
+        return known  # authenticated before the body was read
+    return await authenticate(request)
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]

@@ -10,13 +10,15 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from app.api.routing import StrictRoute
+
 ASSETS_URL = "/docs-assets"
 ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
 
 
 def install_docs(app: FastAPI) -> None:
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR), name="docs-assets")
-    router = APIRouter(include_in_schema=False)
+    router = APIRouter(include_in_schema=False, route_class=StrictRoute)  # HEAD too
 
     @router.get("/docs")
     async def swagger() -> HTMLResponse:

@@ -6,7 +6,7 @@ import logging
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
@@ -190,6 +190,7 @@ async def cancel_job(job_id: str, gateway: GatewayDep, caller: PrincipalDep) -> 
 )
 async def get_content(
     job_id: str,
+    request: Request,
     gateway: GatewayDep,
     caller: PrincipalDep,
     if_none_match: Annotated[str | None, Header()] = None,
@@ -203,7 +204,8 @@ async def get_content(
 ) -> Response:
     """The video copied into the gateway's storage. Supports `Range` (206) and `If-None-Match` (304);
     the ETag is the file's sha256. With S3 storage the video is streamed from the bucket (the default) or,
-    with `S3_CONTENT_MODE=redirect`, a `307` sends the client to a short-lived presigned URL."""
+    with `S3_CONTENT_MODE=redirect`, a `307` sends the client to a short-lived presigned URL. HEAD answers
+    the same status and headers (the video's `Content-Length`) without the body."""
     job = await gateway.service.get(job_id, owner=caller.tenant)
     if job.status != JobStatus.SUCCEEDED.value or not job.storage_key or not job.result:
         raise Conflict(f"the job is {job.status}; its video is not stored yet", code="video_not_ready")
@@ -245,7 +247,9 @@ async def get_content(
             return Response(
                 status_code=307, headers={"Location": url, "ETag": etag, "Cache-Control": "private, no-store"}
             )
-        return await _stream(storage, job, byte_range, media_type, filename, headers)
+        return await _stream(
+            storage, job, byte_range, media_type, filename, headers, head=request.method == "HEAD"
+        )
     except StorageError as exc:
         log.warning("job %s: cannot serve its video: %s", job.id, exc)
         raise ServiceUnavailable(
@@ -262,24 +266,31 @@ async def _stream(
     media_type: str,
     filename: str,
     headers: dict[str, str],
+    *,
+    head: bool,
 ) -> Response:
-    """Stream the stored video (or one range of it) through the gateway, as FileResponse does a file."""
+    """Stream the stored video (or one range of it) through the gateway, as FileResponse does a file.
+    A HEAD only asks the store whether the object is there: no stream is opened for it."""
     assert job.storage_key is not None and job.result is not None
     size = int(job.result["bytes"])
     start, stop, status = 0, size, 200
     if byte_range is not None:
         (start, stop), status = byte_range, 206
-    stream = await storage.open_range(job.storage_key, start, stop)
-    if stream is None:
-        raise NotFound("the stored video is missing", code="video_missing")
     headers = {
         **headers,
         "Accept-Ranges": "bytes",
-        "Content-Length": str(stream.length),
+        "Content-Length": str(stop - start),
         "Content-Disposition": f'inline; filename="{filename}"',
     }
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    if head:
+        if await storage.stat(job.storage_key) is None:
+            raise NotFound("the stored video is missing", code="video_missing")
+        return Response(status_code=status, media_type=media_type, headers=headers)
+    stream = await storage.open_range(job.storage_key, start, stop)
+    if stream is None:
+        raise NotFound("the stored video is missing", code="video_missing")
     # The body is relayed chunk by chunk, never buffered; the background task releases the connection to
     # the store even when the client hangs up before the first chunk.
     return StreamingResponse(

@@ -1,5 +1,13 @@
 """`StrictRoute`, the route class of every API router: how requests are read before FastAPI validates them.
 
+- HEAD is served wherever GET is, as Starlette's own `Route` does (FastAPI's `APIRoute` answers it 405):
+  the GET handler runs with `scope["method"] == "HEAD"`, so `FileResponse` and sse-starlette send headers
+  only, uvicorn drops any other body, and an endpoint can skip work a HEAD does not need (the S3 stream of
+  `/content`). HEAD stays out of `methods`, which OpenAPI documents: it is GET's, not an operation. A
+  405's `Allow` names it too.
+- Routes that take the caller (`app.api.auth.principal`) authenticate before the body is read: FastAPI
+  reads and parses the body before it resolves dependencies, so without this an unauthenticated client
+  could make the gateway read 32 MiB and parse it, and learn from a 400 that it reached the parser.
 - JSON bodies are parsed by `parse_json`, which refuses what the standard parser lets through or fails on
   with an unhandled error: nesting deeper than `MAX_JSON_DEPTH` (stdlib `json` raises RecursionError near
   depth 1000, which FastAPI answers with a generic 400), more than `MAX_JSON_VALUES` values (a 32 MiB
@@ -7,7 +15,8 @@
   long to convert, bytes that are not UTF-8, and escapes of unpaired surrogates such as `\\uD800` (not
   text: they cannot be stored or written back as UTF-8; RFC 7493 refuses them too). Each is a
   `json.JSONDecodeError`, which FastAPI turns into the same `400 invalid_json` problem as any malformed
-  body, with the reason in `detail`.
+  body, with the reason in `detail`. So are numbers too large for a float (`1e400`): the standard parser
+  makes them `inf`, which would be stored as `null`.
 - Unknown query parameters are refused with 422 naming the parameter, as unknown body fields are
   (`extra="forbid"` on the body models): a typo (`?stauts=queued`) never silently widens an answer.
   Headers are not checked: proxies and clients add their own.
@@ -16,8 +25,9 @@
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
@@ -25,6 +35,11 @@ from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import Receive, Scope, Send
+
+from app.api.auth import authenticate, principal
 
 #: Deeper JSON is refused; the deepest body the API defines nests 3 levels (metadata may nest up to 8).
 MAX_JSON_DEPTH = 32
@@ -44,12 +59,19 @@ def _refuse_constant(name: str) -> Any:
     raise _invalid(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _invalid(f"{text[:40]} is too large for a number")
+    return value
+
+
 def parse_json(body: bytes) -> Any:
     """Parse a request body as strict JSON; every refusal is a `json.JSONDecodeError`."""
     if body.count(b"{") + body.count(b"[") + body.count(b",") > MAX_JSON_VALUES:
         raise _invalid(f"more than {MAX_JSON_VALUES} values")
     try:
-        value = json.loads(body, parse_constant=_refuse_constant)
+        value = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError:
         raise
     except RecursionError:
@@ -108,6 +130,26 @@ def query_names(dependant: Dependant) -> set[str]:
     return names
 
 
+def depends_on(dependant: Dependant, call: Callable[..., Any]) -> bool:
+    """Whether `call` is among the route's dependencies, directly or through another one."""
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        if current.call is call:
+            return True
+        stack.extend(current.dependencies)
+    return False
+
+
+def served_methods(methods: Collection[str]) -> set[str]:
+    """What a route answers: its methods, and HEAD wherever it has GET."""
+    return {*methods, "HEAD"} if "GET" in methods else set(methods)
+
+
+#: Set in the scope while a HEAD passes FastAPI's method check as GET (see `StrictRoute.handle`).
+_HEAD_AS_GET = "wan_gateway.head_as_get"
+
+
 class StrictJSONRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
@@ -116,11 +158,35 @@ class StrictJSONRequest(Request):
 
 
 class StrictRoute(APIRoute):
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is Match.PARTIAL and scope["method"] == "HEAD" and "GET" in (self.methods or ()):
+            match = Match.FULL
+        return match, child_scope
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.methods:
+            served = served_methods(self.methods)
+            if scope["method"] not in served:
+                raise HTTPException(status_code=405, headers={"Allow": ", ".join(sorted(served))})
+            if scope["method"] == "HEAD" and "HEAD" not in self.methods:
+                # FastAPI's own check refuses a method not in `methods`: the HEAD passes it as GET, and
+                # the handler below turns it back into HEAD before anything else reads the method.
+                scope["method"] = "GET"
+                scope[_HEAD_AS_GET] = True
+        await super().handle(scope, receive, send)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         declared = query_names(self.dependant)
+        authenticates = depends_on(self.dependant, principal)
 
         async def strict_handler(request: Request) -> Response:
+            if request.scope.pop(_HEAD_AS_GET, False):
+                request.scope["method"] = "HEAD"
+            if authenticates:
+                # From the headers alone, before FastAPI reads the body: a 401 never waits for one.
+                request.state.principal = await authenticate(request)
             unknown = [name for name in request.query_params if name not in declared]
             if unknown:
                 raise RequestValidationError(

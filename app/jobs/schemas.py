@@ -73,10 +73,12 @@ def _check_string(value: str, where: str, limit: int, kind: str) -> None:
 
 class JobCreate(BaseModel):
     """A `video.generate` job. Unknown fields are refused (422 naming the field), so typos never pass.
-    Every string has a length limit; NUL characters are refused."""
+    Types are strict: `"5"` is not a number, `1` or `"on"` not a boolean, `true` not an integer (a JSON
+    integer is a fine number). Every string has a length limit; NUL characters are refused."""
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {

@@ -122,6 +122,8 @@ async def test_the_default_cap_takes_two_ten_megabyte_images(gateway: Served) ->
         (b'{"prompt": "a", "metadata": ' + b"[" * 33 + b"]" * 33 + b"}", "nested deeper"),
         (b'{"prompt": "a", "duration": NaN}', "NaN is not a JSON number"),
         (b'{"prompt": "a", "seed": Infinity}', "Infinity is not a JSON number"),
+        (b'{"prompt": "a", "metadata": {"x": 1e400}}', "1e400 is too large for a number"),
+        (b'{"prompt": "a", "metadata": {"x": [-2.5E+999]}}', "-2.5E+999 is too large for a number"),
         (b'{"seed": 1' + b"0" * 5000 + b"}", "too many digits"),
         (b'{"prompt": "\xff"}', "not UTF-8"),
         (b'{"prompt": "\\ud800"}', "unpaired surrogate"),
@@ -129,8 +131,8 @@ async def test_the_default_cap_takes_two_ten_megabyte_images(gateway: Served) ->
         (b"[" + b"0," * 100_000 + b"0]", "more than 100000 values"),
         (b'{"prompt": ', "Expecting value"),
     ],
-    ids=["100k-brackets", "deep-metadata", "33-levels", "nan", "infinity", "long-int", "latin-1",
-         "surrogate", "surrogate-key", "many-values", "truncated"],
+    ids=["100k-brackets", "deep-metadata", "33-levels", "nan", "infinity", "1e400", "-2.5e999", "long-int",
+         "latin-1", "surrogate", "surrogate-key", "many-values", "truncated"],
 )  # fmt: skip
 async def test_malformed_json_is_a_400_problem_with_the_reason(
     gateway: Served, body: bytes, reason: str

@@ -14,7 +14,8 @@ import pytest
 
 from app.config import Settings
 from tests.conftest import Served, make_settings, serve
-from tests.s3 import Bucket
+from tests.helpers import raw_head
+from tests.s3 import Bucket, run_faulty_s3
 
 PREFIX = "videos"
 
@@ -107,6 +108,31 @@ async def test_range_and_conditional_requests_as_for_local_files(proxied: Served
     assert stale.status_code == 200 and stale.content == full
     fresh = await proxied.client.get(url, headers={"Range": "bytes=0-9", "If-Range": f'"{etag}"'})
     assert fresh.status_code == 206 and fresh.content == full[:10]
+
+
+async def test_head_of_a_video_in_the_bucket_opens_no_stream(
+    tmp_path: Path, database_url: str, s3_bucket: Bucket, png_uri: str
+) -> None:
+    """A player asks for the size first: HEAD gets the GET's status and headers, from the job and a HEAD
+    of the object — the object itself is never read for it."""
+    async with run_faulty_s3(s3_bucket.endpoint_url) as (proxy_url, s3):
+        settings = s3_settings(tmp_path, database_url, s3_bucket, s3_endpoint_url=proxy_url)
+        async with serve(settings) as served:
+            done = await _finished(served, png_uri)
+            url = f"/v1/jobs/{done['id']}/content"
+            for headers in ({}, {"Range": "bytes=100-199"}, {"Range": "bytes=-50"}):
+                get = await served.client.get(url, headers=headers)
+                s3.requests.clear()
+                status, head, body = await raw_head(served.url, url, headers)
+                assert [method for method, _ in s3.requests] == ["HEAD"], s3.requests
+                assert (status, body) == (get.status_code, b"")
+                assert {k: v for k, v in head.items() if k not in ("date", "connection")} == {
+                    k: v for k, v in get.headers.items() if k != "date"
+                }
+            assert head["content-length"] == "50" and head["content-range"].startswith("bytes ")
+            await s3_bucket.client.delete_object(Bucket=s3_bucket.name, Key=f"{PREFIX}/{done['id']}.mp4")
+            status, _, _ = await raw_head(served.url, url)
+            assert status == 404  # as GET says: video_missing
 
 
 async def test_a_video_deleted_from_the_bucket_is_reported_missing(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -92,6 +93,38 @@ async def test_requests_without_a_valid_key_are_refused(tmp_path: Path, database
         # Liveness and readiness stay open to probes.
         assert (await c.get("/healthz")).status_code == 200
         assert (await c.get("/readyz")).status_code == 200
+
+
+async def test_the_key_is_checked_before_the_body_is_read(tmp_path: Path, database_url: str) -> None:
+    """Without a valid key nothing of the body is read: not parsed (401, not the 400 of bad JSON), and a
+    declared 30 MB body is answered without waiting for it."""
+    async with serve(keyed(tmp_path, database_url)) as served:
+        json_type = {"content-type": "application/json"}
+        for headers, code in (({}, "missing_api_key"), (as_("not-a-key"), "invalid_api_key")):
+            response = await served.client.post(
+                "/v1/jobs", content=b'{"prompt": ', headers={**json_type, **headers}
+            )
+            assert response.status_code == 401 and response.json()["code"] == code, response.text
+            assert response.headers["www-authenticate"].startswith("Bearer")
+        response = await served.client.post(
+            "/v1/jobs", content=b'{"prompt": ', headers={**json_type, **as_(ALICE)}
+        )
+        assert response.status_code == 400 and response.json()["code"] == "invalid_json"
+
+        url = httpx.URL(served.url)
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        try:
+            writer.write(
+                b"POST /v1/jobs HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 30000000\r\n\r\n"
+            )  # and not one byte of the body: only an answer that did not wait for it can arrive
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        assert head.startswith(b"HTTP/1.1 401 "), head
+        assert b"\r\nwww-authenticate: bearer" in head.lower()
 
 
 async def test_metrics_and_stats_need_an_admin_key(tmp_path: Path, database_url: str) -> None:
@@ -240,8 +273,6 @@ async def test_quota_on_video_seconds_per_day(tmp_path: Path, database_url: str)
 
 
 async def test_concurrent_submissions_cannot_slip_past_a_quota(tmp_path: Path, database_url: str) -> None:
-    import asyncio
-
     async with serve(keyed(tmp_path, database_url, quota_submits_per_minute=3)) as served:
         body = {"prompt": "a cat", "duration": 2, "size": "1280*720", "reference_image": data_uri()}
 
@@ -255,8 +286,6 @@ async def test_concurrent_submissions_cannot_slip_past_a_quota(tmp_path: Path, d
 async def test_a_flood_of_duplicates_with_one_key_makes_one_job_and_spends_one_quota_slot(
     tmp_path: Path, database_url: str
 ) -> None:
-    import asyncio
-
     async with serve(keyed(tmp_path, database_url, quota_submits_per_minute=2)) as served:
         served.headers = as_(ALICE)
         body = {"prompt": "a cat", "duration": 2, "size": "1280*720", "reference_image": data_uri()}

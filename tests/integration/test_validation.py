@@ -63,6 +63,37 @@ async def test_bad_field_is_named(gateway: Served, change: dict[str, Any], field
     assert (await gateway.client.get("/v1/jobs")).json()["data"] == []
 
 
+#: Values of another JSON type than the field's: none is coerced (one gateway for all: they cost nothing).
+WRONG_TYPES: list[tuple[dict[str, Any], str]] = [
+    ({"seed": True}, "seed"),
+    ({"seed": 42.0}, "seed"),
+    ({"seed": "42"}, "seed"),
+    ({"duration": "5"}, "duration"),
+    ({"fps": "30"}, "fps"),
+    ({"audio": "on", "model": "wan2.6-i2v-flash"}, "audio"),
+    ({"prompt_extend": 1}, "prompt_extend"),
+    ({"watermark": "false"}, "watermark"),
+    ({"cache": 0}, "cache"),
+    ({"prompt": 5}, "prompt"),
+    ({"model": ["wan2.6-i2v"]}, "model"),
+    ({"reference_image": {"url": "https://example.com/a.png"}}, "reference_image"),
+    ({"webhook_events": "job.succeeded"}, "webhook_events"),
+]
+
+
+async def test_types_are_strict(gateway: Served) -> None:
+    for change, field in WRONG_TYPES:
+        response = await gateway.client.post("/v1/jobs", json={**OK, **change})
+        assert response.status_code == 422, (change, response.text)
+        assert response.json()["field"] == field and response.json()["code"] == "validation_error", change
+    assert gateway.sandbox.stats.upstream_calls == 0
+    assert (await gateway.client.get("/v1/jobs")).json()["data"] == []
+    # A JSON integer is a number: `duration: 5` (and the 5.0 of a float) are fine.
+    for duration in (5, 5.0):
+        response = await gateway.client.post("/v1/jobs", json={**OK, "duration": duration})
+        assert response.status_code == 202, response.text
+
+
 async def test_missing_reference_image_and_missing_body(gateway: Served) -> None:
     response = await gateway.client.post("/v1/jobs", json={"prompt": "a cat"})
     assert response.status_code == 422 and response.json()["field"] == "reference_image"
