@@ -38,8 +38,7 @@ def cmd_migrate(settings: Settings) -> None:
 
 
 def cmd_serve(settings: Settings, host: str, port: int, migrate: bool) -> None:
-    import uvicorn
-
+    from app import serving
     from app.main import create_app
 
     if migrate:
@@ -48,7 +47,7 @@ def cmd_serve(settings: Settings, host: str, port: int, migrate: bool) -> None:
         # Unset: clients on this machine reach us where we listen.
         reachable = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
         settings.public_base_url = f"http://{reachable}:{port}"
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    serving.run(serving.gateway_config(create_app(settings), settings, host=host, port=port))
 
 
 def cmd_sandbox(settings: Settings, host: str, port: int) -> None:

@@ -208,6 +208,19 @@ class Settings(BaseSettings):
         "fit). A larger `Content-Length` is refused with 413 before the body is read; a chunked body is "
         "cut off with 413 as soon as it passes the limit.",
     )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request head (request line and header fields) in bytes; beyond it the answer "
+        "is 431 and the connection is closed. 64 KiB is above what proxies forward (nginx 4 × 8 KiB, Envoy "
+        "60 KiB), so a request a proxy passed is never refused here.",
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time for a request head to arrive, from the connection's opening or, on a keep-alive "
+        "connection, from the request's first byte; then 408 (nothing sent yet: just closed).",
+    )
     image_min_side_px: int = Field(default=360, description="Smallest allowed side of a reference image.")
     image_max_side_px: int = Field(default=2000, description="Largest allowed side of a reference image.")
     image_max_bytes: int = Field(

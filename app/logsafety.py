@@ -1,21 +1,39 @@
 """Keep secrets and bulky payloads out of the logs, whatever module logs them.
 
-Every log record's message passes through `redact`: known secrets (the upstream key, client keys from the
-environment, webhook secrets) become `***`, so do bearer tokens and anything shaped like a key (`wg_…`,
-`sk-…`, `whsec_…`), and a `data:` URI keeps its header and length but not its payload. Installed once per
-process as the log record factory, so it covers every logger and handler (uvicorn's, httpx's, tests').
+Every log record passes through `redact`: known secrets (the upstream key, client keys from the
+environment, webhook secrets) become `***`, so do bearer tokens, anything shaped like a key (`wg_…`,
+`sk-…`, `whsec_…`; but not the sandbox's public `sk-sandbox`) and the value of a credential-shaped query
+parameter (`?api_key=…`, `&token=…`, `X-Amz-Signature=…`, whatever the value looks like); a `data:` URI
+keeps its header and length but not its payload. Installed once per process as the log record factory,
+so it covers every logger and handler (uvicorn's, httpx's, tests'). The factory redacts the record's
+string arguments too, not only the message: some formatters build their line from the arguments
+(uvicorn's access formatter does: its `request_line` is made of the method, path and query string, never
+of `getMessage()`), and the traceback text, which the standard formatter appends after the message.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 _DATA_URI = re.compile(r"(data:[\w.+-]*/?[\w.+-]*(?:;[\w.+-]+=[\w.+-]+)*;base64,)([A-Za-z0-9+/=_-]{32,})")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
 _KEY_SHAPED = re.compile(r"\b(wg_|sk-|whsec_)[A-Za-z0-9._~+/=-]{6,}")
+#: A query parameter whose name says it carries a credential: its value goes, whatever its shape (a client
+#: key of any length, a presigned URL's signature, an OAuth token). Names are matched case-insensitively.
+_CREDENTIAL_PARAM = re.compile(
+    r"(?i)([?&;](?:api[_-]?key|key|access[_-]?key|secret|client[_-]?secret|password|passwd|auth|"
+    r"token|access[_-]?token|refresh[_-]?token|id[_-]?token|signature|sig|"
+    r"x-amz-signature|x-amz-credential|x-amz-security-token|security[_-]?token|ossaccesskeyid)=)"
+    r"[^&#\s\"'<>]+"
+)
+_traceback_formatter = logging.Formatter()
+#: Keys that are not secrets and stay readable: the sandbox's fixed key (`sandbox.config.DEFAULT_API_KEY`),
+#: which every sandbox accepts and the README prints, and which the user must be shown (`wan-gateway
+#: sandbox` logs it; a worker's hint names it). A configured `SANDBOX_API_KEY` stays a secret.
+PUBLIC_KEYS = frozenset({"sk-sandbox"})
 
 _secrets: set[str] = set()
 _installed = False
@@ -27,13 +45,14 @@ def redact(text: str) -> str:
             text = text.replace(secret, "***")
     text = _DATA_URI.sub(lambda m: f"{m.group(1)}<{len(m.group(2))} chars>", text)
     text = _BEARER.sub(r"\1***", text)
-    return _KEY_SHAPED.sub(r"\1***", text)
+    text = _CREDENTIAL_PARAM.sub(r"\1***", text)
+    return _KEY_SHAPED.sub(lambda m: m[0] if m[0] in PUBLIC_KEYS else f"{m[1]}***", text)
 
 
 def install(secrets: Iterable[str | None] = ()) -> None:
-    """Redact every log message of this process from now on; `secrets` adds exact strings to hide."""
+    """Redact every log record of this process from now on; `secrets` adds exact strings to hide."""
     global _installed
-    _secrets.update(s for s in secrets if s and len(s) >= 6)
+    _secrets.update(s for s in secrets if s and len(s) >= 6 and s not in PUBLIC_KEYS)
     if _installed:
         return
     _installed = True
@@ -41,10 +60,24 @@ def install(secrets: Iterable[str | None] = ()) -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
+        record.args = _redacted_args(record.args)
         record.getMessage = _redacting(record.getMessage)  # type: ignore[method-assign]
+        if record.exc_info and not record.exc_text:
+            # What Formatter.format would append, rendered now so that every formatter uses it redacted.
+            record.exc_text = redact(_traceback_formatter.formatException(record.exc_info))
         return record
 
     logging.setLogRecordFactory(factory)
+
+
+def _redacted_args(args: Any) -> Any:
+    """String arguments redacted, the others (numbers for `%d`, objects for `%r`) untouched: their text only
+    exists in the formatted message, which `getMessage` redacts."""
+    if isinstance(args, tuple):
+        return tuple(redact(arg) if isinstance(arg, str) else arg for arg in args)
+    if isinstance(args, Mapping):
+        return {key: redact(value) if isinstance(value, str) else value for key, value in args.items()}
+    return args
 
 
 def _redacting(get_message: Any) -> Any:

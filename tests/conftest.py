@@ -3,8 +3,9 @@
 - Every test gets its own migrated database: a copy of a once-migrated SQLite template, or, when
   TEST_DATABASE_URL points at Postgres (`make test-postgres`), the throwaway server truncated.
 - `settings` is isolated from the developer's environment and uses tiny sandbox timings.
-- `gateway` serves the real app (with its embedded sandbox) with uvicorn on 127.0.0.1, reached with httpx
-  over loopback; the job loop is off by default so tests drive it with `run_once()`.
+- `gateway` serves the real app (with its embedded sandbox) with uvicorn on 127.0.0.1, built as
+  `wan-gateway serve` builds it (`app.serving.gateway_config`), reached with httpx over loopback; the job
+  loop is off by default so tests drive it with `run_once()`.
 - `s3_bucket` is a fresh bucket on a moto S3 server (one per session, on 127.0.0.1), with the dummy AWS
   credentials botocore reads from the environment.
 """
@@ -35,6 +36,7 @@ from app.db.migrate import upgrade_head
 from app.lifespan import Gateway
 from app.main import create_app
 from app.providers.sandbox.server import SandboxServer
+from app.serving import gateway_config
 from tests.helpers import data_uri, wait_for
 from tests.s3 import AWS_ENV, AWS_ENV_CLEARED, Bucket, MotoServer, s3_client
 
@@ -173,7 +175,7 @@ async def serve(settings: Settings) -> AsyncIterator[Served]:
     port = sock.getsockname()[1]
     settings.public_base_url = f"http://127.0.0.1:{port}"
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(gateway_config(app, settings))  # as `wan-gateway serve` builds it
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         await wait_for(_started(server, task), within=30, what="the gateway to start")

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.lifespan import Gateway, open_gateway
+from app.serving import gateway_config
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,14 @@ class _HealthServer(uvicorn.Server):
         yield
 
 
+def health_server(gateway: Gateway, settings: Settings, *, host: str, port: int) -> uvicorn.Server:
+    """The health port's server, built as the API's (`app.serving`: the same request-head bounds). No
+    access log: orchestrators probe every few seconds, and the lines would say nothing."""
+    return _HealthServer(
+        gateway_config(health_app(gateway), settings, host=host, port=port, access_log=False)
+    )
+
+
 async def run_worker(
     settings: Settings, *, health_host: str = "127.0.0.1", health_port: int | None = None
 ) -> None:
@@ -67,10 +76,7 @@ async def run_worker(
         server: uvicorn.Server | None = None
         serving: asyncio.Task[None] | None = None
         if health_port is not None:
-            config = uvicorn.Config(
-                health_app(gateway), host=health_host, port=health_port, log_level="warning", lifespan="on"
-            )
-            server = _HealthServer(config)
+            server = health_server(gateway, settings, host=health_host, port=health_port)
             serving = asyncio.create_task(server.serve(), name="worker health server")
         log.info("worker %s running (poller and dispatcher)", gateway.poller.worker_id)
         await gateway.stop.wait()

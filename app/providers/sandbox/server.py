@@ -1,7 +1,8 @@
 """SandboxServer: the emulator served by uvicorn inside the caller's event loop, on loopback only.
 
 Embedded (the gateway's lifespan, tests) it leaves signal handling and logging configuration to its
-host process; `serve_forever` (the `wan-gateway sandbox` command) runs it standalone with uvicorn's own.
+host process and keeps no access log; `serve_forever` (the `wan-gateway sandbox` command) runs it
+standalone with uvicorn's own, access log included. Either way it is served by `app.serving`'s protocol.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from app.providers.sandbox.emulator import Emulator
 from app.providers.sandbox.faults import FaultSet
 from app.providers.sandbox.media import is_loopback_host
 from app.providers.sandbox.stats import SandboxStats
+from app.serving import ACCESS_LOGGER, ServingConfig
 
 log = logging.getLogger("uvicorn.error")
 
@@ -161,15 +163,17 @@ class SandboxServer:
             raise
         self._port = sock.getsockname()[1]
         standalone = self._standalone
-        uv_config = uvicorn.Config(
+        uv_config = ServingConfig(
             self.app,
             host=self._address,
             port=self._port,
             lifespan="on",
-            # Embedded: leave the host's logging alone (None skips uvicorn's dictConfig and levels).
+            # Embedded: leave the host's logging alone (None skips uvicorn's dictConfig and levels), and
+            # keep no access log of our own: the gateway's HTTP client logs its upstream calls already.
+            # (Never `access_log=False`: that empties the shared `uvicorn.access` logger, the gateway's.)
             log_config=uvicorn.config.LOGGING_CONFIG if standalone else None,
             log_level="info" if standalone else None,
-            access_log=standalone,
+            access_logger=ACCESS_LOGGER if standalone else None,
             timeout_graceful_shutdown=5,
         )
         server = _UvicornServer(uv_config, handle_signals=standalone)
@@ -226,6 +230,7 @@ async def serve_forever(config: SandboxConfig) -> None:
     `uvicorn.run`, uvicorn re-raises the signal once shut down: callers catch KeyboardInterrupt."""
     server = SandboxServer(config, standalone=True)
     await server.start()
+    # The default key is public (logsafety.PUBLIC_KEYS: the log shows it); a configured one is not repeated.
     key = server.api_key if server.api_key == DEFAULT_API_KEY else "the configured SANDBOX_API_KEY"
     log.info("DashScope sandbox: base URL %s, API key %s", server.base_url, key)
     try:

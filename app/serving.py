@@ -1,0 +1,264 @@
+"""How the gateway serves HTTP: one uvicorn construction for `wan-gateway serve`, a worker's health port and
+the test suite, with a bounded request head and an access log that is the server's own.
+
+- **Request head** (request line + header fields): at most `MAX_HEADER_BYTES`, received within
+  `HEADER_TIMEOUT_S`. uvicorn's httptools protocol has neither bound (a 20 MB header was read whole, and a
+  socket that never finished its head was held forever), and h11's `h11_max_incomplete_event_size`
+  answers 400. `BoundedHttpProtocol` (a small subclass of uvicorn's httptools protocol) feeds the parser
+  at most the head's remaining budget, so an unfinished head is never buffered beyond the limit, and
+  answers `431` problem+json once the budget is spent without the head being complete. The head timer
+  starts when the connection opens and, on a keep-alive connection, with the first byte of the next
+  request (the wait for that byte is uvicorn's `timeout_keep_alive`); it stops when the head is complete.
+  When it fires, a connection that sent part of a head gets `408`, one that sent nothing is just closed.
+  After either answer the server stops reading requests, half-closes, and drops what the client still
+  sends for up to `_LINGER_S` before closing, so the client reads the answer rather than a reset.
+- **Access log**: uvicorn's protocols log to the process-wide `uvicorn.access` logger, and its
+  `Config(access_log=False)` empties that logger for everyone: the embedded sandbox's server did that and
+  the gateway's own access log went silent. Here each server names its access logger (or none), and
+  nothing turns off another server's.
+- **Logging configuration** stays with the process (`cli.configure_logging`, pytest): `log_config=None`
+  and no `log_level`, so uvicorn changes no logger, and its lines pass the redactor like any other
+  (`logsafety`).
+
+The subclass relies on uvicorn's httptools protocol internals (its parser callbacks, `data_received`,
+`cycle`, `server_state.default_headers`); pyproject.toml pins the uvicorn range it was tested with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from uvicorn._types import ASGIApplication
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from app.config import Settings
+from app.errors import problem
+
+log = logging.getLogger(__name__)
+
+#: How long a refused connection keeps reading (and dropping) what the client still sends before closing.
+_LINGER_S = 2.0
+ACCESS_LOGGER = "uvicorn.access"
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """Bounds on a request's head (request line + header fields)."""
+
+    max_header_bytes: int = 64 * 1024
+    header_timeout_s: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HttpLimits:
+        return cls(max_header_bytes=settings.max_header_bytes, header_timeout_s=settings.header_timeout_s)
+
+
+class ServingConfig(uvicorn.Config):
+    """A uvicorn Config served by `BoundedHttpProtocol`, carrying its limits and its access logger's name
+    (None: no access log; never `access_log=False`, which silences the shared logger for every server)."""
+
+    def __init__(
+        self,
+        app: ASGIApplication | Callable[..., Any],
+        *,
+        limits: HttpLimits | None = None,
+        access_logger: str | None = ACCESS_LOGGER,
+        **kwargs: Any,
+    ) -> None:
+        self.limits = limits or HttpLimits()
+        self.access_logger = access_logger
+        # No WebSocket routes anywhere: an Upgrade request is served as plain HTTP.
+        super().__init__(app, http=BoundedHttpProtocol, ws="none", **kwargs)
+
+
+def gateway_config(
+    app: ASGIApplication | Callable[..., Any],
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    access_log: bool = True,
+) -> ServingConfig:
+    """The Config every HTTP server of the gateway runs with (API, worker health port, tests)."""
+    return ServingConfig(
+        app,
+        limits=HttpLimits.from_settings(settings),
+        access_logger=ACCESS_LOGGER if access_log else None,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_config=None,  # the process configured logging already
+    )
+
+
+def run(config: ServingConfig) -> None:
+    """Serve until SIGINT/SIGTERM, as `uvicorn.run` does with one process (uvloop when installed)."""
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises SIGINT after a clean shutdown
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a bounded request head (size and time) and a per-server access
+    logger. Without a `ServingConfig` (e.g. `uvicorn --http app.serving:BoundedHttpProtocol`) it uses the
+    default `HttpLimits` and `uvicorn.access`."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        serving = config if isinstance(config, ServingConfig) else None
+        self.limits = serving.limits if serving is not None else HttpLimits()
+        access_logger = serving.access_logger if serving is not None else ACCESS_LOGGER
+        if access_logger is None:
+            self.access_log = False
+        else:
+            self.access_logger = logging.getLogger(access_logger)
+            self.access_log = self.access_logger.hasHandlers()
+        # The bytes that arrive belong to a request head (from connection open, and after each message).
+        self._in_head = True
+        self._head_bytes = 0
+        self._message_done_in_piece = False
+        self._head_began_mid_piece = False
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
+        self._refused = False
+
+    # --- connection -------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._head_timer, self._linger_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._linger_timer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering: what is left of a refused request is read and dropped
+        limit = self.limits.max_header_bytes
+        while data:
+            if self._in_head:
+                self._arm_head_timer()
+                # Never more than the head's remaining budget: the parser buffers an unfinished header.
+                room = limit - self._head_bytes
+                piece, data = data[:room], data[room:]
+                self._head_bytes += len(piece)
+            else:
+                piece, data = data, b""
+            self._message_done_in_piece = False
+            super().data_received(piece)
+            if self.parser is None or self.transport.is_closing():
+                return  # a 400 from uvicorn, or the connection is gone
+            if self._in_head and self._head_began_mid_piece:
+                # A pipelined head began after another message inside this piece, at an offset the parser
+                # does not tell: count what it handed over of the head. A field it is still reading is
+                # missed, which is at most this one read (≤ 256 KiB), once.
+                self._head_bytes = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) + 16
+                self._head_began_mid_piece = False
+                self._arm_head_timer()
+            if self._in_head and self._head_bytes >= limit:
+                log.warning("%s - request head over %d bytes (MAX_HEADER_BYTES): 431", self._peer(), limit)
+                self._refuse(
+                    431,
+                    "request_header_fields_too_large",
+                    "Request header fields too large",
+                    f"the request line and headers exceed {limit} bytes",
+                )
+                return
+
+    # --- parser callbacks -------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._message_done_in_piece:
+            self._head_began_mid_piece = True
+        self._in_head = True
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_began_mid_piece = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+        self._head_bytes = 0
+        self._message_done_in_piece = True
+
+    # --- bounds -----------------------------------------------------------------------------------
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timed_out)
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self._in_head or self._refused or self.transport.is_closing():
+            return
+        if self._head_bytes == 0:  # opened and never used (a pre-connect, or a socket held open)
+            self.transport.close()
+            return
+        log.info(
+            "%s - request head not received within %gs (HEADER_TIMEOUT_S): 408",
+            self._peer(),
+            self.limits.header_timeout_s,
+        )
+        self._refuse(
+            408,
+            "request_timeout",
+            "Request timeout",
+            f"the request line and headers did not arrive within {self.limits.header_timeout_s:g} s",
+        )
+
+    def _refuse(self, status: int, code: str, title: str, detail: str) -> None:
+        """Answer `status` (unless a response is being written: then just close) and stop serving."""
+        self._refused = True
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # the answer would land inside another response
+            return
+        body = bytes(problem(status, code, title, detail).body)
+        head = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            b"content-type: application/problem+json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        # Lingering close: closing with unread input would reset the connection, and a client still
+        # sending its head would see the reset instead of the answer.
+        self.transport.write_eof()
+        self._linger_timer = self.loop.call_later(_LINGER_S, self.transport.close)
+
+    def _peer(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "-"

@@ -1,0 +1,86 @@
+"""The log redactor: whatever builds the line (the message, a formatter reading the arguments, a traceback),
+secrets do not reach it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from uvicorn.config import LOGGING_CONFIG
+from uvicorn.logging import AccessFormatter
+
+from app import logsafety
+from app.providers.sandbox.config import DEFAULT_API_KEY
+
+#: A configured client key of no recognisable shape: only the exact-secret rule can catch it.
+CONFIGURED = "Q7rT0pLm9XcV2bN8kJ4hG6fD1sA3zW5y"
+
+
+@pytest.fixture
+def records() -> Iterator[list[logging.LogRecord]]:
+    logsafety.install([CONFIGURED])
+    captured: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            captured.append(record)
+
+    logger = logging.getLogger("tests.logsafety")
+    handler = Keep()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    yield captured
+    logger.removeHandler(handler)
+
+
+def test_uvicorn_access_lines_are_redacted(records: list[logging.LogRecord]) -> None:
+    """uvicorn's access formatter builds its line from the record's arguments, not from the message."""
+    logger = logging.getLogger("tests.logsafety")
+    logger.info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", f"/v1/jobs/job_1?api_key={CONFIGURED}", "1.1", 422
+    )
+    logger.info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/v1/jobs?token=unknown-shape", "1.1", 422
+    )
+    formatter = AccessFormatter(LOGGING_CONFIG["formatters"]["access"]["fmt"], use_colors=False)
+    lines = [formatter.format(record) for record in records]
+    assert CONFIGURED not in lines[0] and "api_key=***" in lines[0], lines[0]
+    assert "unknown-shape" not in lines[1] and "token=***" in lines[1], lines[1]
+    assert '"GET /v1/jobs/job_1?api_key=*** HTTP/1.1" 422' in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["api_key", "API_KEY", "apikey", "key", "token", "access_token", "signature", "Signature",
+     "X-Amz-Signature", "X-Amz-Security-Token", "client_secret", "password"],
+)  # fmt: skip
+def test_credential_query_parameters_lose_their_value(name: str) -> None:
+    text = logsafety.redact(f"GET /v1/jobs?limit=5&{name}=abc%2Fdef123&after=x HTTP/1.1")
+    assert text == f"GET /v1/jobs?limit=5&{name}=***&after=x HTTP/1.1"
+
+
+def test_other_query_parameters_and_lookalike_names_are_kept() -> None:
+    text = "GET /v1/jobs?limit=5&monkey=banana&status=queued&cursor_key=abc HTTP/1.1"
+    assert logsafety.redact(text) == text
+
+
+def test_tracebacks_are_redacted(records: list[logging.LogRecord]) -> None:
+    logger = logging.getLogger("tests.logsafety")
+    try:
+        raise RuntimeError(f"upstream refused {CONFIGURED} at https://x.test/v?signature=s3cr3t")
+    except RuntimeError:
+        logger.exception("failed")
+    text = "\n".join(logging.Formatter().format(record) for record in records)
+    assert "RuntimeError: upstream refused *** at https://x.test/v?signature=***" in text
+    assert CONFIGURED not in text and "s3cr3t" not in text
+
+
+def test_the_sandbox_key_is_public() -> None:
+    """Every sandbox accepts `sk-sandbox` and the README prints it: logs show it (a worker's hint and the
+    `wan-gateway sandbox` banner name it), while any other `sk-…` key is masked."""
+    assert DEFAULT_API_KEY in logsafety.PUBLIC_KEYS
+    logsafety.install([DEFAULT_API_KEY])  # the settings hand it over like any other key
+    assert logsafety.redact("DASHSCOPE_API_KEY=sk-sandbox") == "DASHSCOPE_API_KEY=sk-sandbox"
+    assert logsafety.redact("key sk-sandbox2, sk-sandboxes") == "key sk-***, sk-***"
