@@ -228,6 +228,21 @@ class Settings(BaseSettings):
         description="Largest reference image (decoded), from a data: URI or fetched from a URL (the download "
         "stops as soon as it is passed).",
     )
+    image_check_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Reference images checked at once per process (base64, parse, full decode, hash), each "
+        "in a thread of a pool of its own, never on the event loop. More wait for a free checker, at most "
+        "`IMAGE_CHECK_TIMEOUT_S`; then 503 with Retry-After.",
+    )
+    image_check_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Longest time checking one reference image may take (a normal 2000x2000 image takes "
+        "well under 0.5 s); past it the image is refused with a 422 naming the field, and the work stops. "
+        "Also the longest wait for a free checker.",
+    )
     reference_fetch_timeout_s: float = Field(
         default=10.0,
         gt=0,

@@ -23,7 +23,7 @@ from app.db.budget import DatabaseBudgets
 from app.db.engine import create_engine, session_factory
 from app.jobs.feed import ChangeFeed
 from app.jobs.fetch import ImageFetcher, fetch_client
-from app.jobs.images import ImageLimits
+from app.jobs.images import ImageChecker, ImageLimits
 from app.jobs.outbox import Outbox, WebhookTarget
 from app.jobs.poller import JobPoller, PollerConfig, make_worker_id
 from app.jobs.presenter import Presenter
@@ -154,16 +154,22 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             worker_id=worker_id,
             dialect=engine.dialect.name,
         )
+        # Reference images are decoded in a thread pool of their own, off the event loop (jobs/images.py).
+        images = ImageChecker(
+            ImageLimits(
+                min_side=settings.image_min_side_px,
+                max_side=settings.image_max_side_px,
+                max_bytes=settings.image_max_bytes,
+            ),
+            concurrency=settings.image_check_concurrency,
+            timeout_s=settings.image_check_timeout_s,
+        )
+        stack.callback(images.close)
         service = JobService(
             sessions,
             provider,
             ServiceConfig(
                 job_deadline_s=settings.job_deadline_s,
-                image_limits=ImageLimits(
-                    min_side=settings.image_min_side_px,
-                    max_side=settings.image_max_side_px,
-                    max_bytes=settings.image_max_bytes,
-                ),
                 allow_private_urls=settings.allow_private_urls,
                 change_poll_interval_s=settings.change_poll_interval_s,
                 idempotency_ttl_s=settings.idempotency_ttl_s,
@@ -177,6 +183,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
                 timeout_s=settings.reference_fetch_timeout_s,
                 max_bytes=settings.image_max_bytes,
             ),
+            images=images,
             storage=storage,
             on_created=poller.wake,
         )

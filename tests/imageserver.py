@@ -60,6 +60,8 @@ class ImageServer:
     routes: dict[str, Route] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
     connections: int = 0
+    #: Connections that have ended (the client closed them, or the route was done).
+    closed: int = 0
     port: int = 0
     scheme: str = "http"
     body_bytes_sent: int = 0
@@ -94,6 +96,7 @@ class ImageServer:
             return
         finally:
             writer.close()
+            self.closed += 1
             self._handlers.discard(task)
 
     async def _answer(self, route: Route, writer: asyncio.StreamWriter) -> bool:

@@ -46,6 +46,11 @@ _STATUSES = [s.value for s in JobStatus]
             },
         },
         **problem_responses(400, 401, 413, 422, 429),
+        503: {
+            **problem_responses(503)[503],
+            "description": "Every reference-image checker stayed busy (`image_checks_busy`), or the database "
+            "is unavailable: retry after `Retry-After`",
+        },
         409: {
             **problem_responses(409)[409],
             "description": "A request with this Idempotency-Key is still being processed "

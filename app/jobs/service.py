@@ -28,7 +28,7 @@ from app.jobs import schemas as api
 from app.jobs.feed import ChangeFeed, wait_changed
 from app.jobs.fetch import ImageFetcher
 from app.jobs.fingerprint import cache_key, request_fingerprint
-from app.jobs.images import ImageLimits, inspect_image
+from app.jobs.images import ChecksBusy, ImageChecker, inspect_image
 from app.jobs.models import IdempotencyKey, Job, JobEvent, plausible_id
 from app.jobs.outbox import Outbox
 from app.jobs.states import JobStatus
@@ -55,7 +55,6 @@ _CLOCK_SKEW_S = 5.0
 @dataclass(frozen=True)
 class ServiceConfig:
     job_deadline_s: float
-    image_limits: ImageLimits
     allow_private_urls: bool = False
     change_poll_interval_s: float = 1.0
     idempotency_ttl_s: float = 86400.0
@@ -81,6 +80,7 @@ class JobService:
         outbox: Outbox,
         feed: ChangeFeed,
         fetcher: ImageFetcher,
+        images: ImageChecker,
         storage: Storage,
         on_created: Callable[[], None] = lambda: None,
         resolver: Resolver | None = None,
@@ -92,21 +92,26 @@ class JobService:
         self._outbox = outbox
         self._feed = feed
         self._fetcher = fetcher
+        self._images = images
         self._on_created = on_created
         self._resolver = resolver
 
     # --- create -------------------------------------------------------------------------------
     async def _to_request(self, body: api.JobCreate) -> VideoRequest:
-        limits, fetcher = self._config.image_limits, self._fetcher
+        images, fetcher = self._images, self._fetcher
         try:  # http(s) images are fetched here, before the job exists (app/jobs/fetch.py)
-            reference = await inspect_image(body.reference_image, "reference_image", limits, fetcher)
+            reference = await inspect_image(body.reference_image, "reference_image", images, fetcher)
             last = (
-                await inspect_image(body.last_frame_image, "last_frame_image", limits, fetcher)
+                await inspect_image(body.last_frame_image, "last_frame_image", images, fetcher)
                 if body.last_frame_image is not None
                 else None
             )
         except InvalidInput as exc:
             raise FieldError(exc.field, exc.message) from exc
+        except ChecksBusy as exc:
+            raise ServiceUnavailable(
+                str(exc), code="image_checks_busy", headers={"Retry-After": "1"}
+            ) from exc
         return VideoRequest(
             model=body.model,
             reference_image=reference,

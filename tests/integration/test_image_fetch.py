@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from app.jobs.fetch import MAX_REDIRECTS, ImageFetcher, fetch_client
-from app.jobs.images import ImageLimits, inspect_image
+from app.jobs.images import ImageChecker, ImageLimits, inspect_image
 from app.providers.base import InvalidInput
 from tests.conftest import free_port
 from tests.helpers import image_bytes, self_signed_certificate
@@ -73,8 +73,8 @@ async def fetcher(
 
 
 async def refusal(fetch: ImageFetcher, url: str) -> str:
-    with pytest.raises(InvalidInput) as info:
-        await inspect_image(url, "reference_image", ImageLimits(), fetch)
+    with pytest.raises(InvalidInput) as info, ImageChecker(ImageLimits()) as checker:
+        await inspect_image(url, "reference_image", checker, fetch)
     assert info.value.field == "reference_image"
     return info.value.message
 
@@ -84,7 +84,8 @@ async def test_an_image_is_fetched_checked_hashed_and_sent_as_its_bytes() -> Non
     routes = {"/cat.png": Body(PNG, headers=(("Content-Type", "image/png"),))}
     async with image_server(routes) as server, fetcher(dns=dns) as fetch:
         url = server.url("/cat.png", host="images.test")
-        image = await inspect_image(url, "reference_image", ImageLimits(), fetch)
+        with ImageChecker(ImageLimits()) as checker:
+            image = await inspect_image(url, "reference_image", checker, fetch)
 
     assert image.sha256 == hashlib.sha256(PNG).hexdigest()
     assert (image.width, image.height, image.mime, image.size_bytes) == (640, 360, "image/png", len(PNG))
@@ -275,7 +276,8 @@ async def test_each_fetch_has_its_own_connection_and_no_cookies() -> None:
 
 async def test_oss_urls_are_not_fetched() -> None:
     async with fetcher() as fetch:
-        image = await inspect_image(
-            "oss://dashscope-instant/x/cat.png", "reference_image", ImageLimits(), fetch
-        )
+        with ImageChecker(ImageLimits()) as checker:
+            image = await inspect_image(
+                "oss://dashscope-instant/x/cat.png", "reference_image", checker, fetch
+            )
     assert image.uri == "oss://dashscope-instant/x/cat.png" and image.sha256 is None
