@@ -313,6 +313,12 @@ class Settings(BaseSettings):
     )
     webhook_timeout_s: float = Field(default=10.0, description="Timeout of one webhook request.")
     webhook_concurrency: int = Field(default=16, description="Webhook requests in flight per worker.")
+    webhook_endpoint_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Webhook requests in flight to one endpoint (scheme, host and port of the URL) at most, "
+        "across all workers, so a slow receiver cannot take every slot; keep it below WEBHOOK_CONCURRENCY.",
+    )
     allow_private_urls: bool = Field(
         default=False,
         description="Let webhook targets and fetched `reference_image`/`last_frame_image` URLs resolve to "

@@ -196,6 +196,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
                 schedule=tuple(settings.webhook_retry_schedule),
                 timeout_s=settings.webhook_timeout_s,
                 concurrency=settings.webhook_concurrency,
+                endpoint_concurrency=settings.webhook_endpoint_concurrency,
                 lease_s=settings.lease_s,
                 allow_private=settings.allow_private_urls,
                 idle_max_s=settings.change_poll_interval_s,

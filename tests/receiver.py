@@ -1,5 +1,6 @@
 """A webhook receiver for tests: a real HTTP server on 127.0.0.1 that verifies every request with the
-`standardwebhooks` package and answers as the test scripts it (fail N times, 410, redirect, go down)."""
+`standardwebhooks` package and answers as the test scripts it (fail N times, 410, redirect, go down, or
+hold every request unanswered until the test releases it: a tarpit)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,10 @@ class Receiver:
     behaviour: Behaviour = ok
     requests: list[Received] = field(default_factory=list)
     port: int = 0
+    #: Tarpit (`hold()`): requests waiting unanswered now, and the most that ever waited at once.
+    held: int = 0
+    most_held: int = 0
+    _gate: asyncio.Event | None = None
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
 
@@ -64,8 +69,24 @@ class Receiver:
         """Requests that verified and that we acknowledged with a 2xx."""
         return [r for r in self.requests if r.verified is not None and 200 <= r.status < 300]
 
+    def hold(self) -> None:
+        """Be a tarpit: from now on every request waits, unanswered, until `release()`."""
+        self._gate = asyncio.Event()
+
+    def release(self) -> None:
+        """Answer the held requests (and any later ones) as `behaviour` says."""
+        if self._gate is not None:
+            self._gate.set()
+
     async def _hook(self, request: Request) -> Response:
         body = (await request.body()).decode()
+        if self._gate is not None and not self._gate.is_set():
+            self.held += 1
+            self.most_held = max(self.most_held, self.held)
+            try:
+                await self._gate.wait()
+            finally:
+                self.held -= 1
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             verified = Webhook(self.secret).verify(body, headers)
@@ -103,6 +124,7 @@ class Receiver:
 
     async def stop(self) -> None:
         """Stop listening: connections are refused until `start()` again."""
+        self.release()  # the server waits for its requests to be answered
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
             await self._task

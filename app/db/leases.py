@@ -32,6 +32,11 @@ def unleased(model: type[Leased], now: datetime) -> ColumnElement[bool]:
     return or_(model.lease_expires_at.is_(None), model.lease_expires_at < now)
 
 
+def leased(model: type[Leased], now: datetime) -> ColumnElement[bool]:
+    """Held by a worker now: the negation of `unleased` (a NULL compares false)."""
+    return model.lease_expires_at >= now
+
+
 async def lease(
     session: AsyncSession, model: type[R], ids: list[str], owner: str, until: datetime, **extra: Any
 ) -> list[R]:

@@ -5,6 +5,11 @@ there until a job names it again); 429/503 wait at least their Retry-After; anyt
 errors, 3xx — redirects are not followed) retries on WEBHOOK_RETRY_SCHEDULE with jitter until the
 schedule runs out, then the delivery is marked failed — never dropped. A target that resolves to a
 refused address fails at once. Every attempt is recorded.
+
+Fair across endpoints: the claim takes turns between origins (scheme, host, port) and never lets one
+origin hold more than `endpoint_concurrency` deliveries in flight across all workers, so a slow or
+hanging receiver ties up at most that many of the dispatchers' slots while everyone else's go out
+(`repository.claim_due`, `turns.py`).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class DispatcherConfig:
     schedule: Sequence[float]
     timeout_s: float = 10.0
     concurrency: int = 16
+    #: Deliveries in flight to one origin at most, across every worker (WEBHOOK_ENDPOINT_CONCURRENCY).
+    endpoint_concurrency: int = 4
     batch_size: int = 32
     lease_s: float = 60.0
     allow_private: bool = False
@@ -74,7 +81,9 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
         # A send is bounded by its timeout, so the lease only has to outlast that (no renewal needed).
         lease_until = now + timedelta(seconds=max(self._config.lease_s, self._config.timeout_s + 5))
         async with self._sessions.begin() as session:
-            return await repository.claim_due(session, limit, self.worker_id, now, lease_until)
+            return await repository.claim_due(
+                session, limit, self.worker_id, now, lease_until, self._config.endpoint_concurrency
+            )
 
     async def next_due_at(self) -> datetime | None:
         async with self._sessions() as session:

@@ -7,11 +7,12 @@ import secrets
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from app.db.base import Base, utcnow
 from app.db.leases import Leased
 from app.jobs.models import BigId
+from app.webhooks.origins import origin_of
 
 
 def new_message_id() -> str:
@@ -25,12 +26,19 @@ class WebhookDelivery(Leased, Base):
     __table_args__ = (
         Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_webhook_deliveries_job_id", "job_id"),
+        # The claim counts the deliveries in flight (leased) per origin: a handful of rows…
+        Index("ix_webhook_deliveries_status_lease_expires_at", "status", "lease_expires_at"),
+        # …groups the due ones by origin and takes the oldest of those that get a turn.
+        Index("ix_webhook_deliveries_status_origin_next_attempt_at", "status", "origin", "next_attempt_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_message_id)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     event_id: Mapped[int] = mapped_column(BigId, ForeignKey("job_events.id", ondelete="CASCADE"))
     url: Mapped[str] = mapped_column(Text)
+    # The URL's origin (`origins.origin_of`), set with `url`: deliveries in flight are capped per origin
+    # (WEBHOOK_ENDPOINT_CONCURRENCY) and the claim takes turns between origins.
+    origin: Mapped[str] = mapped_column(String(2048))
     status: Mapped[str] = mapped_column(String(16))  # pending, succeeded, failed
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     # Position in WEBHOOK_RETRY_SCHEDULE; a manual redelivery starts the schedule again.
@@ -41,6 +49,11 @@ class WebhookDelivery(Leased, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+    @validates("url")
+    def _set_origin(self, _: str, url: str) -> str:
+        self.origin = origin_of(url)
+        return url
 
 
 class WebhookAttempt(Base):

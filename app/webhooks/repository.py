@@ -2,35 +2,116 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import rowcount, utcnow
-from app.db.leases import lease, unleased
+from app.db.leases import lease, leased, unleased
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from app.webhooks.turns import Backlog, take_turns
 
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 
 
+#: Advisory-lock key (two int4, so it never collides with the one-bigint keys of the job claims) that
+#: serializes webhook claims across replicas on Postgres; SQLite's BEGIN IMMEDIATE serializes them anyway.
+_CLAIM_LOCK = (0x5748, 1)
+
+
 async def claim_due(
-    session: AsyncSession, count: int, owner: str, now: datetime, lease_until: datetime
+    session: AsyncSession,
+    count: int,
+    owner: str,
+    now: datetime,
+    lease_until: datetime,
+    per_origin: int,
 ) -> list[WebhookDelivery]:
-    query = (
-        select(WebhookDelivery.id)
+    """Up to `count` due deliveries, leased to `owner`, taking turns between origins (`turns.py`), and
+    never so many that more than `per_origin` deliveries to one origin are in flight, counting every
+    worker's: the count and the claim are serialized (an advisory lock on Postgres).
+
+    Cost: the in-flight rows (a handful), one pass over the due rows' index entries to group them by
+    origin (no sort: `ix_webhook_deliveries_status_origin_next_attempt_at` is in that order), then a probe
+    of that index per origin that gets a slot.
+    """
+    if count <= 0:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(*_CLAIM_LOCK)))
+    in_flight = await in_flight_by_origin(session, now)
+    # Spare candidates: some may be skipped below.
+    order = take_turns(await due_by_origin(session, now), in_flight, per_origin, 2 * count)
+    if not order:
+        return []
+    oldest = await oldest_due(session, Counter(order), now)
+    ranked = [oldest[origin].pop(0) for origin in order if oldest[origin]]
+    if not ranked:
+        return []
+    # Lock them, skipping rows another transaction holds (a finishing attempt, a redelivery), and re-check
+    # what such a commit can have changed. The check is done here, not in SQL: a condition on `status`
+    # there leads SQLite to search every pending row by it rather than these few by primary key.
+    lockable = (
+        select(WebhookDelivery.id, WebhookDelivery.status, WebhookDelivery.lease_expires_at)
+        .where(WebhookDelivery.id.in_(ranked))
+        .with_for_update(skip_locked=True)
+    )
+    free = {
+        delivery_id
+        for delivery_id, status, lease_expires_at in (await session.execute(lockable)).all()
+        if status == PENDING and (lease_expires_at is None or lease_expires_at < now)  # as `unleased`
+    }
+    ids = [delivery_id for delivery_id in ranked if delivery_id in free][:count]
+    return await lease(session, WebhookDelivery, ids, owner, lease_until)
+
+
+async def in_flight_by_origin(session: AsyncSession, now: datetime) -> Counter[str]:
+    """Deliveries leased now (being sent, by any worker), per origin; a crashed worker's count until their
+    leases lapse. Few rows, found by `ix_webhook_deliveries_status_lease_expires_at`."""
+    query = select(WebhookDelivery.origin).where(
+        WebhookDelivery.status == PENDING, leased(WebhookDelivery, now)
+    )
+    return Counter((await session.scalars(query)).all())
+
+
+async def due_by_origin(session: AsyncSession, now: datetime) -> list[Backlog]:
+    """Per origin, its due deliveries (leased ones included: they were due when claimed) and the oldest."""
+    rows = (await session.execute(due_by_origin_query(now))).all()
+    return [Backlog(origin, due, oldest or now) for origin, due, oldest in rows]  # never None: due rows
+
+
+def due_by_origin_query(now: datetime) -> Select[str, int, datetime | None]:
+    return (
+        select(WebhookDelivery.origin, func.count(), func.min(WebhookDelivery.next_attempt_at))
+        .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now)
+        .group_by(WebhookDelivery.origin)
+    )
+
+
+async def oldest_due(session: AsyncSession, wanted: Mapping[str, int], now: datetime) -> dict[str, list[str]]:
+    """Ids of the oldest `wanted[origin]` due, unleased deliveries of each origin, oldest first."""
+    parts = [
+        select(WebhookDelivery.id, WebhookDelivery.origin, WebhookDelivery.next_attempt_at)
         .where(
             WebhookDelivery.status == PENDING,
+            WebhookDelivery.origin == origin,
             WebhookDelivery.next_attempt_at <= now,
             unleased(WebhookDelivery, now),
         )
-        .order_by(WebhookDelivery.next_attempt_at)
-        .limit(count)
-        .with_for_update(skip_locked=True)
-    )
-    ids = list((await session.scalars(query)).all())
-    return await lease(session, WebhookDelivery, ids, owner, lease_until)
+        .order_by(WebhookDelivery.next_attempt_at)  # the index's order: no sort
+        .limit(n)
+        .subquery()  # SQLite accepts LIMIT inside UNION ALL only in a subquery
+        for origin, n in wanted.items()
+    ]
+    query = union_all(*(select(part.c.id, part.c.origin, part.c.next_attempt_at) for part in parts))
+    found: dict[str, list[tuple[datetime, str]]] = {origin: [] for origin in wanted}
+    for delivery_id, origin, due_at in (await session.execute(query)).all():
+        found[origin].append((due_at, delivery_id))
+    return {origin: [delivery_id for _, delivery_id in sorted(rows)] for origin, rows in found.items()}
 
 
 async def finish_attempt(session: AsyncSession, delivery: WebhookDelivery, **values: Any) -> bool:

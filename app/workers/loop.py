@@ -100,8 +100,9 @@ class ClaimLoop(ABC, Generic[T]):
             asyncio.ensure_future(self._wake.wait()),
             asyncio.ensure_future(stop.wait()),
         ]
-        if self._in_flight:  # a finished item may free capacity or an upstream slot
-            waiters.append(asyncio.ensure_future(asyncio.wait(set(self._in_flight))))
+        if self._in_flight:  # the first item to finish frees capacity (or an upstream or endpoint slot)
+            finished = asyncio.wait(set(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
+            waiters.append(asyncio.ensure_future(finished))
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:

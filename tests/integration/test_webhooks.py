@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,11 @@ from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook
 from starlette.responses import Response
 
+from app.config import Settings
 from app.jobs.models import Job
+from app.lifespan import open_gateway
 from tests.conftest import Served, make_settings, serve
+from tests.helpers import wait_for
 from tests.receiver import Receiver, receiver
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -292,3 +296,70 @@ async def test_unsafe_address_is_refused_again_at_send_time(gateway: Served, png
         [delivery] = await deliveries(gateway, job_id)
         assert delivery["status"] == "failed" and "loopback" in delivery["last_error"]
         assert delivery["attempts"][0]["status_code"] is None
+
+
+async def test_a_hanging_endpoint_takes_only_its_share_of_the_dispatchers(
+    tmp_path: Path, database_url: str, png_uri: str
+) -> None:
+    """Deliveries to a tarpit that fell due first must not hold every slot: another endpoint's deliveries
+    go out while the tarpit's hang, and the tarpit never has more than WEBHOOK_ENDPOINT_CONCURRENCY of
+    them in flight, counted across all workers of the database."""
+    cap = 2
+
+    def worker_settings(name: str) -> Settings:
+        return make_settings(
+            tmp_path / name,
+            database_url,
+            webhook_secret=SECRET,
+            allow_private_urls=True,
+            webhook_concurrency=3,
+            webhook_endpoint_concurrency=cap,
+            webhook_timeout_s=120,  # the tarpit answers when the test releases it, never by timing out
+            change_poll_interval_s=120,  # a freed slot must be refilled at once, not on the idle timer
+        )
+
+    async with (
+        serve(worker_settings("api")) as served,
+        open_gateway(worker_settings("replica"), start_loops=False) as replica,
+        receiver(SECRET) as tarpit,
+        receiver(SECRET) as healthy,
+    ):
+        tarpit.hold()
+        queued = {"webhook_events": ["job.queued"]}  # one delivery per job, due as the job is created
+        for _ in range(6):
+            await served.submit(png_uri, webhook_url=tarpit.url, **queued)
+        for _ in range(3):  # due after every tarpit delivery
+            await served.submit(png_uri, webhook_url=healthy.url, **queued)
+
+        stop = asyncio.Event()
+        loop = asyncio.create_task(served.gateway.dispatcher.run(stop))
+        other: asyncio.Task[int] | None = None
+        try:
+
+            async def healthy_done_while_tarpit_holds() -> bool:
+                return tarpit.most_held > cap or (len(healthy.delivered) == 3 and tarpit.held == cap)
+
+            await wait_for(healthy_done_while_tarpit_holds, what="the healthy endpoint's deliveries")
+            assert tarpit.most_held <= cap, "one endpoint held more than its share of the slots"
+            assert tarpit.requests == [], "all of that happened while every tarpit request hung"
+
+            # Another worker with free slots: the tarpit's share is used up, counted in the database.
+            other = asyncio.create_task(replica.dispatcher.run_once())
+
+            async def other_claimed() -> bool:
+                return bool(other and other.done()) or tarpit.most_held > cap
+
+            await wait_for(other_claimed, what="the other worker's claim")
+            assert tarpit.most_held <= cap, "the other worker sent more to the tarpit"
+            assert await other == 0
+
+            tarpit.release()
+
+            async def tarpit_done() -> bool:
+                return len(tarpit.delivered) == 6
+
+            await wait_for(tarpit_done, what="the tarpit's deliveries once it answers")
+        finally:
+            tarpit.release()
+            stop.set()
+            await asyncio.gather(loop, *([other] if other else []))
