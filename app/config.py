@@ -221,6 +221,12 @@ class Settings(BaseSettings):
         description="Time for a request head to arrive, from the connection's opening or, on a keep-alive "
         "connection, from the request's first byte; then 408 (nothing sent yet: just closed).",
     )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest pause between two pieces of a request body while the API reads it; then 408 "
+        "and the connection is closed (a body that trickles in or stops is not waited for forever).",
+    )
     image_min_side_px: int = Field(default=360, description="Smallest allowed side of a reference image.")
     image_max_side_px: int = Field(default=2000, description="Largest allowed side of a reference image.")
     image_max_bytes: int = Field(

@@ -40,7 +40,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or Settings()
     install_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=app.state.settings.max_request_bytes,
+        idle_timeout_s=app.state.settings.body_timeout_s,
+    )
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(deliveries.router)

@@ -1,4 +1,5 @@
-"""`BodySizeLimit`: refuse a request body larger than MAX_REQUEST_BYTES with `413`, without reading it.
+"""`BodySizeLimit`: refuse a request body larger than MAX_REQUEST_BYTES with `413`, without reading it, and
+one that stalls for BODY_TIMEOUT_S with `408`.
 
 A pure ASGI middleware (nothing buffered, nothing read ahead of the app):
 
@@ -10,6 +11,13 @@ A pure ASGI middleware (nothing buffered, nothing read ahead of the app):
   have started its answer before reading past the cap (no route of ours does), the connection is dropped
   rather than finishing an answer built on a truncated body.
 
+A body that stops arriving (the slow-body variant of slowloris: headers sent, then a byte now and then, or
+nothing) holds a socket and a task for as long as the client likes. While the app waits for the next
+piece of an unfinished body, each wait is bounded by `idle_timeout_s`; when it passes, the app's answer
+is discarded the same way and `408` (`code=request_timeout`, `Connection: close`: the rest of the body
+will never be read) is sent instead. The head has its own bound (`serving.py`, HEADER_TIMEOUT_S). Once
+the body is complete, `receive` is not timed: streaming answers wait on it for the client's disconnect.
+
 The 413 is `application/problem+json` (`code=request_too_large`, `limit` in bytes). It does not ask for
 `Connection: close`: closing a socket with unread input makes the kernel send a reset, which can destroy
 the 413 before a client still uploading reads it. The server (uvicorn) knows the body's framing and
@@ -18,16 +26,25 @@ discards whatever of it still arrives, so the connection stays usable.
 
 from __future__ import annotations
 
+import asyncio
+
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import problem
 
 #: Two 10 MB images as base64 `data:` URIs (~13.4 MB each) plus the rest of a job fit.
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+#: The longest pause between two pieces of a request body (nginx's client_body_timeout is 60 s).
+DEFAULT_BODY_TIMEOUT_S = 30.0
 
 
 class BodyTooLarge(Exception):
     """Raised to the app by `receive` once the body has passed the cap."""
+
+
+class BodyStalled(Exception):
+    """Raised to the app by `receive` when the next piece of the body did not come in time."""
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -41,9 +58,15 @@ def _content_length(scope: Scope) -> int | None:
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        idle_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.idle_timeout_s = idle_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,24 +78,36 @@ class BodySizeLimit:
             return
 
         received = 0
-        passed = False  # the cap was passed: the app's own answer is not sent
+        refusal: int | None = None  # 413 or 408: the app's own answer is not sent
         started = False  # the app's answer had begun before that
+        complete = False  # the whole body has arrived (or the client left)
 
         async def counted_receive() -> Message:
-            nonlocal received, passed
-            if passed:
+            nonlocal received, refusal, complete
+            if refusal == 413:
                 raise BodyTooLarge
-            message = await receive()
+            if refusal == 408:
+                raise BodyStalled
+            if complete:
+                return await receive()  # waiting for a disconnect is not a body read
+            try:
+                message = await asyncio.wait_for(receive(), self.idle_timeout_s)
+            except TimeoutError:
+                refusal = 408
+                raise BodyStalled from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > self.max_bytes:
-                    passed = True
+                    refusal = 413
                     raise BodyTooLarge
+            else:
+                complete = True
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
-            if passed:
+            if refusal is not None:
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -81,12 +116,16 @@ class BodySizeLimit:
         try:
             await self.app(scope, counted_receive, guarded_send)
         except Exception:
-            if not passed:
+            if refusal is None:
                 raise
-        if passed:
+        if refusal == 413:
             if started:
                 raise RuntimeError("the request body passed MAX_REQUEST_BYTES after the answer began")
             await self._refuse(scope, send)
+        elif refusal == 408:
+            if started:
+                raise RuntimeError("the request body stalled after the answer began")
+            await self._stalled(scope, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         response = problem(
@@ -97,7 +136,21 @@ class BodySizeLimit:
             instance=scope.get("path"),
             limit=self.max_bytes,
         )
+        await self._answer(response, scope, send)
 
+    async def _stalled(self, scope: Scope, send: Send) -> None:
+        response = problem(
+            408,
+            "request_timeout",
+            "Request timeout",
+            f"the request body stopped arriving for {self.idle_timeout_s:g} s (BODY_TIMEOUT_S)",
+            instance=scope.get("path"),
+        )
+        response.headers["Connection"] = "close"
+        await self._answer(response, scope, send)
+
+    @staticmethod
+    async def _answer(response: Response, scope: Scope, send: Send) -> None:
         async def no_receive() -> Message:  # the body is never read
             return {"type": "http.disconnect"}
 

@@ -62,8 +62,9 @@ def assert_problem(status: int, headers: dict[str, str], body: bytes, expected: 
 
 @pytest.fixture
 async def quick(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
-    """The gateway with a tiny head timeout (the size limit is the default)."""
-    async with serve(make_settings(tmp_path, database_url, header_timeout_s=0.3)) as served:
+    """The gateway with tiny head and body timeouts (the size limit is the default)."""
+    settings = make_settings(tmp_path, database_url, header_timeout_s=0.3, body_timeout_s=0.3)
+    async with serve(settings) as served:
         yield served
 
 
@@ -155,6 +156,18 @@ async def test_keep_alive_requests_each_get_the_header_timeout_afresh(quick: Ser
         status, headers, body = await read_response(reader)
         assert_problem(status, headers, body, 408, "request_timeout")
         assert await until_closed(reader) == b""
+
+
+async def test_a_body_that_stops_arriving_is_408_and_the_connection_closed(quick: Served) -> None:
+    async with connection(quick.url) as (reader, writer):
+        writer.write(
+            b"POST /v1/jobs HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"prompt": "a cat"'
+        )  # ... and the rest never comes
+        status, headers, body = await read_response(reader)
+        assert_problem(status, headers, body, 408, "request_timeout")
+        assert await until_closed(reader) == b""
+    assert (await quick.client.get("/v1/jobs")).status_code == 200  # nothing else is held up
 
 
 async def test_the_worker_health_port_has_the_same_bounds(tmp_path: Path, database_url: str) -> None:

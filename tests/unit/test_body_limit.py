@@ -3,6 +3,7 @@ exactly one answer — the 413 — whatever the app makes of the failed read."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -130,3 +131,48 @@ async def test_other_scopes_pass_through() -> None:
     server = Server()
     await BodySizeLimit(app, max_bytes=CAP)({"type": "lifespan"}, server.receive, server.send)
     assert seen == ["lifespan"]
+
+
+class StallingServer(Server):
+    """Sends `chunks` pieces of a longer body, then nothing: the client stopped sending."""
+
+    async def receive(self) -> Message:
+        self.reads += 1
+        if self.reads > self.chunks:
+            await asyncio.Event().wait()  # never comes
+        return {"type": "http.request", "body": b"x" * 10, "more_body": True}
+
+
+async def test_a_body_that_stops_arriving_is_a_408_and_the_connection_closes() -> None:
+    server = StallingServer(chunks=1)
+    limit = BodySizeLimit(answers_its_own_error, max_bytes=10_000, idle_timeout_s=0.05)
+    await limit(http_scope(1000), server.receive, server.send)
+    assert server.statuses() == [408]  # not the app's own 400 about a failed read
+    start = next(m for m in server.sent if m["type"] == "http.response.start")
+    assert (b"connection", b"close") in start["headers"]
+    assert server.body()["code"] == "request_timeout"
+
+
+async def test_waiting_for_a_disconnect_after_the_body_is_not_timed() -> None:
+    """Streaming answers wait on `receive` for the client to leave: that wait is not a stalled body."""
+    server = Server(chunks=1)
+    disconnect = asyncio.Event()
+    seen: list[str] = []
+
+    async def receive() -> Message:
+        if server.reads >= 1:
+            await disconnect.wait()
+        return await server.receive()
+
+    async def streams_until_disconnect(scope: Scope, receive: Receive, send: Send) -> None:
+        await read_all(receive)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        seen.append((await receive())["type"])  # passes the idle timeout several times over
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    limit = BodySizeLimit(streams_until_disconnect, max_bytes=CAP, idle_timeout_s=0.01)
+    app = asyncio.create_task(limit(http_scope(10), receive, server.send))
+    await asyncio.sleep(0.05)  # the app is waiting for the disconnect meanwhile (not waiting for work)
+    disconnect.set()
+    await app
+    assert seen == ["http.disconnect"] and server.statuses() == [200]
