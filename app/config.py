@@ -195,6 +195,13 @@ class Settings(BaseSettings):
         default=1 << 30, description="A result video larger than this is refused (the copy stops early)."
     )
     download_timeout_s: float = Field(default=120.0, description="Read timeout while copying a result video.")
+    storage_min_free_bytes: int = Field(
+        default=512 << 20,
+        ge=0,
+        description="`/readyz` reports storage not ready when the filesystem videos are staged on (the local "
+        "store's, or S3's staging directory) has less free space than this (0: no minimum). A copy "
+        "that runs out of space also makes it not ready until there is room for that video again.",
+    )
     public_base_url: str = Field(
         default="http://127.0.0.1:8000",
         description="How clients reach the gateway; used to build `result.video_url`.",

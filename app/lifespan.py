@@ -35,6 +35,7 @@ from app.providers.sandbox.config import SandboxConfig
 from app.providers.sandbox.server import SandboxServer
 from app.storage.base import Storage
 from app.storage.factory import open_storage
+from app.storage.space import StorageSpace
 from app.tenants.auth import Authenticator
 from app.tenants.keys import ConfiguredKey, KeyProblem, parse_configured_keys
 from app.tenants.quotas import QuotaLimits
@@ -64,6 +65,7 @@ class Gateway:
     deliveries: DeliveryService
     secrets: SecretSource
     auth: Authenticator
+    space: StorageSpace
     sandbox: SandboxServer | None = None
     loops: list[asyncio.Task[None]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -124,6 +126,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             ),
         )
         storage = await stack.enter_async_context(open_storage(settings))
+        space = StorageSpace(storage.staging_dir, settings.storage_min_free_bytes)
         presenter = Presenter(settings.public_base_url)
         feed = ChangeFeed()
         default_target = None
@@ -151,6 +154,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             ),
             outbox=outbox,
             feed=feed,
+            space=space,
             worker_id=worker_id,
             dialect=engine.dialect.name,
         )
@@ -230,6 +234,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             deliveries=deliveries,
             secrets=secrets,
             auth=auth,
+            space=space,
             sandbox=sandbox,
         )
         if settings.workers_enabled if start_loops is None else start_loops:

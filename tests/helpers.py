@@ -1,15 +1,18 @@
-"""Small helpers shared by tests: images as data: URIs, waiting on a condition with a deadline."""
+"""Small helpers shared by tests: images as data: URIs, waiting on a condition with a deadline, a small
+real filesystem to fill up."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
+import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -99,3 +102,39 @@ def run_cli(*args: str, env: dict[str, str]) -> str:
         check=True,
     )
     return done.stdout
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size_bytes: int) -> Iterator[Path]:
+    """A tmpfs of `size_bytes` mounted at `path` for the block, so a test can really run out of space.
+
+    Mounting needs root (CI runs the tests as root); elsewhere the test is skipped, saying why.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None or shutil.which("umount") is None:
+        pytest.skip("needs mount(8) to make a small tmpfs")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0755", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(path)], check=True)  # something still holds a file open
+
+
+def fill_filesystem(directory: Path, *, leave: int) -> Path:
+    """Write a file in `directory` that leaves about `leave` bytes free on its filesystem; remove it to
+    give the space back."""
+    filler = directory / "filler.bin"
+    free = shutil.disk_usage(directory).free
+    with filler.open("wb") as f:
+        f.write(b"\0" * max(0, (free - leave) // 4096 * 4096))
+        f.flush()
+        os.fsync(f.fileno())
+    return filler

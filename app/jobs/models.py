@@ -87,6 +87,8 @@ class Job(Leased, Base):
     poll_count: Mapped[int] = mapped_column(Integer, default=0)
     retry_count: Mapped[int] = mapped_column(Integer, default=0)  # consecutive transient failures
     last_error: Mapped[str | None] = mapped_column(Text)  # latest transient problem, for operators
+    # The same problem as clients may see it, `{code, message}` in our words (no paths): `Job.retry`.
+    retry_reason: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
 
     next_attempt_at: Mapped[datetime | None]
     deadline_at: Mapped[datetime]

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.base import utcnow
 from app.jobs import repository
+from app.jobs.delivery import billable_seconds
 from app.jobs.feed import ChangeFeed
 from app.jobs.models import Job
 from app.jobs.outbox import Outbox
@@ -45,6 +46,7 @@ from app.providers.base import (
 from app.retry import MAX_BACKOFF_S, backoff
 from app.storage.base import Storage
 from app.storage.copy import CopyError, copy_video, parse_url_expiry
+from app.storage.space import StorageSpace
 from app.workers.loop import ClaimLoop
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ RESULT_URL_LIFETIME = timedelta(hours=24)
 POLL_REFUSED_RETRY_S = 30.0
 #: A transient error delays a job by at most this many POLL_MAX_INTERVAL_S (Retry-After still wins).
 RETRY_CAP_POLLS = 4
+#: What a retrying job shows clients (`Job.retry`) when the failure has no reason of its own to give.
+TEMPORARY_ERROR = {"code": "temporary_error", "message": "a step failed for a reason that may pass; retrying"}
 
 
 class Action(Enum):
@@ -95,6 +99,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         *,
         outbox: Outbox,
         feed: ChangeFeed,
+        space: StorageSpace,
         worker_id: str | None = None,
         dialect: str = "sqlite",
     ) -> None:
@@ -111,6 +116,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         self._config = config
         self._outbox = outbox
         self._feed = feed
+        self._space = space
         self.worker_id = worker_id or make_worker_id()
         self._dialect = dialect
         self._run_times = RunTimes()
@@ -197,6 +203,10 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
 
     # --- writes -------------------------------------------------------------------------------
     async def _write(self, job: Job, **values: Any) -> None:
+        if ("last_error" in values or "retry_count" in values) and "retry_reason" not in values:
+            # The client-visible reason (`Job.retry`) describes the latest transient failure only: any
+            # other outcome of a step (progress, a note for operators) ends it.
+            values["retry_reason"] = None
         async with self._sessions.begin() as session:
             if not await repository.cas_update(session, job, outbox=self._outbox, **values):
                 raise LostJob(job.id)
@@ -209,7 +219,17 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
     async def _release(self, job: Job, **values: Any) -> None:
         await self._write(job, lease_owner=None, lease_expires_at=None, **values)
 
-    async def _retry_later(self, job: Job, error: str, retry_after: float | None, **values: Any) -> None:
+    async def _retry_later(
+        self,
+        job: Job,
+        error: str,
+        retry_after: float | None,
+        *,
+        reason: dict[str, str] | None = None,
+        **values: Any,
+    ) -> None:
+        """Try the step again after a backoff. `error` is for operators (`last_error`, may be technical);
+        `reason` ({code, message}, client-safe words) is what the job shows meanwhile (`Job.retry`)."""
         attempt = job.retry_count
         # A job's transient troubles add up over its life (creates, lookups, polls); cap the wait at a few
         # poll intervals so a flaky stretch upstream never parks a job for minutes.
@@ -219,6 +239,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             job,
             retry_count=attempt + 1,
             last_error=error[:2000],
+            retry_reason=reason or TEMPORARY_ERROR,
             next_attempt_at=utcnow() + timedelta(seconds=delay),
             **values,
         )
@@ -510,32 +531,9 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 expires_at=expires,
             )
         except CopyError as exc:
-            if not exc.transient:
-                await self._fail(job, exc.code, exc.message)
-                return
-            if expires is not None and utcnow() >= expires:
-                # The last try began in time but failed after the URL died: nothing can be retried now.
-                await self._fail(
-                    job,
-                    "video_url_expired",
-                    f"the upstream video URL expired before it was copied (last error: {exc.code}: "
-                    f"{exc.message})",
-                )
-                return
-            error = f"copy: {exc.code}: {exc.message}"
-            fresh = await self._fresh_video_url(job)
-            if fresh and fresh != job.video_source_url:
-                log.info("job %s: upstream gave a new video URL; copying from it", job.id)
-                await self._release(
-                    job,
-                    video_source_url=fresh,
-                    video_source_expires_at=parse_url_expiry(fresh) or expires,
-                    last_error=error,
-                    next_attempt_at=utcnow(),
-                )
-            else:
-                await self._retry_later(job, error, exc.retry_after_s)
+            await self._copy_failed(job, exc)
             return
+        self._space.record_success()
         probe = copied.probe
         result = {
             "duration": round(probe.duration_s, 3),
@@ -554,12 +552,54 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             status=JobStatus.SUCCEEDED.value,
             storage_key=copied.stored.key,
             result=result,
+            # Quotas count the video delivered (a 5 s video for 9 s asked counts 5), never more than asked.
+            video_seconds=billable_seconds(job.request, probe.duration_s),
             finished_at=utcnow(),
             next_attempt_at=None,
             last_error=None,
             retry_count=0,
         )
         log.info("job %s succeeded (%s bytes, %.2fs)", job.id, copied.stored.size_bytes, probe.duration_s)
+
+    async def _copy_failed(self, job: Job, exc: CopyError) -> None:
+        # The whole story goes to the log (and `last_error`); clients see `exc.message`, which names no path.
+        log.warning(
+            "job %s: copying the video failed (%s, %s): %s",
+            job.id,
+            exc.code,
+            "will retry" if exc.transient else "permanent",
+            exc.detail,
+        )
+        if not exc.transient:
+            await self._fail(job, exc.code, exc.message)
+            return
+        if exc.needed_bytes is not None:
+            self._space.record_full(exc.message, exc.needed_bytes)
+        expires = job.video_source_expires_at
+        if expires is not None and utcnow() >= expires:
+            # The last try began in time but failed after the URL died: nothing can be retried now.
+            await self._fail(
+                job,
+                "video_url_expired",
+                f"the upstream video URL expired before it was copied (last error: {exc.code}: "
+                f"{exc.message})",
+            )
+            return
+        error = f"copy: {exc.code}: {exc.detail}"
+        reason = {"code": exc.code, "message": exc.message}
+        fresh = await self._fresh_video_url(job)
+        if fresh and fresh != job.video_source_url:
+            log.info("job %s: upstream gave a new video URL; copying from it", job.id)
+            await self._release(
+                job,
+                video_source_url=fresh,
+                video_source_expires_at=parse_url_expiry(fresh) or expires,
+                last_error=error[:2000],
+                retry_reason=reason,
+                next_attempt_at=utcnow(),
+            )
+        else:
+            await self._retry_later(job, error, exc.retry_after_s, reason=reason)
 
     async def _fresh_video_url(self, job: Job) -> str | None:
         """The task's current video URL. A copy that keeps failing may hold a URL that no longer works

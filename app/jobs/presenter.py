@@ -7,6 +7,7 @@ from typing import Any
 
 from app.db.base import utcnow
 from app.jobs import schemas as api
+from app.jobs.delivery import delivery_warnings
 from app.jobs.models import Job
 from app.jobs.states import JobStatus
 
@@ -42,8 +43,9 @@ class Presenter:
             upstream=upstream,
             result=result,
             error=api.JobError(**job.error) if job.error else None,
+            retry=retry(job),
             usage=usage,
-            warnings=list(job.warnings or []),
+            warnings=[*(job.warnings or []), *delivery_warnings(job.request, job.result)],
             metadata=job.meta,
             webhook_url=job.webhook_url,
             webhook_events=job.webhook_events,  # type: ignore[arg-type]
@@ -54,6 +56,19 @@ class Presenter:
     def job_json(self, job: Job) -> dict[str, Any]:
         data: dict[str, Any] = self.job(job).model_dump(mode="json")
         return data
+
+
+def retry(job: Job) -> api.JobRetry | None:
+    """The transient failure a job that has not finished is waiting out, in its client-safe words."""
+    reason = job.retry_reason
+    if not reason or JobStatus(job.status).terminal:
+        return None
+    return api.JobRetry(
+        reason=str(reason.get("code", "temporary_error")),
+        message=str(reason.get("message", "")),
+        attempts=job.retry_count,
+        next_attempt_at=job.next_attempt_at,
+    )
 
 
 def progress(job: Job) -> int | None:

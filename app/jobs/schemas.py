@@ -246,6 +246,16 @@ class JobError(BaseModel):
     upstream_code: str | None = Field(default=None, description="DashScope's own code, when it gave one.")
 
 
+class JobRetry(BaseModel):
+    """A step of a job that has not finished failed for a reason that may pass (a full disk, a network
+    error): the job is not failing, it tries the step again by itself."""
+
+    reason: str = Field(description="Stable machine code, e.g. `storage_failed`, `download_failed`.")
+    message: str = Field(description="What failed, in words for people.")
+    attempts: int = Field(description="Failed attempts in a row so far.")
+    next_attempt_at: datetime | None = Field(description="When the gateway tries again.")
+
+
 class Job(BaseModel):
     """A job as clients see it."""
 
@@ -267,8 +277,17 @@ class Job(BaseModel):
     upstream: UpstreamInfo | None = None
     result: JobResult | None = None
     error: JobError | None = None
+    retry: JobRetry | None = Field(
+        default=None,
+        description="Set while a job that has not finished waits to retry a step after a transient failure "
+        "(`error` stays null: the job has not failed); null again once the step succeeds.",
+    )
     usage: dict[str, Any] | None = Field(default=None, description="DashScope's billing usage, verbatim.")
-    warnings: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the gateway did not do as asked: options DashScope ignores, and a stored video "
+        "whose duration or frame size is not the one asked.",
+    )
     metadata: dict[str, Any] | None = None
     webhook_url: str | None = None
     webhook_events: list[EventType] | None = None

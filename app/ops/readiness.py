@@ -1,4 +1,6 @@
-"""What `/readyz` reports: the database answers, storage is writable, and each loop's heartbeat is fresh.
+"""What `/readyz` reports: the database answers, storage is writable and has room for videos
+(`storage/space.py`: free space on the staging filesystem, the last copy that ran out of it), and each
+loop's heartbeat is fresh.
 
 A loop that crashed or was stopped reports `stopped`; one whose last turn is older than a few of its idle
 waits reports `stale` (stuck). Processes that run no loops (an API with `WORKERS_ENABLED=false`) report
@@ -7,6 +9,7 @@ them `disabled`, which is ready.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +48,14 @@ async def readiness(gateway: Gateway) -> tuple[bool, dict[str, str]]:
         log.warning("readiness: database: %s", exc)
         checks["database"] = f"error: {type(exc).__name__}"
     try:
-        await gateway.storage.check()
-        checks["storage"] = "ok"
+        # Room first: on a full disk the write below fails too, and this says why.
+        room = await asyncio.to_thread(gateway.space.problem)
+        if room is not None:
+            log.warning("readiness: storage %s: %s", gateway.storage.url, room)
+            checks["storage"] = f"error: {room}"
+        else:
+            await gateway.storage.check()
+            checks["storage"] = "ok"
     except Exception as exc:
         log.warning("readiness: storage: %s", exc)
         checks["storage"] = f"error: {type(exc).__name__}"

@@ -4,14 +4,24 @@ The body is streamed into a temp file in `storage.staging_dir()` (bounded memory
 as soon as it exceeds `max_bytes`), fsynced, probed, and only then published with `storage.put_file`. Every
 failure removes the temp file and raises `CopyError` with a stable `code` and a `transient` flag: the job
 poller retries transient ones until the URL expires (`parse_url_expiry`) and fails the job on permanent ones.
+
+A `CopyError` has two texts: `message`, in our own words, which clients see (a job's error, its retry
+reason), and `detail`, for the log and operators. Paths never go into `message`: an `OSError` is described
+by its `strerror`, never by `str(exc)`, which names the file (`…/.staging/dl-….part`).
+
+A disk too full for the video is `storage_failed` (transient), with `needed_bytes` set: the copy checks the
+staging filesystem's free space against the declared `Content-Length` before writing, and a write that
+still fails with ENOSPC/EDQUOT says so too. Readiness uses it (`StorageSpace`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +40,8 @@ from app.storage.probe import ProbeError, VideoProbe, probe_video_async
 #: Bytes gathered in memory before one write+hash in a worker thread: bounds memory and thread hops.
 WRITE_BUFFER_BYTES = 1 << 20
 _ERROR_BODY_BYTES = 2048
+#: Errors that mean "the filesystem is full", not "the filesystem is broken".
+OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class CopyErrorCode(StrEnum):
@@ -46,7 +58,11 @@ class CopyErrorCode(StrEnum):
 
 
 class CopyError(Exception):
-    """A failed copy. `transient` says whether trying again later can help."""
+    """A failed copy. `transient` says whether trying again later can help.
+
+    `message` is safe to show clients (no server paths); `detail` (default: the message) is the whole
+    story, for the log. `needed_bytes` is set when the staging disk is too full: the bytes the copy needs.
+    """
 
     def __init__(
         self,
@@ -54,17 +70,25 @@ class CopyError(Exception):
         message: str,
         transient: bool,
         *,
+        detail: str | None = None,
         status_code: int | None = None,
         retry_after_s: float | None = None,
+        needed_bytes: int | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = str(code)
         self.message = message
+        self.detail = detail or message
         self.transient = transient
         #: The upstream HTTP status, when the failure was an HTTP answer.
         self.status_code = status_code
         #: The server's `Retry-After` in seconds (429/503), a hint for the retry schedule.
         self.retry_after_s = retry_after_s
+        self.needed_bytes = needed_bytes
+
+    @property
+    def out_of_space(self) -> bool:
+        return self.needed_bytes is not None
 
     def __repr__(self) -> str:
         return f"CopyError(code={self.code!r}, message={self.message!r}, transient={self.transient})"
@@ -84,6 +108,35 @@ def _transient(
     code: CopyErrorCode, message: str, status_code: int | None = None, retry_after_s: float | None = None
 ) -> CopyError:
     return CopyError(code, message, True, status_code=status_code, retry_after_s=retry_after_s)
+
+
+@dataclass
+class _Progress:
+    """How far a download got, for the error that stops it."""
+
+    declared: int | None = None
+    received: int = 0
+
+    @property
+    def size(self) -> int:
+        """The bytes the video needs on disk, as far as is known."""
+        return max(self.declared or 0, self.received)
+
+
+def _storage_failed(what: str, exc: OSError | StorageError, progress: _Progress | None = None) -> CopyError:
+    """A store or disk failure: `what` failed, told in our words; the exception itself goes in `detail`."""
+    if isinstance(exc, OSError):
+        reason = exc.strerror or type(exc).__name__
+        full = exc.errno in OUT_OF_SPACE_ERRNOS
+    else:
+        reason, full = "the store refused it", False
+    return CopyError(
+        CopyErrorCode.STORAGE_FAILED,
+        f"{what}: {reason}",
+        True,
+        detail=f"{what}: {type(exc).__name__}: {exc}",
+        needed_bytes=(progress.size if progress is not None else 0) if full else None,
+    )
 
 
 def parse_url_expiry(url: str) -> datetime | None:
@@ -177,10 +230,30 @@ def _flush_and_sync(f: BinaryIO) -> None:
     os.fsync(f.fileno())
 
 
+def _check_room(staging: Path, declared: int) -> None:
+    """Refuse, before writing, a video that cannot fit in the staging filesystem's free space."""
+    free = shutil.disk_usage(staging).free
+    if declared > free:
+        raise CopyError(
+            CopyErrorCode.STORAGE_FAILED,
+            f"not enough disk space on the gateway for the video ({declared} bytes)",
+            True,
+            detail=f"the video is {declared} bytes; {free} bytes are free in {staging}",
+            needed_bytes=declared,
+        )
+
+
 async def _download(
-    client: httpx.AsyncClient, url: str, f: BinaryIO, *, max_bytes: int, timeout_s: float
+    client: httpx.AsyncClient,
+    url: str,
+    f: BinaryIO,
+    *,
+    max_bytes: int,
+    timeout_s: float,
+    staging: Path,
+    progress: _Progress,
 ) -> tuple[str, int]:
-    """Stream `url` into `f`; return (sha256 hex, size). Raises CopyError."""
+    """Stream `url` into `f`; return (sha256 hex, size). Raises CopyError (and OSError when writing)."""
     digest = hashlib.sha256()
     received = 0
     try:
@@ -193,16 +266,19 @@ async def _download(
             follow_redirects=True,
         ) as response:
             await _check_status(response)
-            declared = _declared_length(response)
+            declared = progress.declared = _declared_length(response)
             if declared is not None and declared > max_bytes:
                 raise _permanent(
                     CopyErrorCode.VIDEO_TOO_LARGE,
                     f"the video is {declared} bytes, more than the {max_bytes}-byte limit",
                     response.status_code,
                 )
+            if declared is not None:
+                _check_room(staging, declared)
             buffer = bytearray()
             async for chunk in response.aiter_bytes():
                 received += len(chunk)
+                progress.received = received
                 if received > max_bytes:
                     raise _permanent(
                         CopyErrorCode.VIDEO_TOO_LARGE,
@@ -267,18 +343,27 @@ async def copy_video(
         # Not in a thread: a cancellation there would orphan a file whose name we never learnt.
         fd, name = tempfile.mkstemp(prefix="dl-", suffix=".part", dir=storage.staging_dir())
     except OSError as exc:
-        raise _transient(CopyErrorCode.STORAGE_FAILED, f"cannot create a staging file: {exc}") from exc
+        raise _storage_failed("cannot create a staging file", exc) from exc
     temp = Path(name)
     published = False
+    progress = _Progress()
     try:
         try:
             # Closing waits for an in-flight threaded write (BufferedWriter holds its lock), so a
             # cancelled copy never writes into a recycled file descriptor.
             with os.fdopen(fd, "wb") as f:
-                sha256, size = await _download(client, url, f, max_bytes=max_bytes, timeout_s=timeout_s)
+                sha256, size = await _download(
+                    client,
+                    url,
+                    f,
+                    max_bytes=max_bytes,
+                    timeout_s=timeout_s,
+                    staging=temp.parent,
+                    progress=progress,
+                )
                 await asyncio.to_thread(_flush_and_sync, f)
         except OSError as exc:
-            raise _transient(CopyErrorCode.STORAGE_FAILED, f"cannot write the staging file: {exc}") from exc
+            raise _storage_failed("cannot write the staging file", exc, progress) from exc
 
         try:
             probe = await probe_video_async(temp)
@@ -287,12 +372,12 @@ async def copy_video(
                 CopyErrorCode.VIDEO_UNPLAYABLE, f"the downloaded file ({size} bytes) is not playable: {exc}"
             ) from exc
         except OSError as exc:
-            raise _transient(CopyErrorCode.STORAGE_FAILED, f"cannot read the staging file: {exc}") from exc
+            raise _storage_failed("cannot read the staging file", exc, progress) from exc
 
         try:
             stored = await storage.put_file(key, temp, sha256=sha256, content_type=probe.content_type)
         except (OSError, StorageError) as exc:
-            raise _transient(CopyErrorCode.STORAGE_FAILED, f"cannot publish {key!r}: {exc}") from exc
+            raise _storage_failed("cannot publish the video", exc, progress) from exc
         published = True
         return CopyResult(stored=stored, probe=probe)
     finally:

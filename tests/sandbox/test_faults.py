@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
 from app.providers.sandbox import FaultRule, SandboxConfig, SandboxServer, parse_faults
+from app.storage.probe import ProbeError, probe_video
 from tests.sandbox.sandbox_helpers import (
     ASYNC,
     I2V_PATH,
@@ -58,6 +60,10 @@ def test_grammar() -> None:
         "get:429=1.5",
         "get:slow/abc",
         "get:500*x",
+        "task:duration/0",
+        "task:duration/2.5",
+        "task:size/641x360",
+        "task:size/640",
     ],
 )
 def test_grammar_errors(text: str) -> None:
@@ -231,6 +237,30 @@ async def test_prompt_markers_win_over_rules(sandbox: SandboxServer, client: htt
     task_id = (await client.post(I2V_PATH, headers=ASYNC, json=body)).json()["output"]["task_id"]
     assert (await wait_status(client, task_id))["output"]["task_status"] == "SUCCEEDED"
     assert sandbox.faults.rules[0].fired == 0
+
+
+async def test_served_video_faults(sandbox: SandboxServer, client: httpx.AsyncClient, tmp_path: Path) -> None:
+    """`duration`, `size` and `corrupt` change the MP4 a SUCCEEDED task serves, not what it reports."""
+    body = body_for("wan2.2-i2v-flash")
+    body["input"]["prompt"] = "a cat [sandbox:duration/1] [sandbox:size/64x48]"
+    other = (await client.post(I2V_PATH, headers=ASYNC, json=body)).json()["output"]["task_id"]
+    body["input"]["prompt"] = "a cat [sandbox:duration/1] [sandbox:size/64x48] [sandbox:corrupt]"
+    corrupt = (await client.post(I2V_PATH, headers=ASYNC, json=body)).json()["output"]["task_id"]
+
+    done = await wait_status(client, other, "SUCCEEDED")
+    assert done["usage"]["duration"] == 5  # upstream still reports (and bills) what was asked
+    served = tmp_path / "served.mp4"
+    served.write_bytes((await client.get(done["output"]["video_url"])).content)
+    probe = probe_video(served)
+    assert probe.duration_s == pytest.approx(1.0, abs=0.05)
+    assert (probe.width, probe.height) == (64, 48)
+
+    damaged = tmp_path / "damaged.mp4"
+    response = await client.get((await wait_status(client, corrupt, "SUCCEEDED"))["output"]["video_url"])
+    damaged.write_bytes(response.content)
+    assert len(response.content) == served.stat().st_size  # complete, only its middle is gone
+    with pytest.raises(ProbeError, match="cannot be decoded"):
+        probe_video(damaged)
 
 
 # --- control API -------------------------------------------------------------------------------------

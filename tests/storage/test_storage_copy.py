@@ -15,6 +15,7 @@ import pytest
 
 from app.storage.copy import CopyError, copy_video, parse_url_expiry
 from app.storage.local import LocalStorage
+from tests.helpers import fill_filesystem, small_filesystem
 
 from .support import Clip, Route, VideoServer, stored_files
 
@@ -249,6 +250,53 @@ async def test_not_a_video_is_unplayable(
     error = await _copy(http_client, url, storage)
 
     assert (error.code, error.transient) == ("video_unplayable", False)
+    # The message becomes the job's error: it must not show where the gateway keeps its files.
+    assert str(storage.root) not in error.message
+    assert ".staging" not in error.message and ".part" not in error.message
+    assert ".part" in error.detail or "not playable" in error.detail  # the log keeps the whole story
+
+
+async def test_damaged_video_is_unplayable(
+    video_server: VideoServer, http_client: httpx.AsyncClient, storage: LocalStorage, av_clip: Clip
+) -> None:
+    data = av_clip.data
+    start, length = len(data) // 2, len(data) // 6
+    url, _ = video_server.add(Route(body=data[:start] + bytes(length) + data[start + length :]))
+
+    error = await _copy(http_client, url, storage)
+
+    assert (error.code, error.transient) == ("video_unplayable", False)
+    assert "cannot be decoded" in error.message
+
+
+async def test_video_larger_than_the_free_space_is_refused_before_writing(
+    video_server: VideoServer, http_client: httpx.AsyncClient, tmp_path: Path, av_clip: Clip
+) -> None:
+    with small_filesystem(tmp_path / "disk", 256 * 1024) as disk:
+        storage = LocalStorage(disk / "videos")
+        fill_filesystem(disk, leave=8 * 1024)
+        url, _ = video_server.add(Route(body=av_clip.data))
+
+        error = await _copy(http_client, url, storage)
+
+    assert (error.code, error.transient) == ("storage_failed", True)
+    assert error.out_of_space and error.needed_bytes == len(av_clip.data)
+    assert "disk space" in error.message and str(tmp_path) not in error.message
+
+
+async def test_disk_filling_up_while_writing_is_transient(
+    video_server: VideoServer, http_client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    with small_filesystem(tmp_path / "disk", 256 * 1024) as disk:
+        storage = LocalStorage(disk / "videos")
+        url, _ = video_server.add(Route(mode="endless"))  # no Content-Length: only the write can tell
+
+        async with asyncio.timeout(10):
+            error = await _copy(http_client, url, storage)
+
+    assert (error.code, error.transient) == ("storage_failed", True)
+    assert error.out_of_space and error.needed_bytes is not None and error.needed_bytes > 0
+    assert error.message == "cannot write the staging file: No space left on device"
 
 
 async def test_past_expiry_fails_without_a_request(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from app.providers.sandbox.clips import ClipSpec, encode_clip
 from app.storage.probe import ProbeError, VideoProbe, content_type_for, probe_video, probe_video_async
 
 from .support import Clip, encode_mp4
@@ -54,11 +55,36 @@ def test_probe_without_faststart(tmp_path: Path) -> None:
     ],
 )
 def test_garbage_is_not_a_video(tmp_path: Path, content: bytes, match: str) -> None:
-    path = tmp_path / "bad.mp4"
+    path = tmp_path / "dl-1234.part"
     path.write_bytes(content)
 
-    with pytest.raises(ProbeError, match=match):
+    with pytest.raises(ProbeError, match=match) as caught:
         probe_video(path)
+    # The message reaches clients (a job's error): FFmpeg's own text would end with the file's path.
+    assert str(tmp_path) not in str(caught.value) and ".part" not in str(caught.value)
+
+
+@pytest.mark.parametrize("fill", [b"\0", b"\xa5"], ids=["zeroed", "overwritten"])
+def test_damage_in_the_middle_is_refused(tmp_path: Path, av_clip: Clip, fill: bytes) -> None:
+    """A complete file whose middle is gone still opens, demuxes and decodes its first frame; only decoding
+    every packet shows that some are no longer video."""
+    data = av_clip.data
+    start, length = len(data) // 2, len(data) // 6  # whole packets are hit, as 400 KB of a 20 MB file
+    path = tmp_path / "damaged.mp4"
+    path.write_bytes(data[:start] + fill * length + data[start + length :])
+
+    with pytest.raises(ProbeError, match=r"damaged: \d+ of 60 video packets .*cannot be decoded"):
+        probe_video(path)
+
+
+def test_sandbox_clips_with_sound_are_playable(tmp_path: Path) -> None:
+    """What the sandbox serves (H.264 without B-frames, AAC stereo with its priming packet) passes."""
+    path = tmp_path / "sandbox.mp4"
+    encode_clip(ClipSpec(width=160, height=96, duration=1, audio=True), path)
+
+    probe = probe_video(path)
+
+    assert (probe.width, probe.height, probe.has_audio, probe.audio_codec) == (160, 96, True, "aac")
 
 
 def test_audio_only_file_has_no_video_stream(tmp_path: Path) -> None:

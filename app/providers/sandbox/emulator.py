@@ -49,9 +49,15 @@ def _digits(text: str, count: int) -> str:
     return str(int(hashlib.sha256(text.encode()).hexdigest(), 16))[:count]
 
 
-def _clip_of(record: TaskRecord) -> ClipSpec:
+def clip_of(record: TaskRecord) -> ClipSpec:
+    """The clip the task serves: the asked geometry, unless a fault asked for another."""
     detail = record.detail
-    return ClipSpec(detail.width, detail.height, detail.duration, detail.has_audio)
+    return ClipSpec(
+        detail.served_width or detail.width,
+        detail.served_height or detail.height,
+        detail.served_duration or detail.duration,
+        detail.has_audio,
+    )
 
 
 def _list_time(params: Mapping[str, str], name: str) -> float | None:
@@ -138,12 +144,16 @@ class Emulator:
             code=outcome.code,
             message=outcome.message,
             api_key_id=_digits(api_key, 6),
+            served_duration=outcome.served_duration,
+            served_width=outcome.served_size[0] if outcome.served_size else None,
+            served_height=outcome.served_size[1] if outcome.served_size else None,
+            corrupt=outcome.corrupt,
         )
         request_id = new_request_id()
         record = await self._insert(request, detail, outcome, request_id, arrived_at or time.time())
         self.stats.created[request.spec.name] += 1
         if outcome.state is TaskState.SUCCEEDED:
-            self.clips.prefetch(_clip_of(record))
+            self.clips.prefetch(clip_of(record))
         return {"request_id": request_id, "output": {"task_id": record.task_id, "task_status": "PENDING"}}
 
     def _outcome(self, prompt: str | None) -> Outcome:
@@ -216,7 +226,7 @@ class Emulator:
         return body
 
     def _view(self, record: TaskRecord, now: float) -> lifecycle.TaskView:
-        clip = _clip_of(record)
+        clip = clip_of(record)
         task = lifecycle.view(
             record, now, ttl_s=self.config.task_ttl_s, clip_ready_at=lambda: self.clips.ready_at(clip)
         )
@@ -327,10 +337,10 @@ class Emulator:
     def signature_ok(self, task_id: str, expires: str, signature: str) -> bool:
         return verify(self.config.secret, signature, task_id, expires)
 
-    async def clip_for(self, task_id: str) -> ClipSpec | None:
-        """The clip a SUCCEEDED task serves (even if it must be encoded again), or None."""
+    async def served(self, task_id: str) -> TaskRecord | None:
+        """The task, if it serves a clip now (SUCCEEDED, or due to succeed once its clip is encoded)."""
         record = await self.store.get(task_id)
         if record is None:
             return None
         task = self._view(record, time.time())
-        return _clip_of(record) if task.state is TaskState.SUCCEEDED or task.awaiting_clip else None
+        return record if task.state is TaskState.SUCCEEDED or task.awaiting_clip else None

@@ -7,11 +7,14 @@
 
 Request actions: an HTTP status 400–599 (arg: the error code, e.g. `500/ModelServingError`; 502 and 504
 answer an HTML page), `slow/<seconds>` (delay, then answer normally), `drop` (start a response and close
-the connection). Task actions: `FAILED[/<code>]`, `UNKNOWN`, `stuck` (RUNNING forever), `slow/<factor>`.
+the connection). Task actions: `FAILED[/<code>]`, `UNKNOWN`, `stuck` (RUNNING forever), `slow/<factor>`,
+and what a SUCCEEDED task serves: `duration/<seconds>` (a video of that length, whatever was asked),
+`size/<W>x<H>` (of that frame size), `corrupt` (a complete MP4 whose middle is zeroed).
 Examples: `create:429=0.3,get:502=0.1,task:FAILED/InternalError=0.1,create_after:500*1`.
 
 A prompt can force a task's outcome too: `[sandbox:FAILED/DataInspectionFailed]`, `[sandbox:UNKNOWN]`,
-`[sandbox:stuck]`, `[sandbox:slow/3]` (markers combine).
+`[sandbox:stuck]`, `[sandbox:slow/3]`, `[sandbox:duration/5]`, `[sandbox:size/640x360]`, `[sandbox:corrupt]`
+(markers combine).
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ from app.providers.sandbox.errors import CODE_MESSAGES
 
 REQUEST_TARGETS = ("create", "get", "cancel", "list", "policy", "upload", "download")
 TARGETS = (*REQUEST_TARGETS, "create_after", "task")
-TASK_ACTIONS = ("FAILED", "UNKNOWN", "stuck", "slow")
+TASK_ACTIONS = ("FAILED", "UNKNOWN", "stuck", "slow", "duration", "size", "corrupt")
+#: Bounds of a served clip (`duration/<s>`, `size/<W>x<H>`): encodable, and cheap enough to encode.
+SERVED_MAX_SECONDS = 30
+SERVED_MIN_SIDE, SERVED_MAX_SIDE = 16, 4096
+_SERVED_SIZE = re.compile(r"^([0-9]{1,4})x([0-9]{1,4})$")
 DEFAULT_FAILURE_CODE = "DataInspectionFailed"
 DEFAULT_SLOW_S = 5.0
 DEFAULT_SLOW_FACTOR = 3.0
@@ -69,6 +76,10 @@ class FaultRule:
             raise ValueError(f"unknown request fault {self.action!r} (an HTTP status 400-599, slow or drop)")
         if self.action == "slow" and self.arg is not None:
             float(self.arg)  # fail at parse time, not when the rule fires
+        if self.action == "duration":
+            served_seconds(self.arg)
+        if self.action == "size":
+            served_size(self.arg)
 
     @property
     def name(self) -> str:
@@ -183,15 +194,36 @@ class FaultSet:
         return None
 
 
+def served_seconds(arg: str | None) -> int:
+    """The `duration/<seconds>` argument: a whole number of seconds, 1 to SERVED_MAX_SECONDS."""
+    if arg is None or not arg.isdigit() or not 1 <= int(arg) <= SERVED_MAX_SECONDS:
+        raise ValueError(f"duration/<seconds> takes 1-{SERVED_MAX_SECONDS} whole seconds, not {arg!r}")
+    return int(arg)
+
+
+def served_size(arg: str | None) -> tuple[int, int]:
+    """The `size/<W>x<H>` argument: even sides (H.264 in yuv420p) from SERVED_MIN_SIDE to SERVED_MAX_SIDE."""
+    match = _SERVED_SIZE.match(arg or "")
+    sides = (int(match[1]), int(match[2])) if match else (0, 0)
+    if not all(SERVED_MIN_SIDE <= side <= SERVED_MAX_SIDE and side % 2 == 0 for side in sides):
+        raise ValueError(
+            f"size/<W>x<H> takes even sides of {SERVED_MIN_SIDE}-{SERVED_MAX_SIDE} px, not {arg!r}"
+        )
+    return sides
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """How a task will end, fixed at create time."""
+    """How a task will end, fixed at create time (and, when it succeeds, what its video is like)."""
 
     state: TaskState = TaskState.SUCCEEDED
     code: str | None = None
     message: str | None = None
     stuck: bool = False
     slow_factor: float = 1.0
+    served_duration: int | None = None  # seconds of the served video, when not the asked duration
+    served_size: tuple[int, int] | None = None  # its frame size, when not the one the request gives
+    corrupt: bool = False  # the served MP4 has its middle zeroed
 
     def with_action(self, action: str, arg: str | None) -> Outcome:
         match action:
@@ -206,6 +238,12 @@ class Outcome:
             case "slow":
                 factor = float(arg) if arg else DEFAULT_SLOW_FACTOR
                 return replace(self, slow_factor=factor)
+            case "duration":
+                return replace(self, served_duration=served_seconds(arg))
+            case "size":
+                return replace(self, served_size=served_size(arg))
+            case "corrupt":
+                return replace(self, corrupt=True)
             case _:
                 raise ValueError(f"unknown task fault {action!r}")
 

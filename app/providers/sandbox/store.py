@@ -57,6 +57,11 @@ class TaskDetail:
     code: str | None = None  # FAILED outcome
     message: str | None = None
     api_key_id: str = ""  # which key created it, as list rows show
+    # Faults on what a SUCCEEDED task serves (faults.py): another length or size, a damaged file.
+    served_duration: int | None = None
+    served_width: int | None = None
+    served_height: int | None = None
+    corrupt: bool = False
 
 
 @dataclass(frozen=True)
