@@ -138,6 +138,7 @@ class Emulator:
             code=outcome.code,
             message=outcome.message,
             api_key_id=_digits(api_key, 6),
+            nul_text=outcome.nul_text,
         )
         request_id = new_request_id()
         record = await self._insert(request, detail, outcome, request_id, arrived_at or time.time())

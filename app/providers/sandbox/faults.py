@@ -7,11 +7,12 @@
 
 Request actions: an HTTP status 400–599 (arg: the error code, e.g. `500/ModelServingError`; 502 and 504
 answer an HTML page), `slow/<seconds>` (delay, then answer normally), `drop` (start a response and close
-the connection). Task actions: `FAILED[/<code>]`, `UNKNOWN`, `stuck` (RUNNING forever), `slow/<factor>`.
+the connection). Task actions: `FAILED[/<code>]`, `UNKNOWN`, `stuck` (RUNNING forever), `slow/<factor>`,
+`nul` (the task's text answers carry U+0000 and a lone surrogate: what a gateway must store anyway).
 Examples: `create:429=0.3,get:502=0.1,task:FAILED/InternalError=0.1,create_after:500*1`.
 
 A prompt can force a task's outcome too: `[sandbox:FAILED/DataInspectionFailed]`, `[sandbox:UNKNOWN]`,
-`[sandbox:stuck]`, `[sandbox:slow/3]` (markers combine).
+`[sandbox:stuck]`, `[sandbox:slow/3]`, `[sandbox:nul]` (markers combine).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from app.providers.sandbox.errors import CODE_MESSAGES
 
 REQUEST_TARGETS = ("create", "get", "cancel", "list", "policy", "upload", "download")
 TARGETS = (*REQUEST_TARGETS, "create_after", "task")
-TASK_ACTIONS = ("FAILED", "UNKNOWN", "stuck", "slow")
+TASK_ACTIONS = ("FAILED", "UNKNOWN", "stuck", "slow", "nul")
 DEFAULT_FAILURE_CODE = "DataInspectionFailed"
 DEFAULT_SLOW_S = 5.0
 DEFAULT_SLOW_FACTOR = 3.0
@@ -192,6 +193,9 @@ class Outcome:
     message: str | None = None
     stuck: bool = False
     slow_factor: float = 1.0
+    #: The `nul` fault: code/message (FAILED) and orig_prompt/actual_prompt (SUCCEEDED) carry U+0000 and
+    #: a lone surrogate (lifecycle.unstorable).
+    nul_text: bool = False
 
     def with_action(self, action: str, arg: str | None) -> Outcome:
         match action:
@@ -206,6 +210,8 @@ class Outcome:
             case "slow":
                 factor = float(arg) if arg else DEFAULT_SLOW_FACTOR
                 return replace(self, slow_factor=factor)
+            case "nul":
+                return replace(self, nul_text=True)
             case _:
                 raise ValueError(f"unknown task fault {action!r}")
 

@@ -57,6 +57,7 @@ class TaskDetail:
     code: str | None = None  # FAILED outcome
     message: str | None = None
     api_key_id: str = ""  # which key created it, as list rows show
+    nul_text: bool = False  # the `nul` fault (faults.Outcome.nul_text)
 
 
 @dataclass(frozen=True)
