@@ -56,7 +56,7 @@ def is_unavailable(error: BaseException) -> bool:
             return (getattr(error.orig, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_UNAVAILABLE
         if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError):
             return True  # Postgres: connection errors, a server shutting down, a statement timeout
-        return isinstance(error.orig, DRIVER_CONNECTION_ERRORS | OSError)
+        return isinstance(error.orig, (*DRIVER_CONNECTION_ERRORS, OSError))
     if isinstance(error, DRIVER_CONNECTION_ERRORS):
         return True
     # A connect that failed below SQLAlchemy's wrapping (refused, reset, DNS, timeout): the socket's
