@@ -11,12 +11,17 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+
+from app.db.availability import DRIVER_CONNECTION_ERRORS, DatabaseUnavailable, is_unavailable
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+#: What a client is told to wait (seconds) while the database is unreachable.
+DATABASE_RETRY_AFTER_S = 5
 
 
 class AppError(Exception):
@@ -199,6 +204,25 @@ def install_handlers(app: FastAPI) -> None:
         if allow:
             headers["Allow"] = allow
         return problem(exc.status_code, code, detail, None, instance=request.url.path, headers=headers)
+
+    async def _database(request: Request, exc: Exception) -> Response:
+        """The database is unreachable, gone or locked: 503 with Retry-After (and the connection kept),
+        not a 500. Anything else of these types is a bug: re-raised to the catch-all below."""
+        if not is_unavailable(exc):
+            raise exc
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return problem(
+            503,
+            "database_unavailable",
+            "Database unavailable",
+            "the database cannot be used right now; retry after Retry-After",
+            instance=request.url.path,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        )
+
+    # OSError: a connect refused or reset below SQLAlchemy; is_unavailable checks it came from there.
+    for kind in (DatabaseUnavailable, SQLAlchemyError, *DRIVER_CONNECTION_ERRORS, OSError):
+        app.add_exception_handler(kind, _database)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> Response:

@@ -1,14 +1,16 @@
-"""Declarative base, naming convention and the column types every table uses (UTC datetimes, JSON)."""
+"""Declarative base, naming convention and the column types every table uses: UTC datetimes, JSON
+documents, and text that may come from outside (made storable on every database, see `storable`)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Dialect, MetaData
+from sqlalchemy import JSON, DateTime, Dialect, MetaData, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -49,8 +51,70 @@ def rowcount(result: Any) -> int:
     return int(result.rowcount)
 
 
-#: JSON documents: JSONB on Postgres, JSON text elsewhere.
-JSONDoc = JSON().with_variant(JSONB(), "postgresql")
+#: What no database stores as text: U+0000 (PostgreSQL refuses it in text and JSONB; SQLite keeps it but
+#: its functions stop there) and surrogates (a lone one, as JSON's `\ud800` escape decodes, cannot be
+#: encoded as UTF-8: SQLite, PostgreSQL and our own JSON answers all fail on it).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def storable(text: str) -> str:
+    """`text` with U+0000 and surrogates replaced by U+FFFD, the rest unchanged."""
+    if text.isascii() and "\x00" not in text:  # the common case, without a regex pass over data: URIs
+        return text
+    return _UNSTORABLE.sub(REPLACEMENT, text)
+
+
+def storable_json(value: Any) -> Any:
+    """A JSON document with `storable` applied to every string in it, keys included."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(k) if isinstance(k, str) else k: storable_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_json(item) for item in value]
+    return value
+
+
+class _StorableStr(TypeDecorator[str]):
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else storable(value)
+
+
+class StorableText(_StorableStr):
+    """Text that may come from outside — upstream answers, webhook receivers, error messages quoting
+    them — made storable on bind (`storable`). Client input is refused at the API instead (422), so
+    clients learn of it; what upstream or a receiver sends cannot be refused, only kept readably."""
+
+    impl = Text
+    cache_ok = True
+
+
+class StorableString(_StorableStr):
+    """`StorableText` with a length (VARCHAR), e.g. an upstream task id."""
+
+    impl = String
+    cache_ok = True
+
+
+class JSONDocument(TypeDecorator[Any]):
+    """JSON documents: JSONB on Postgres, JSON text elsewhere. Every string in them is made storable on
+    bind (`storable_json`): they carry upstream answers (prompts, error messages, usage) and jobs as
+    GET shows them."""
+
+    impl = JSON
+    cache_ok = True
+    #: As JSON's default: a None value is the JSON `null`, as before this type wrapped JSON.
+    should_evaluate_none = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(JSONB() if dialect.name == "postgresql" else JSON())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return storable_json(value)
+
+
+JSONDoc = JSONDocument()
 
 
 class Base(DeclarativeBase):

@@ -8,7 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from app.db.engine import ensure_sqlite_directory
+from app.db.engine import ensure_sqlite_directory, set_wal, sqlite_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,6 +22,8 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade_head(database_url: str) -> None:
     ensure_sqlite_directory(database_url)
+    if (path := sqlite_path(database_url)) is not None:
+        set_wal(path)  # once per database; engines then never switch it (app/db/engine.py)
     command.upgrade(alembic_config(database_url), "head")
 
 

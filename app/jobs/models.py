@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, JSONDoc, utcnow
+from app.db.base import Base, JSONDoc, StorableString, StorableText, utcnow
 from app.db.leases import Leased
 from app.jobs.states import JobStatus
 
@@ -72,10 +72,10 @@ class Job(Leased, Base):
     webhook_events: Mapped[list[str] | None] = mapped_column(JSONDoc)
 
     # Upstream task. Unique, so two jobs can never adopt the same task during reconciliation.
-    task_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    task_id: Mapped[str | None] = mapped_column(StorableString(64), unique=True)
     upstream_status: Mapped[str | None] = mapped_column(String(16))
     upstream: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)  # request id, times, prompts, usage
-    video_source_url: Mapped[str | None] = mapped_column(Text)
+    video_source_url: Mapped[str | None] = mapped_column(StorableText)
     video_source_expires_at: Mapped[datetime | None]
 
     # Set (and committed) before a create call; cleared once the outcome is known. A row with this set
@@ -86,7 +86,8 @@ class Job(Leased, Base):
     submit_attempts: Mapped[int] = mapped_column(Integer, default=0)
     poll_count: Mapped[int] = mapped_column(Integer, default=0)
     retry_count: Mapped[int] = mapped_column(Integer, default=0)  # consecutive transient failures
-    last_error: Mapped[str | None] = mapped_column(Text)  # latest transient problem, for operators
+    # The latest transient problem, for operators (it may quote upstream: hence storable text).
+    last_error: Mapped[str | None] = mapped_column(StorableText)
     # The same problem as clients may see it, `{code, message}` in our words (no paths): `Job.retry`.
     retry_reason: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
 

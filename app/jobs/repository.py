@@ -14,7 +14,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, case, func, literal, or_, select, update
@@ -49,18 +49,35 @@ class Page:
     next_cursor: str | None
 
 
+#: Longer than any cursor encode_cursor writes (a 32-character ISO time, `|`, a ≤ 64-character id).
+_CURSOR_MAX_CHARS = 160
+
+
 def encode_cursor(job: Job) -> str:
     raw = f"{job.created_at.isoformat()}|{job.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Raises ValueError on anything that is not a cursor this service issued."""
-    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    created, job_id = raw.split("|", 1)
-    when = datetime.fromisoformat(created)
-    if when.tzinfo is None or not job_id.startswith("job_") or not plausible_id(job_id):
-        raise ValueError("not a cursor")
+    """Raises ValueError("not a cursor …") on anything that is not a cursor this service issued.
+
+    A cursor is opaque to clients but arrives from them, so it is checked to be exactly what
+    `encode_cursor` writes: a UTC ISO time (`+00:00`), `|`, one of our job ids. A forged offset or date
+    never reaches a conversion (`0001-01-01T00:00:00+14:00` overflows `astimezone`) or the database.
+    """
+    try:
+        if len(cursor) > _CURSOR_MAX_CHARS:
+            raise ValueError("too long")
+        # binascii.Error (bad base64, non-ASCII) and UnicodeDecodeError are ValueErrors.
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, separator, job_id = raw.partition("|")
+        if not separator or not job_id.startswith("job_") or not plausible_id(job_id):
+            raise ValueError("no job id")
+        when = datetime.fromisoformat(created)
+        if when.utcoffset() != timedelta(0) or when.isoformat() != created:
+            raise ValueError("not a time this service wrote")
+    except ValueError as exc:
+        raise ValueError(f"not a cursor issued by this service ({exc})") from None
     return when, job_id
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
+from app.db.availability import DatabaseUnavailable, is_unavailable
 from app.db.base import utcnow
 
 if TYPE_CHECKING:
@@ -38,6 +39,14 @@ def _loop_state(gateway: Gateway, loop: ClaimLoop[Any]) -> str:
     return "ok" if last is not None and (utcnow() - last).total_seconds() < stale_after else "stale"
 
 
+def _database_problem(exc: Exception) -> str:
+    if isinstance(exc, DatabaseUnavailable):
+        return f"unavailable: {exc}"  # our own words, e.g. which SQLite file was deleted
+    if is_unavailable(exc):
+        return f"unavailable: {type(exc).__name__}"  # a driver's message may name hosts and users
+    return f"error: {type(exc).__name__}"
+
+
 async def readiness(gateway: Gateway) -> tuple[bool, dict[str, str]]:
     checks: dict[str, str] = {}
     try:
@@ -46,7 +55,7 @@ async def readiness(gateway: Gateway) -> tuple[bool, dict[str, str]]:
         checks["database"] = "ok"
     except Exception as exc:
         log.warning("readiness: database: %s", exc)
-        checks["database"] = f"error: {type(exc).__name__}"
+        checks["database"] = _database_problem(exc)
     try:
         # Room first: on a full disk the write below fails too, and this says why.
         room = await asyncio.to_thread(gateway.space.problem)

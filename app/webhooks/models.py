@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
-from app.db.base import Base, utcnow
+from app.db.base import Base, StorableText, utcnow
 from app.db.leases import Leased
 from app.jobs.models import BigId
 from app.webhooks.origins import origin_of
@@ -45,7 +45,7 @@ class WebhookDelivery(Leased, Base):
     schedule_index: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     last_status_code: Mapped[int | None] = mapped_column(Integer)
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(StorableText)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
@@ -67,8 +67,9 @@ class WebhookAttempt(Base):
     attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
     status_code: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int] = mapped_column(Integer)
-    error: Mapped[str | None] = mapped_column(Text)
-    response_body: Mapped[str | None] = mapped_column(Text)
+    # What the receiver answered may hold anything (NUL bytes, …): storable text (app/db/base.py).
+    error: Mapped[str | None] = mapped_column(StorableText)
+    response_body: Mapped[str | None] = mapped_column(StorableText)
 
 
 class WebhookEndpoint(Base):

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from app.db.availability import is_unavailable
 from app.db.base import utcnow
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,11 @@ class ClaimLoop(ABC, Generic[T]):
                 if free > 0:
                     try:
                         items = await self.claim(min(free, self._batch_size))
-                    except Exception:
-                        log.exception("%s: claiming failed; retrying", self.name)
+                    except Exception as exc:
+                        if not is_unavailable(exc):
+                            log.exception("%s: claiming failed; retrying", self.name)
+                        else:  # an outage: one line per turn, not a traceback
+                            log.warning("%s: the database is unavailable (%s); retrying", self.name, exc)
                 for item in items:
                     task = asyncio.create_task(self._guarded(item))
                     self._in_flight.add(task)
@@ -86,8 +90,11 @@ class ClaimLoop(ABC, Generic[T]):
     async def _guarded(self, item: T) -> None:
         try:
             await self.handle(item)
-        except Exception:
-            log.exception("%s: unexpected error", self.name)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                log.exception("%s: unexpected error", self.name)
+            else:  # its lease lapses and the item is taken up again once the database is back
+                log.warning("%s: the database became unavailable (%s)", self.name, exc)
 
     async def _idle(self, stop: asyncio.Event) -> None:
         timeout = self._idle_max_s

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from tests.conftest import Served
 
 
@@ -53,3 +55,11 @@ async def test_unknown_job_is_404_problem(gateway: Served) -> None:
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["code"] == "not_found"
+
+
+async def test_a_forged_cursor_is_a_422_naming_it(gateway: Served) -> None:
+    """A date whose offset overflows on conversion to UTC used to be a 500."""
+    forged = base64.urlsafe_b64encode(b"0001-01-01T00:00:00+14:00|job_abc").decode().rstrip("=")
+    response = await gateway.client.get("/v1/jobs", params={"cursor": forged})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "cursor"

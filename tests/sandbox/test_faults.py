@@ -263,6 +263,28 @@ async def test_served_video_faults(sandbox: SandboxServer, client: httpx.AsyncCl
         probe_video(damaged)
 
 
+async def test_nul_fault_puts_unstorable_text_in_the_answers(
+    sandbox: SandboxServer, client: httpx.AsyncClient
+) -> None:
+    """`nul`: U+0000 and a lone surrogate (sent as JSON escapes) in the texts of a task's answer."""
+    body = body_for("wan2.2-i2v-flash")
+    body["input"]["prompt"] = "[sandbox:FAILED/InternalError] [sandbox:nul]"
+    failed = (await client.post(I2V_PATH, headers=ASYNC, json=body)).json()["output"]["task_id"]
+    output = (await wait_status(client, failed))["output"]
+    assert output["code"] == "InternalError\x00\ud800"
+    assert output["message"].startswith("An internal error") and output["message"].endswith("\x00\ud800")
+    raw = (await client.get(f"/tasks/{failed}")).content
+    assert b"\\u0000\\ud800" in raw  # as escapes: raw UTF-8 cannot carry a lone surrogate
+
+    sandbox.faults.add("task:nul*1")
+    output = (await wait_status(client, await create(client, prompt_extend=True)))["output"]
+    assert output["task_status"] == "SUCCEEDED"
+    assert output["orig_prompt"] == "a cat running\x00\ud800"
+    assert output["actual_prompt"].startswith("a cat running")
+    assert output["actual_prompt"].endswith("\x00\ud800")
+    assert sandbox.stats.injected["task:nul"] == 1
+
+
 # --- control API -------------------------------------------------------------------------------------
 
 

@@ -15,6 +15,14 @@ from app.providers.sandbox.errors import BAD_REQUEST, SYNC_NOT_SUPPORTED, ApiErr
 from app.providers.sandbox.middleware import ARRIVED_AT
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with everything beyond ASCII escaped: the same document, and one that can carry a lone
+    surrogate (U+D800, as the `nul` task fault sends), which raw UTF-8 cannot encode."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def emulator_of(request: Request) -> Emulator:
     return cast(Emulator, request.app.state.emulator)
 
@@ -65,7 +73,7 @@ async def get_task(request: Request) -> JSONResponse:
     emulator.authenticate(request.headers.get("authorization"))
     emulator.throttle_task_api()
     task_id = request.path_params["task_id"]
-    return JSONResponse(await emulator.query(task_id, public_base=public_base(request)))
+    return AsciiJSONResponse(await emulator.query(task_id, public_base=public_base(request)))
 
 
 async def cancel_task(request: Request) -> JSONResponse:

@@ -148,6 +148,7 @@ class Emulator:
             served_width=outcome.served_size[0] if outcome.served_size else None,
             served_height=outcome.served_size[1] if outcome.served_size else None,
             corrupt=outcome.corrupt,
+            nul_text=outcome.nul_text,
         )
         request_id = new_request_id()
         record = await self._insert(request, detail, outcome, request_id, arrived_at or time.time())

@@ -9,12 +9,13 @@ Request actions: an HTTP status 400–599 (arg: the error code, e.g. `500/ModelS
 answer an HTML page), `slow/<seconds>` (delay, then answer normally), `drop` (start a response and close
 the connection). Task actions: `FAILED[/<code>]`, `UNKNOWN`, `stuck` (RUNNING forever), `slow/<factor>`,
 and what a SUCCEEDED task serves: `duration/<seconds>` (a video of that length, whatever was asked),
-`size/<W>x<H>` (of that frame size), `corrupt` (a complete MP4 whose middle is zeroed).
+`size/<W>x<H>` (of that frame size), `corrupt` (a complete MP4 whose middle is zeroed); and
+`nul` (the task's text answers carry U+0000 and a lone surrogate: what a gateway must store anyway).
 Examples: `create:429=0.3,get:502=0.1,task:FAILED/InternalError=0.1,create_after:500*1`.
 
 A prompt can force a task's outcome too: `[sandbox:FAILED/DataInspectionFailed]`, `[sandbox:UNKNOWN]`,
-`[sandbox:stuck]`, `[sandbox:slow/3]`, `[sandbox:duration/5]`, `[sandbox:size/640x360]`, `[sandbox:corrupt]`
-(markers combine).
+`[sandbox:stuck]`, `[sandbox:slow/3]`, `[sandbox:duration/5]`, `[sandbox:size/640x360]`, `[sandbox:corrupt]`,
+`[sandbox:nul]` (markers combine).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from app.providers.sandbox.errors import CODE_MESSAGES
 
 REQUEST_TARGETS = ("create", "get", "cancel", "list", "policy", "upload", "download")
 TARGETS = (*REQUEST_TARGETS, "create_after", "task")
-TASK_ACTIONS = ("FAILED", "UNKNOWN", "stuck", "slow", "duration", "size", "corrupt")
+TASK_ACTIONS = ("FAILED", "UNKNOWN", "stuck", "slow", "duration", "size", "corrupt", "nul")
 #: Bounds of a served clip (`duration/<s>`, `size/<W>x<H>`): encodable, and cheap enough to encode.
 SERVED_MAX_SECONDS = 30
 SERVED_MIN_SIDE, SERVED_MAX_SIDE = 16, 4096
@@ -224,6 +225,9 @@ class Outcome:
     served_duration: int | None = None  # seconds of the served video, when not the asked duration
     served_size: tuple[int, int] | None = None  # its frame size, when not the one the request gives
     corrupt: bool = False  # the served MP4 has its middle zeroed
+    #: The `nul` fault: code/message (FAILED) and orig_prompt/actual_prompt (SUCCEEDED) carry U+0000 and
+    #: a lone surrogate (lifecycle.unstorable).
+    nul_text: bool = False
 
     def with_action(self, action: str, arg: str | None) -> Outcome:
         match action:
@@ -244,6 +248,8 @@ class Outcome:
                 return replace(self, served_size=served_size(arg))
             case "corrupt":
                 return replace(self, corrupt=True)
+            case "nul":
+                return replace(self, nul_text=True)
             case _:
                 raise ValueError(f"unknown task fault {action!r}")
 

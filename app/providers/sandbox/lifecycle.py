@@ -86,6 +86,15 @@ def rewrite_prompt(prompt: str | None) -> str:
     return f"{base} {suffix}" if base else suffix
 
 
+#: What the `nul` fault appends to each text of a task's answer: U+0000 and a lone surrogate (sent as
+#: the JSON escapes `\u0000` and `\ud800`, which any JSON parser accepts).
+UNSTORABLE_SUFFIX = "\x00\ud800"
+
+
+def unstorable(text: str | None) -> str | None:
+    return None if text is None else text + UNSTORABLE_SUFFIX
+
+
 def output(record: TaskRecord, task: TaskView, video_url: str | None = None) -> dict[str, Any]:
     """The `output` object of GET /tasks/{id} (§3.1–3.5); always has task_id and task_status."""
     result: dict[str, Any] = {"task_id": record.task_id, "task_status": task.state.value}
@@ -98,14 +107,19 @@ def output(record: TaskRecord, task: TaskView, video_url: str | None = None) -> 
     if task.end_time is not None:
         result["end_time"] = format_time(task.end_time)
     detail = record.detail
+    text = unstorable if detail.nul_text else _same
     if task.state is TaskState.FAILED:
-        result["code"] = detail.code
-        result["message"] = detail.message
+        result["code"] = text(detail.code)
+        result["message"] = text(detail.message)
     elif task.state is TaskState.SUCCEEDED:
         spec = get_model(record.model)
         if detail.prompt is not None:
-            result["orig_prompt"] = detail.prompt
+            result["orig_prompt"] = text(detail.prompt)
         if spec is not None and spec.actual_prompt and detail.prompt_extend:
-            result["actual_prompt"] = rewrite_prompt(detail.prompt)
+            result["actual_prompt"] = text(rewrite_prompt(detail.prompt))
         result["video_url"] = video_url
     return result
+
+
+def _same(text: str | None) -> str | None:
+    return text

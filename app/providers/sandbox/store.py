@@ -62,6 +62,7 @@ class TaskDetail:
     served_width: int | None = None
     served_height: int | None = None
     corrupt: bool = False
+    nul_text: bool = False  # the `nul` fault (faults.Outcome.nul_text)
 
 
 @dataclass(frozen=True)
