@@ -67,6 +67,9 @@ class ClaimLoop(ABC, Generic[T]):
         try:
             while not stop.is_set():
                 self.last_tick_at = utcnow()
+                # Cleared before claiming, not before idling: a wake-up (new work, or an item in hand
+                # finishing) that comes while this turn claims or asks `next_due_at` must not be lost.
+                self._wake.clear()
                 free = self._concurrency - len(self._in_flight)
                 items: list[T] = []
                 if free > 0:
@@ -80,12 +83,17 @@ class ClaimLoop(ABC, Generic[T]):
                 for item in items:
                     task = asyncio.create_task(self._guarded(item))
                     self._in_flight.add(task)
-                    task.add_done_callback(self._in_flight.discard)
+                    task.add_done_callback(self._finished)
                 if not items:
                     await self._idle(stop)
         finally:
             await self._drain(drain_grace_s)
             log.info("%s stopped", self.name)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        """An item in hand is done: capacity (or an upstream or endpoint slot) is free again."""
+        self._in_flight.discard(task)
+        self._wake.set()
 
     async def _guarded(self, item: T) -> None:
         try:
@@ -102,14 +110,10 @@ class ClaimLoop(ABC, Generic[T]):
             due = await self.next_due_at()
             if due is not None:
                 timeout = min(timeout, max(0.05, (due - utcnow()).total_seconds()))
-        self._wake.clear()
         waiters: list[asyncio.Future[Any]] = [
             asyncio.ensure_future(self._wake.wait()),
             asyncio.ensure_future(stop.wait()),
         ]
-        if self._in_flight:  # the first item to finish frees capacity (or an upstream or endpoint slot)
-            finished = asyncio.wait(set(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
-            waiters.append(asyncio.ensure_future(finished))
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
