@@ -14,13 +14,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.statuses import EVENT_TYPES, TERMINAL_EVENTS  # webhook/SSE event types: `job.<status>`
+
 DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
 
-#: Webhook/SSE event types: `job.<status>`.
-EVENT_TYPES = tuple(
-    f"job.{s}" for s in ("queued", "submitted", "running", "storing", "succeeded", "failed", "canceled")
-)
-TERMINAL_EVENTS = ("job.succeeded", "job.failed", "job.canceled")
 #: In the spirit of Svix: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 

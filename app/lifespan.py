@@ -24,10 +24,10 @@ from app.db.engine import create_engine, session_factory
 from app.jobs.feed import ChangeFeed
 from app.jobs.fetch import ImageFetcher, fetch_client
 from app.jobs.images import ImageChecker, ImageLimits
-from app.jobs.outbox import Outbox, WebhookTarget
 from app.jobs.poller import JobPoller, PollerConfig, make_worker_id
 from app.jobs.presenter import Presenter
 from app.jobs.service import JobService, ServiceConfig
+from app.jobs.transitions import Transitions
 from app.providers.dashscope.capabilities import FAMILIES
 from app.providers.dashscope.client import DashScopeClient
 from app.providers.dashscope.ratelimit import UpstreamLimiter, account_scope
@@ -40,6 +40,7 @@ from app.tenants.auth import Authenticator
 from app.tenants.keys import ConfiguredKey, KeyProblem, parse_configured_keys
 from app.tenants.quotas import QuotaLimits
 from app.webhooks.dispatcher import Dispatcher, DispatcherConfig
+from app.webhooks.outbox import WebhookOutbox, WebhookTarget
 from app.webhooks.secrets import SecretSource
 from app.webhooks.sender import WebhookSender
 from app.webhooks.service import DeliveryService
@@ -134,7 +135,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             default_target = WebhookTarget(
                 settings.webhook_default_url, frozenset(settings.webhook_default_events)
             )
-        outbox = Outbox(presenter, default_target)
+        transitions = Transitions(presenter, (WebhookOutbox(default_target),))
         worker_id = make_worker_id()
         poller = JobPoller(
             sessions,
@@ -152,11 +153,10 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
                 max_video_bytes=settings.max_video_bytes,
                 download_timeout_s=settings.download_timeout_s,
             ),
-            outbox=outbox,
+            transitions=transitions,
             feed=feed,
             space=space,
             worker_id=worker_id,
-            dialect=engine.dialect.name,
         )
         # Reference images are decoded in a thread pool of their own, off the event loop (jobs/images.py).
         images = ImageChecker(
@@ -179,7 +179,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
                 idempotency_ttl_s=settings.idempotency_ttl_s,
                 result_cache=settings.result_cache,
             ),
-            outbox=outbox,
+            transitions=transitions,
             feed=feed,
             fetcher=ImageFetcher(
                 fetch_http,

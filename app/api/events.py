@@ -18,10 +18,9 @@ from app.api.auth import PrincipalDep
 from app.api.deps import GatewayDep
 from app.api.problems import problem_responses
 from app.api.routing import StrictRoute
-from app.config import EVENT_TYPES, TERMINAL_EVENTS
 from app.errors import FieldError
 from app.jobs.feed import wait_changed
-from app.jobs.states import JobStatus
+from app.jobs.states import EVENT_TYPES, TERMINAL_EVENTS, JobStatus
 from app.webhooks import payloads
 
 #: Event ids are 64-bit: a larger number cannot be one (nor be bound in a query).

@@ -1,11 +1,13 @@
 """Declarative base, naming convention and the column types every table uses: UTC datetimes, JSON
-documents, and text that may come from outside (made storable on every database, see `storable`)."""
+documents, string enums, and text that may come from outside (made storable on every database, see
+`storable`)."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from enum import StrEnum
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import JSON, DateTime, Dialect, MetaData, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
@@ -44,6 +46,28 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class StrEnumColumn(TypeDecorator[E]):
+    """A `StrEnum` stored as its value in a VARCHAR: reads give the enum member, writes take a member or
+    its value (and refuse anything else). No CHECK constraint and no native enum type, so adding a
+    member needs no migration, and the column is the plain string column it always was."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum_class: type[E], length: int) -> None:
+        super().__init__(length)
+        self.enum_class = enum_class
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum_class(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum_class(value)
 
 
 def rowcount(result: Any) -> int:

@@ -21,10 +21,13 @@ class ChangeFeed:
         """Called (with no argument) after every committed change."""
         self._listeners.append(listener)
 
-    def notify(self, job_id: str) -> None:
-        """After a commit that added events for `job_id`."""
-        for event in self._waiters.get(job_id, ()):
-            event.set()
+    def notify(self, *job_ids: str) -> None:
+        """After a commit that added events for `job_ids` (`transitions.Changed.jobs`); nothing if none."""
+        if not job_ids:
+            return
+        for job_id in job_ids:
+            for event in self._waiters.get(job_id, ()):
+                event.set()
         for listener in self._listeners:
             listener()
 

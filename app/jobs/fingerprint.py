@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import fields
 from typing import Any
 
 from app.jobs.schemas import JobCreate
@@ -36,6 +37,18 @@ def request_fingerprint(body: JobCreate) -> str:
     return sha256_json(document)
 
 
+def settled(request: VideoRequest, submission: Submission) -> dict[str, Any]:
+    """Every generation field of `request` (`VideoRequest`'s, in its order), with the values the provider
+    settled on where it normalizes them: the model, the duration, the fps, the resolution tier."""
+    chosen = {
+        "model": submission.model,
+        "duration": submission.duration,
+        "fps": submission.fps,
+        "resolution": submission.resolution,
+    }
+    return {f.name: chosen.get(f.name, getattr(request, f.name)) for f in fields(request)}
+
+
 def cache_key(request: VideoRequest, submission: Submission) -> str | None:
     """sha256 of what determines the video, or None when the request cannot be reused."""
     if request.seed is None:
@@ -45,24 +58,9 @@ def cache_key(request: VideoRequest, submission: Submission) -> str | None:
         images.append(request.last_frame_image)
     if any(image.sha256 is None for image in images):
         return None
-    return sha256_json(
-        {
-            "v": CACHE_KEY_VERSION,
-            "model": submission.model,
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt or None,
-            "duration": submission.duration,
-            "fps": submission.fps,
-            "resolution": submission.resolution,  # from `resolution`, else the tier `size` picks
-            "seed": request.seed,
-            "reference_image": request.reference_image.sha256,
-            "last_frame_image": request.last_frame_image.sha256 if request.last_frame_image else None,
-            "motion_strength": request.motion_strength,
-            "audio_url": request.audio_url,
-            "audio": request.audio,
-            "shot_type": request.shot_type,
-            "prompt_extend": request.prompt_extend,
-            "watermark": request.watermark,
-            "template": request.template,
-        }
-    )
+    document = settled(request, submission)
+    del document["size"]  # what it decides is the resolution tier, which is there
+    document["negative_prompt"] = request.negative_prompt or None  # empty is none
+    document["reference_image"] = request.reference_image.sha256
+    document["last_frame_image"] = request.last_frame_image.sha256 if request.last_frame_image else None
+    return sha256_json({"v": CACHE_KEY_VERSION, **document})

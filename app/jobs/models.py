@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, JSONDoc, StorableString, StorableText, utcnow
+from app.db.base import Base, JSONDoc, StorableString, StorableText, StrEnumColumn, utcnow
 from app.db.leases import Leased
 from app.jobs.states import JobStatus
 
@@ -56,7 +56,7 @@ class Job(Leased, Base):
     # for (it is never submitted itself while this is set). Null for every job that runs upstream.
     source_job_id: Mapped[str | None] = mapped_column(String(40))
 
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[JobStatus] = mapped_column(StrEnumColumn(JobStatus, 16))
 
     model: Mapped[str] = mapped_column(String(64))
     limit_group: Mapped[str] = mapped_column(String(16))
@@ -106,7 +106,7 @@ class Job(Leased, Base):
     @property
     def cached(self) -> bool:
         """The video is another job's, reused (no upstream task of its own)."""
-        return self.source_job_id is not None and self.status == JobStatus.SUCCEEDED.value
+        return self.source_job_id is not None and self.status == JobStatus.SUCCEEDED
 
 
 #: An autoincrementing 64-bit key (SQLite only autoincrements a plain INTEGER PRIMARY KEY).

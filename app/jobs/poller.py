@@ -14,7 +14,6 @@ import logging
 import os
 import secrets
 import socket
-import zlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +21,6 @@ from enum import Enum
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -31,10 +29,11 @@ from app.jobs import repository
 from app.jobs.delivery import billable_seconds
 from app.jobs.feed import ChangeFeed
 from app.jobs.models import Job
-from app.jobs.outbox import Outbox
 from app.jobs.pacing import RunTimes, next_poll_delay, running_since, task_kind, upstream_seconds
 from app.jobs.reconcile import Adopt, Attempt, Candidate, Evidence, Wait, by_request_id, decide, overlaps
 from app.jobs.states import JobStatus
+from app.jobs.transitions import Transitions
+from app.loops import ClaimLoop
 from app.providers.base import (
     PermanentError,
     ProviderError,
@@ -47,7 +46,6 @@ from app.retry import MAX_BACKOFF_S, backoff
 from app.storage.base import Storage
 from app.storage.copy import CopyError, copy_video, parse_url_expiry
 from app.storage.space import StorageSpace
-from app.workers.loop import ClaimLoop
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +95,10 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         download_http: httpx.AsyncClient,
         config: PollerConfig,
         *,
-        outbox: Outbox,
+        transitions: Transitions,
         feed: ChangeFeed,
         space: StorageSpace,
         worker_id: str | None = None,
-        dialect: str = "sqlite",
     ) -> None:
         super().__init__(
             name="job poller",
@@ -114,11 +111,10 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         self._storage = storage
         self._download = download_http
         self._config = config
-        self._outbox = outbox
+        self._transitions = transitions
         self._feed = feed
         self._space = space
         self.worker_id = worker_id or make_worker_id()
-        self._dialect = dialect
         self._run_times = RunTimes()
 
     async def next_due_at(self) -> datetime | None:
@@ -132,7 +128,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         claimed: list[tuple[Job, Action]] = []
         async with self._sessions.begin() as session:
             for group in await repository.limit_groups_with_queued(session, now):
-                await self._lock_group(session, group)
+                await repository.lock_family(session, group)
                 cap = self._config.max_inflight.get(group, self._config.default_max_inflight)
                 free = min(cap - await repository.upstream_slots_in_use(session, group), limit - len(claimed))
                 jobs = await repository.claim_for_submit(
@@ -144,11 +140,6 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 jobs = await repository.claim_due(session, rest, self.worker_id, now, lease_until)
                 claimed += [(job, Action.WORK) for job in jobs]
         return claimed
-
-    async def _lock_group(self, session: AsyncSession, group: str) -> None:
-        """Serialize slot accounting per family across replicas (SQLite's BEGIN IMMEDIATE already does)."""
-        if self._dialect == "postgresql":
-            await session.execute(select(func.pg_advisory_xact_lock(zlib.crc32(group.encode()))))
 
     # --- handling -----------------------------------------------------------------------------
     async def handle(self, item: tuple[Job, Action]) -> None:
@@ -208,13 +199,10 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             # other outcome of a step (progress, a note for operators) ends it.
             values["retry_reason"] = None
         async with self._sessions.begin() as session:
-            if not await repository.cas_update(session, job, outbox=self._outbox, **values):
+            changed = await self._transitions.write(session, job, **values)
+            if changed is None:
                 raise LostJob(job.id)
-            followers = repository.resolved_followers(session)
-        if "status" in values:
-            self._feed.notify(job.id)
-        for follower in followers:
-            self._feed.notify(follower)
+        self._feed.notify(*changed.jobs)
 
     async def _release(self, job: Job, **values: Any) -> None:
         await self._write(job, lease_owner=None, lease_expires_at=None, **values)
@@ -250,7 +238,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         log.warning("job %s failed: %s: %s", job.id, code, message)
         await self._release(
             job,
-            status=JobStatus.FAILED.value,
+            status=JobStatus.FAILED,
             error={"code": code, "message": message, "upstream_code": upstream_code},
             finished_at=utcnow(),
             next_attempt_at=None,
@@ -332,7 +320,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         now = utcnow()
         await self._release(
             job,
-            status=JobStatus.SUBMITTED.value,
+            status=JobStatus.SUBMITTED,
             task_id=task_id,
             upstream_status=state.value,
             upstream={**(job.upstream or {}), "request_id": request_id},
@@ -468,7 +456,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             status = JobStatus.RUNNING if state is TaskState.RUNNING else JobStatus(job.status)
             await self._release(
                 job,
-                status=status.value,
+                status=status,
                 poll_count=job.poll_count + 1,
                 last_error=None,
                 next_attempt_at=now + timedelta(seconds=self._poll_delay(job, task, now)),
@@ -484,7 +472,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             upstream["usage"] = dict(task.usage)
             await self._write(
                 job,
-                status=JobStatus.STORING.value,
+                status=JobStatus.STORING,
                 video_source_url=task.video_url,
                 video_source_expires_at=expires,
                 next_attempt_at=now,
@@ -501,7 +489,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             )
         elif state is TaskState.CANCELED:
             await self._release(
-                job, status=JobStatus.CANCELED.value, finished_at=now, next_attempt_at=None, **common
+                job, status=JobStatus.CANCELED, finished_at=now, next_attempt_at=None, **common
             )
         else:
             await self._fail(
@@ -549,7 +537,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         }
         await self._release(
             job,
-            status=JobStatus.SUCCEEDED.value,
+            status=JobStatus.SUCCEEDED,
             storage_key=copied.stored.key,
             result=result,
             # Quotas count the video delivered (a 5 s video for 9 s asked counts 5), never more than asked.

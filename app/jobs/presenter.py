@@ -33,7 +33,7 @@ class Presenter:
             result = api.JobResult(video_url=self.content_url(job.id), **job.result)
         return api.Job(
             id=job.id,
-            status=job.status,  # type: ignore[arg-type]
+            status=job.status,
             model=job.model,
             created_at=job.created_at,
             updated_at=job.updated_at,
@@ -48,7 +48,7 @@ class Presenter:
             warnings=[*(job.warnings or []), *delivery_warnings(job.request, job.result)],
             metadata=job.meta,
             webhook_url=job.webhook_url,
-            webhook_events=job.webhook_events,  # type: ignore[arg-type]
+            webhook_events=job.webhook_events,
             cached=job.cached,
             source_job_id=job.source_job_id,
         )

@@ -1,7 +1,9 @@
 """SQL for jobs: inserts, reads, lease-based claims and compare-and-set writes. Never commits.
 
-Every write after a claim is `WHERE id = ? AND version = ?` and bumps `version`, so a worker whose lease
-was taken over, or a job the API canceled meanwhile, simply stops being written by the stale party.
+Only SQL: which writes a status change implies (its event, its deliveries, the followers it resolves) is
+`transitions.py`'s business. Every write after a claim is `WHERE id = ? AND version = ?` and bumps
+`version`, so a worker whose lease was taken over, or a job the API canceled meanwhile, simply stops being
+written by the stale party.
 
 Followers (queued jobs with `source_job_id`, waiting for an identical running job) are never claimed for
 submission; the job they follow resolves them when it ends, in the transaction of its own status change.
@@ -10,7 +12,6 @@ submission; the job they follow resolves them when it ends, in the transaction o
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,16 +22,14 @@ from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, case, func, li
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from app.db import leases
 from app.db.base import rowcount, utcnow
-from app.db.leases import lease, unleased
+from app.db.leases import unleased
+from app.db.locks import LockSpace, xact_lock
 from app.jobs.models import Job, JobEvent, plausible_id
-from app.jobs.outbox import Outbox
-from app.jobs.states import ACTIVE, JobStatus, check_transition
+from app.jobs.states import ACTIVE, JobStatus
 
-UPSTREAM_ACTIVE = (JobStatus.SUBMITTED.value, JobStatus.RUNNING.value)
-#: `session.info` entry listing the followers a status change resolved (their feeds are notified after
-#: the commit, like the job's own).
-_RESOLVED = "wan_resolved_followers"
+UPSTREAM_ACTIVE = (JobStatus.SUBMITTED, JobStatus.RUNNING)
 
 
 async def insert(session: AsyncSession, job: Job) -> Job:
@@ -99,7 +98,7 @@ async def reusable_results(
     query = select(Job).where(
         owned_by(owner),
         Job.cache_key == cache_key,
-        Job.status == JobStatus.SUCCEEDED.value,
+        Job.status == JobStatus.SUCCEEDED,
         Job.source_job_id.is_(None),
         Job.storage_key.is_not(None),
     )
@@ -111,20 +110,16 @@ async def reusable_results(
     return list(rows.all())
 
 
-#: Advisory-lock space of cache keys (two-int4 keys never collide with the one-bigint keys of the claims).
-_CACHE_LOCK_SPACE = 0x5A4E
-
-
 async def lock_cache_key(session: AsyncSession, owner: str | None, cache_key: str) -> None:
     """Serialize creates of identical requests of a tenant until commit, so two arriving together cannot
     both miss each other and both be submitted (Postgres; SQLite's write transactions are serialized)."""
-    if session.get_bind().dialect.name == "postgresql":
-        digest = hashlib.sha256(f"{owner or ''}\0{cache_key}".encode()).digest()
-        await session.execute(
-            select(
-                func.pg_advisory_xact_lock(_CACHE_LOCK_SPACE, int.from_bytes(digest[:4], "big", signed=True))
-            )
-        )
+    await xact_lock(session, LockSpace.RESULT_REUSE, f"{owner or ''}\0{cache_key}")
+
+
+async def lock_family(session: AsyncSession, limit_group: str) -> None:
+    """Serialize slot accounting of a model family across replicas until commit (Postgres; SQLite's
+    BEGIN IMMEDIATE already does). Families are locked in name order (`limit_groups_with_queued`)."""
+    await xact_lock(session, LockSpace.UPSTREAM_SLOTS, limit_group)
 
 
 async def running_original(session: AsyncSession, owner: str | None, cache_key: str) -> Job | None:
@@ -137,7 +132,7 @@ async def running_original(session: AsyncSession, owner: str | None, cache_key: 
             owned_by(owner),
             Job.cache_key == cache_key,
             Job.source_job_id.is_(None),
-            Job.status.in_([s.value for s in ACTIVE]),
+            Job.status.in_(ACTIVE),
         )
         .order_by(Job.created_at, Job.id)
         .with_for_update()
@@ -173,8 +168,8 @@ def _holds_slot() -> ColumnElement[bool]:
     `submit_started_at`) until upstream reports a terminal state (`storing` holds no slot)."""
     # Written as one IN list (not `active OR queued-and-started`) so SQLite searches (limit_group, status).
     return and_(
-        Job.status.in_((JobStatus.QUEUED.value, *UPSTREAM_ACTIVE)),
-        or_(Job.status != JobStatus.QUEUED.value, Job.submit_started_at.is_not(None)),
+        Job.status.in_((JobStatus.QUEUED, *UPSTREAM_ACTIVE)),
+        or_(Job.status != JobStatus.QUEUED, Job.submit_started_at.is_not(None)),
     )
 
 
@@ -182,7 +177,7 @@ def _awaits_submit(now: datetime) -> ColumnElement[bool]:
     """Queued, not sent (or released to be sent again), not following an identical job, due, and nobody
     holds it."""
     return and_(
-        Job.status == JobStatus.QUEUED.value,
+        Job.status == JobStatus.QUEUED,
         Job.submit_started_at.is_(None),
         Job.source_job_id.is_(None),  # followers wait for the job they follow
         Job.next_attempt_at <= now,
@@ -216,8 +211,9 @@ async def limit_groups_with_queued(session: AsyncSession, now: datetime) -> list
 
 def fair_submit_order(
     limit_group: str, count: int, now: datetime, slots_in_use: Mapping[str | None, int]
-) -> Select[str]:
-    """Ids of up to `2 * count` jobs of a family awaiting submit, in the order they should get slots.
+) -> Select[str, int]:
+    """`(id, version)` of up to `2 * count` jobs of a family awaiting submit, in the order they should get
+    slots.
 
     Fair share across tenants (a tenant is an owner; the jobs without one are one tenant): each slot goes
     to the tenant with the fewest slots of the family in use (`slots_in_use`, plus the ones this claim
@@ -230,11 +226,12 @@ def fair_submit_order(
     Cost: one pass over the family's due queued rows and a sort of them for the window, then an index
     probe (`ix_jobs_limit_group_owner_submitted_at`) for each of the few rows left after `rank <= count`.
     No row locks here (Postgres refuses FOR UPDATE beside window functions): `claim_for_submit` locks the
-    ids afterwards, hence the spare candidates.
+    rows afterwards (`leases.claim`), hence the spare candidates.
     """
     waiting = (
         select(
             Job.id,
+            Job.version,
             Job.owner,
             Job.created_at,
             func.row_number().over(partition_by=Job.owner, order_by=(Job.created_at, Job.id)).label("rank"),
@@ -257,7 +254,7 @@ def fair_submit_order(
         else_=latest_submit(past.owner == waiting.c.owner),
     )
     return (
-        select(waiting.c.id)
+        select(waiting.c.id, waiting.c.version)
         .where(waiting.c.rank <= count)  # no tenant gets more than `count` of this claim's slots
         .order_by(
             waiting.c.rank + _per_owner(waiting.c.owner, slots_in_use),
@@ -287,26 +284,15 @@ async def claim_for_submit(
     if count <= 0:
         return []
     in_use = await upstream_slots_by_owner(session, limit_group)
-    ranked = list((await session.scalars(fair_submit_order(limit_group, count, now, in_use))).all())
-    if not ranked:
-        return []
-    # Lock them, skipping rows another transaction holds, and re-check what a commit since the ranking can
-    # have changed: a cancel (status), a claim (submit_started_at, lease). Only a lease holder moves
-    # next_attempt_at, so it is left out (naming it leads SQLite to search by it, not by primary key).
-    lockable = select(Job.id).where(
-        Job.id.in_(ranked),
-        Job.status == JobStatus.QUEUED.value,
-        Job.submit_started_at.is_(None),
-        unleased(Job, now),
-    )
-    locked = set((await session.scalars(lockable.with_for_update(skip_locked=True))).all())
-    ids = [job_id for job_id in ranked if job_id in locked][:count]
-    return await lease(
+    ranked = (await session.execute(fair_submit_order(limit_group, count, now, in_use))).all()
+    return await leases.claim(
         session,
         Job,
-        ids,
-        owner,
-        lease_until,
+        ranked,
+        count=count,
+        owner=owner,
+        now=now,
+        until=lease_until,
         updated_at=now,
         submit_started_at=now,
         submit_attempts=Job.submit_attempts + 1,
@@ -316,46 +302,40 @@ async def claim_for_submit(
 async def claim_due(
     session: AsyncSession, count: int, owner: str, now: datetime, lease_until: datetime
 ) -> list[Job]:
-    """Due jobs that need upstream polling, a copy, reconciliation, or a deadline check."""
+    """Due jobs that need upstream polling, a copy, reconciliation, or a deadline check, oldest due first."""
+    if count <= 0:
+        return []
     query = (
-        select(Job.id)
+        select(Job.id, Job.version)
         .where(
             Job.next_attempt_at <= now,
             unleased(Job, now),
             or_(
-                Job.status.in_((*UPSTREAM_ACTIVE, JobStatus.STORING.value)),
+                Job.status.in_((*UPSTREAM_ACTIVE, JobStatus.STORING)),
                 # queued: an ambiguous create to reconcile, or a job past its deadline
                 and_(
-                    Job.status == JobStatus.QUEUED.value,
+                    Job.status == JobStatus.QUEUED,
                     or_(Job.submit_started_at.is_not(None), Job.deadline_at <= now),
                 ),
             ),
         )
         .order_by(Job.next_attempt_at)
-        .limit(count)
-        .with_for_update(skip_locked=True)
+        .limit(2 * count)  # spares: `leases.claim` skips rows another claimer locked meanwhile
     )
-    ids = list((await session.scalars(query)).all())
-    return await lease(session, Job, ids, owner, lease_until, updated_at=now)
+    ranked = (await session.execute(query)).all()
+    return await leases.claim(
+        session, Job, ranked, count=count, owner=owner, now=now, until=lease_until, updated_at=now
+    )
 
 
-async def cas_update(session: AsyncSession, job: Job, *, outbox: Outbox, **values: Any) -> bool:
-    """Write `values` iff the row is still at `job.version`; on success `job` reflects the new row.
-
-    A status change also appends its event and webhook deliveries (the outbox), in this transaction; a
-    job that ends resolves its followers in it too (`resolved_followers` lists them afterwards).
-    """
-    now = values.pop("updated_at", None) or utcnow()
-    target = values.get("status")
-    status_changes = target is not None and target != job.status
-    if status_changes:
-        check_transition(
-            JobStatus(job.status), JobStatus(str(target)), follower=job.source_job_id is not None
-        )
+async def cas_update(session: AsyncSession, job: Job, **values: Any) -> bool:
+    """Write `values` iff the row is still at `job.version`, bumping it; on success `job` reflects the
+    new row. Nothing else: a status change goes through `transitions.Transitions.write`."""
+    values.setdefault("updated_at", utcnow())
     result = await session.execute(
         update(Job)
         .where(Job.id == job.id, Job.version == job.version)
-        .values(**values, version=job.version + 1, updated_at=now)
+        .values(**values, version=job.version + 1)
         .execution_options(synchronize_session=False)
     )
     if rowcount(result) != 1:
@@ -363,71 +343,26 @@ async def cas_update(session: AsyncSession, job: Job, *, outbox: Outbox, **value
     for key, value in values.items():
         setattr(job, key, value)
     job.version += 1
-    job.updated_at = now
-    if status_changes:
-        await outbox.record(session, job)
-        if JobStatus(job.status).terminal and job.source_job_id is None:
-            await _resolve_followers(session, job, outbox, now)
     return True
 
 
-async def _resolve_followers(session: AsyncSession, job: Job, outbox: Outbox, now: datetime) -> None:
-    """`job` just ended: its followers end the same way (succeeded: its video, `cached`; failed: its
-    error). Canceled: nothing to share, so the oldest follower is released to be submitted on its own and
-    the others follow it instead. A follower that changed meanwhile (canceled, failed at its deadline)
-    fails its compare-and-set and is left alone."""
+async def queued_followers(session: AsyncSession, job_id: str) -> list[Job]:
+    """The queued followers of `job_id`, oldest first, locked (Postgres) and detached from the session:
+    they are written by compare-and-set only, never flushed by the ORM."""
     followers = list(
         (
             await session.scalars(
                 select(Job)
-                .where(Job.source_job_id == job.id, Job.status == JobStatus.QUEUED.value)
+                .where(Job.source_job_id == job_id, Job.status == JobStatus.QUEUED)
                 .order_by(Job.created_at, Job.id)
                 .with_for_update()
                 .execution_options(populate_existing=True)
             )
         ).all()
     )
-    if not followers:
-        return
-    for follower in followers:  # written by compare-and-set below, never flushed by the ORM
-        session.expunge(follower)
-    resolved: list[str] = session.info.setdefault(_RESOLVED, [])
-    unleash = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
-    status = JobStatus(job.status)
-    if status is JobStatus.CANCELED:
-        leader: Job | None = None
-        for follower in followers:
-            if leader is None:
-                if await cas_update(
-                    session, follower, outbox=outbox, source_job_id=None, next_attempt_at=now, **unleash
-                ):
-                    leader = follower
-            else:
-                await cas_update(session, follower, outbox=outbox, source_job_id=leader.id, **unleash)
-        return
-    ending: dict[str, Any] = (
-        # The video is the job's: the follower cost nothing upstream, nor any quota.
-        {"storage_key": job.storage_key, "result": job.result, "video_seconds": 0.0}
-        if status is JobStatus.SUCCEEDED
-        else {"error": job.error}
-    )
     for follower in followers:
-        if await cas_update(
-            session,
-            follower,
-            outbox=outbox,
-            status=status.value,
-            finished_at=now,
-            next_attempt_at=None,
-            **ending,
-            **unleash,
-        ):
-            resolved.append(follower.id)
-
-
-def resolved_followers(session: AsyncSession) -> list[str]:
-    """Followers whose status changed with their job's in this transaction (to notify after commit)."""
-    return list(session.info.get(_RESOLVED, ()))
+        session.expunge(follower)
+    return followers
 
 
 async def extend_lease(session: AsyncSession, job: Job, owner: str, lease_until: datetime) -> bool:
@@ -452,7 +387,7 @@ async def unresolved_creates(session: AsyncSession, model: str, *, exclude_id: s
     """Other jobs of this model whose create is in flight or whose outcome is still unknown."""
     query = select(Job).where(
         Job.model == model,
-        Job.status == JobStatus.QUEUED.value,
+        Job.status == JobStatus.QUEUED,
         Job.submit_started_at.is_not(None),
         Job.id != exclude_id,
     )
@@ -466,7 +401,7 @@ async def next_due_at(session: AsyncSession, now: datetime) -> datetime | None:
     finishes (which wakes the loop) or within a poll interval, so they must not make the loop spin.
     """
     query = select(func.min(Job.next_attempt_at)).where(
-        Job.status.in_([s.value for s in JobStatus if not s.terminal]),
+        Job.status.in_(ACTIVE),
         Job.next_attempt_at > now,
     )
     value: datetime | None = await session.scalar(query)

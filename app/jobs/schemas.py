@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.jobs.states import EVENT_TYPES, JobStatus
 from app.providers.dashscope.capabilities import DEFAULT_MODEL, SEED_MAX
 
 #: The longest image field: a 10 MB image (DashScope's limit) as a base64 `data:` URI is ~13.4 MB.
@@ -23,10 +24,17 @@ METADATA_MAX_STRING_CHARS = 4096
 METADATA_MAX_BYTES = 16 * 1024
 
 _SIZE = re.compile(r"^\s*(\d{2,5})\s*[*xX×]\s*(\d{2,5})\s*$")
-JobStatusName = Literal["queued", "submitted", "running", "storing", "succeeded", "failed", "canceled"]
-EventType = Literal[
-    "job.queued", "job.submitted", "job.running", "job.storing", "job.succeeded", "job.failed", "job.canceled"
-]
+
+# The status and event words, as the API's types: Literals built from `states.JobStatus` (where they are
+# written), so OpenAPI shows an inline string enum and strict validation of a body accepts the plain
+# JSON string (a StrEnum field would want an enum instance in strict mode). `Literal[("a", "b")]` is
+# `Literal["a", "b"]`. Type checkers see `str`.
+if TYPE_CHECKING:
+    JobStatusName = str
+    EventType = str
+else:
+    JobStatusName = Literal[tuple(s.value for s in JobStatus)]
+    EventType = Literal[EVENT_TYPES]
 
 
 def parse_size(value: str) -> tuple[int, int]:

@@ -1,26 +1,21 @@
-"""Job statuses and the transition table. Pure: no I/O, so every rule is unit-testable on its own."""
+"""The job state table: which status a job may move to from which. Pure: no I/O, so every rule is
+unit-testable on its own. The statuses themselves are `app/statuses.py`'s (re-exported here)."""
 
 from __future__ import annotations
 
-from enum import StrEnum
+from app.statuses import ACTIVE, EVENT_TYPES, TERMINAL, TERMINAL_EVENTS, JobStatus, event_type
 
-
-class JobStatus(StrEnum):
-    QUEUED = "queued"  # stored, not yet accepted upstream
-    SUBMITTED = "submitted"  # upstream task exists (PENDING)
-    RUNNING = "running"  # upstream task RUNNING
-    STORING = "storing"  # upstream SUCCEEDED; copying the video into our storage
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL
-
-
-TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
-ACTIVE = tuple(s for s in JobStatus if s not in TERMINAL)
+__all__ = [
+    "ACTIVE",
+    "EVENT_TYPES",
+    "TERMINAL",
+    "TERMINAL_EVENTS",
+    "InvalidTransition",
+    "JobStatus",
+    "can_transition",
+    "check_transition",
+    "event_type",
+]
 
 _ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.SUBMITTED, JobStatus.FAILED, JobStatus.CANCELED}),

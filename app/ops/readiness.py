@@ -20,7 +20,7 @@ from app.db.base import utcnow
 
 if TYPE_CHECKING:
     from app.lifespan import Gateway
-    from app.workers.loop import ClaimLoop
+    from app.loops import ClaimLoop
 
 log = logging.getLogger(__name__)
 #: A loop turns at least once per idle wait; this many missed turns (and at least this long) is stale.

@@ -69,21 +69,26 @@ class ImageInput:
         return {"kind": "url", "url": self.uri, "width": self.width, "height": self.height}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class VideoRequest:
-    """A normalized `video.generate` request (seed 004) plus DashScope options, types already checked."""
+    """A normalized `video.generate` request (seed 004) plus DashScope options, types already checked.
+
+    This is the one definition of the generation fields: the API body (`jobs/schemas.JobCreate`) declares
+    a field of the same name for each (with its limits and documentation), and the job's echo and
+    cache key are derived from these fields (`jobs/intake.py`, `jobs/fingerprint.py`), in this order.
+    """
 
     model: str
-    reference_image: ImageInput
     prompt: str | None = None
     negative_prompt: str | None = None
     duration: float | None = None
     fps: float | None = None
     size: tuple[int, int] | None = None
-    seed: int | None = None
-    motion_strength: float | None = None
-    last_frame_image: ImageInput | None = None
     resolution: str | None = None
+    seed: int | None = None
+    reference_image: ImageInput
+    last_frame_image: ImageInput | None = None
+    motion_strength: float | None = None
     audio_url: str | None = None
     audio: bool | None = None
     shot_type: str | None = None

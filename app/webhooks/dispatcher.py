@@ -25,13 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.base import utcnow
 from app.jobs.models import JobEvent
+from app.loops import ClaimLoop
 from app.netguard import Resolver, UnsafeURL, vet_url
 from app.webhooks import payloads, repository, signing
 from app.webhooks.models import WebhookDelivery
 from app.webhooks.repository import FAILED, PENDING, SUCCEEDED
 from app.webhooks.secrets import SecretSource
 from app.webhooks.sender import SendResult, WebhookSender
-from app.workers.loop import ClaimLoop
 
 log = logging.getLogger(__name__)
 

@@ -10,17 +10,14 @@ from typing import Any
 from sqlalchemy import Select, delete, func, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import leases
 from app.db.base import rowcount, utcnow
-from app.db.leases import lease, leased, unleased
+from app.db.leases import leased, unleased
+from app.db.locks import LockSpace, xact_lock
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.webhooks.turns import Backlog, take_turns
 
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
-
-
-#: Advisory-lock key (two int4, so it never collides with the one-bigint keys of the job claims) that
-#: serializes webhook claims across replicas on Postgres; SQLite's BEGIN IMMEDIATE serializes them anyway.
-_CLAIM_LOCK = (0x5748, 1)
 
 
 async def claim_due(
@@ -41,32 +38,17 @@ async def claim_due(
     """
     if count <= 0:
         return []
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(select(func.pg_advisory_xact_lock(*_CLAIM_LOCK)))
+    await xact_lock(session, LockSpace.WEBHOOK_CLAIMS)
     in_flight = await in_flight_by_origin(session, now)
-    # Spare candidates: some may be skipped below.
+    # Spare candidates: some may be skipped by `leases.claim`.
     order = take_turns(await due_by_origin(session, now), in_flight, per_origin, 2 * count)
     if not order:
         return []
     oldest = await oldest_due(session, Counter(order), now)
     ranked = [oldest[origin].pop(0) for origin in order if oldest[origin]]
-    if not ranked:
-        return []
-    # Lock them, skipping rows another transaction holds (a finishing attempt, a redelivery), and re-check
-    # what such a commit can have changed. The check is done here, not in SQL: a condition on `status`
-    # there leads SQLite to search every pending row by it rather than these few by primary key.
-    lockable = (
-        select(WebhookDelivery.id, WebhookDelivery.status, WebhookDelivery.lease_expires_at)
-        .where(WebhookDelivery.id.in_(ranked))
-        .with_for_update(skip_locked=True)
+    return await leases.claim(
+        session, WebhookDelivery, ranked, count=count, owner=owner, now=now, until=lease_until
     )
-    free = {
-        delivery_id
-        for delivery_id, status, lease_expires_at in (await session.execute(lockable)).all()
-        if status == PENDING and (lease_expires_at is None or lease_expires_at < now)  # as `unleased`
-    }
-    ids = [delivery_id for delivery_id in ranked if delivery_id in free][:count]
-    return await lease(session, WebhookDelivery, ids, owner, lease_until)
 
 
 async def in_flight_by_origin(session: AsyncSession, now: datetime) -> Counter[str]:
@@ -92,10 +74,18 @@ def due_by_origin_query(now: datetime) -> Select[str, int, datetime | None]:
     )
 
 
-async def oldest_due(session: AsyncSession, wanted: Mapping[str, int], now: datetime) -> dict[str, list[str]]:
-    """Ids of the oldest `wanted[origin]` due, unleased deliveries of each origin, oldest first."""
+async def oldest_due(
+    session: AsyncSession, wanted: Mapping[str, int], now: datetime
+) -> dict[str, list[tuple[str, int]]]:
+    """`(id, version)` of the oldest `wanted[origin]` due, unleased deliveries of each origin, oldest
+    first."""
     parts = [
-        select(WebhookDelivery.id, WebhookDelivery.origin, WebhookDelivery.next_attempt_at)
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.version,
+            WebhookDelivery.origin,
+            WebhookDelivery.next_attempt_at,
+        )
         .where(
             WebhookDelivery.status == PENDING,
             WebhookDelivery.origin == origin,
@@ -107,11 +97,16 @@ async def oldest_due(session: AsyncSession, wanted: Mapping[str, int], now: date
         .subquery()  # SQLite accepts LIMIT inside UNION ALL only in a subquery
         for origin, n in wanted.items()
     ]
-    query = union_all(*(select(part.c.id, part.c.origin, part.c.next_attempt_at) for part in parts))
-    found: dict[str, list[tuple[datetime, str]]] = {origin: [] for origin in wanted}
-    for delivery_id, origin, due_at in (await session.execute(query)).all():
-        found[origin].append((due_at, delivery_id))
-    return {origin: [delivery_id for _, delivery_id in sorted(rows)] for origin, rows in found.items()}
+    query = union_all(
+        *(select(part.c.id, part.c.version, part.c.origin, part.c.next_attempt_at) for part in parts)
+    )
+    found: dict[str, list[tuple[datetime, str, int]]] = {origin: [] for origin in wanted}
+    for delivery_id, version, origin, due_at in (await session.execute(query)).all():
+        found[origin].append((due_at, delivery_id, version))
+    return {
+        origin: [(delivery_id, version) for _, delivery_id, version in sorted(rows)]
+        for origin, rows in found.items()
+    }
 
 
 async def finish_attempt(session: AsyncSession, delivery: WebhookDelivery, **values: Any) -> bool:

@@ -63,7 +63,7 @@ def _public(delivery: WebhookDelivery, attempts: list[WebhookAttempt], event_typ
     return api.Delivery(
         id=delivery.id,
         event_id=delivery.event_id,
-        type=event_type,  # type: ignore[arg-type]
+        type=event_type,
         url=delivery.url,
         status=delivery.status,  # type: ignore[arg-type]
         attempt_count=delivery.attempt_count,

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from app.workers.loop import ClaimLoop
+from app.loops import ClaimLoop
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"

@@ -80,7 +80,7 @@ class Queue:
         ids = [job_id for job_id, name in self.names.items() if name in names]
         async with self.sessions.begin() as session:
             for job in (await session.scalars(select(Job).where(Job.id.in_(ids)))).all():
-                job.status = JobStatus.SUCCEEDED.value
+                job.status = JobStatus.SUCCEEDED
                 job.submitted_at = job.submit_started_at
                 job.submit_started_at = None
                 job.lease_owner = job.lease_expires_at = None

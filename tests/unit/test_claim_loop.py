@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from app.workers.loop import ClaimLoop
+from app.loops import ClaimLoop
 from tests.helpers import wait_for
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from app.jobs.fingerprint import cache_key, request_fingerprint
 from app.jobs.images import ImageLimits, inspect_data_uri
 from app.jobs.schemas import JobCreate
-from app.providers.base import ImageInput, VideoRequest
+from app.providers.base import ImageInput, Submission, VideoRequest
 from app.providers.dashscope.mapping import build_submission
 from tests.helpers import data_uri
 
@@ -92,3 +92,51 @@ def test_no_key_without_a_seed_or_without_the_image_bytes() -> None:
     )
     assert cache_key(request, submission) is None
     assert cache_key(request_ok, submission) is not None  # a URL whose bytes were fetched and hashed
+
+
+def test_cache_keys_stay_what_they_were() -> None:
+    """Jobs stored with a key must still match identical requests: the digests of a request with every
+    field set, and of a minimal one, are pinned (bump CACHE_KEY_VERSION to change what a key covers)."""
+    image = ImageInput(uri="data:image/png;base64,AA", sha256="a" * 64)
+    full = VideoRequest(
+        model="wan2.2-kf2v-flash",
+        reference_image=image,
+        last_frame_image=ImageInput(uri="data:image/png;base64,BB", sha256="b" * 64),
+        prompt="a cat",
+        negative_prompt="blur",
+        duration=5.0,
+        fps=30.0,
+        size=(1280, 720),
+        seed=7,
+        motion_strength=0.5,
+        resolution="720P",
+        audio_url="https://x/a.mp3",
+        audio=True,
+        shot_type="multi",
+        prompt_extend=False,
+        watermark=True,
+        template="flying",
+    )
+    settled = Submission(
+        model="wan2.2-kf2v-flash",
+        limit_group="kf2v",
+        body={},
+        resolution="720P",
+        duration=5,
+        fps=30,
+        has_audio=True,
+        expected_size=(1280, 720),
+    )
+    assert cache_key(full, settled) == "ca304d46ac067a75acc2947bb34161d6f267a19979758cc31e58348a5fdf18b8"
+    minimal = VideoRequest(model="wan2.6-i2v-flash", reference_image=image, seed=0, negative_prompt="")
+    default = Submission(
+        model="wan2.6-i2v-flash",
+        limit_group="wan2.6",
+        body={},
+        resolution="1080P",
+        duration=5,
+        fps=30,
+        has_audio=False,
+        expected_size=None,
+    )
+    assert cache_key(minimal, default) == "295c0127633ca8ca24354076d7cbde784ba8a1c8b33f6e70d93256fabdc67298"
