@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,35 +14,17 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.startup import configure_logging, migrate
 from app.workers.process import add_arguments as add_worker_arguments
 from app.workers.process import run as run_worker
 
 
-def configure_logging(settings: Settings) -> None:
-    from app.lifespan import secret_values
-    from app.logsafety import install
-
-    install(secret_values(settings))
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-def cmd_migrate(settings: Settings) -> None:
-    from app.db.migrate import upgrade_head
-
-    upgrade_head(settings.database_url)
-    print(f"database at head: {settings.database_url.split('@')[-1]}")
-
-
-def cmd_serve(settings: Settings, host: str, port: int, migrate: bool) -> None:
+def cmd_serve(settings: Settings, host: str, port: int, migrate_first: bool) -> None:
     from app import serving
     from app.main import create_app
 
-    if migrate:
-        cmd_migrate(settings)
+    if migrate_first:
+        migrate(settings)
     if "public_base_url" not in settings.model_fields_set:
         # Unset: clients on this machine reach us where we listen.
         reachable = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
@@ -51,12 +33,20 @@ def cmd_serve(settings: Settings, host: str, port: int, migrate: bool) -> None:
 
 
 def cmd_sandbox(settings: Settings, host: str, port: int) -> None:
-    from app.providers.sandbox.config import SandboxConfig
-    from app.providers.sandbox.server import serve_forever
+    """The sandbox alone, configured as the gateway's embedded one would be (`wiring.sandbox_config`),
+    listening where the command line says (not SANDBOX_HOST/SANDBOX_PORT)."""
+    from app.sandbox.extra import SandboxUnavailable, require_extra
+    from app.wiring import sandbox_config
 
-    settings.sandbox_host, settings.sandbox_port = host, port
+    try:
+        require_extra("`wan-gateway sandbox` runs the built-in DashScope sandbox")
+    except SandboxUnavailable as exc:
+        raise SystemExit(f"wan-gateway sandbox: {exc}") from None
+    from app.sandbox.server import serve_forever
+
+    config = dataclasses.replace(sandbox_config(settings), host=host, port=port)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises SIGINT after a clean shutdown
-        asyncio.run(serve_forever(SandboxConfig.from_settings(settings)))
+        asyncio.run(serve_forever(config))
 
 
 def cmd_webhook_secret(settings: Settings) -> None:
@@ -187,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     configure_logging(settings)
     if args.command == "migrate":
-        cmd_migrate(settings)
+        migrate(settings)
     elif args.command == "serve":
         cmd_serve(settings, args.host, args.port, not args.no_migrate)
     elif args.command == "sandbox":

@@ -1,7 +1,9 @@
 """Settings: every knob of the gateway, read from the environment (and `.env`).
 
 Environment names are the public contract of `architecture.md` §3 (flat, upper case). Every field carries
-a description; `docs/CONFIGURATION.md` is generated from them and the README links to it.
+a description; `docs/CONFIGURATION.md` is generated from them and the README links to it. The sandbox's
+`SANDBOX_*` variables belong to its own class (app/sandbox/settings.py), composed here as the `sandbox`
+group. app/wiring.py builds each component's config from these (storage reads its own: storage/factory.py).
 """
 
 from __future__ import annotations
@@ -12,8 +14,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from app.sandbox.settings import SandboxSettings
 from app.statuses import EVENT_TYPES, TERMINAL_EVENTS  # webhook/SSE event types: `job.<status>`
 
 DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
@@ -102,36 +113,12 @@ class Settings(BaseSettings):
     )
 
     # --- sandbox (DashScope emulator) -----------------------------------------------------------
-    sandbox_host: str = Field(default="127.0.0.1", description="Address the embedded sandbox listens on.")
-    sandbox_port: int = Field(default=0, description="Port of the embedded sandbox (0 = any free port).")
-    sandbox_api_key: SecretStr = Field(
-        default=SecretStr("sk-sandbox"), description="The key the sandbox accepts (and the gateway sends it)."
-    )
-    sandbox_pending_s: float = Field(default=2.0, description="Sandbox: seconds a task stays PENDING.")
-    sandbox_running_s: float = Field(default=8.0, description="Sandbox: seconds a task stays RUNNING.")
-    sandbox_video_ttl_s: float = Field(
-        default=86400.0, description="Sandbox: lifetime of a result `video_url` (the real service: 24 h)."
-    )
-    sandbox_faults: str = Field(
-        default="",
-        description="Sandbox fault injection, e.g. `create:429=0.3,get:502=0.1,task:FAILED=0.2`. "
-        "See docs/SANDBOX.md for the grammar.",
-    )
-    sandbox_enforce_limits: bool = Field(
-        default=False,
-        description="Sandbox: enforce DashScope's per-account limits (submit RPS and concurrent tasks per "
-        "family, 20 QPS task queries): extra tasks wait PENDING, excess calls get 429.",
-    )
-    sandbox_fault_seed: int | None = Field(
-        default=None, description="Sandbox: seed for probabilistic faults, for repeatable runs."
-    )
-    sandbox_state_path: Path | None = Field(
-        default=None,
-        description="SQLite file holding the sandbox's tasks, so they survive a restart. "
-        "Default: `sandbox.db` next to a SQLite DATABASE_URL, else under OUTPUT_DIR.",
-    )
-    sandbox_clip_cache_dir: Path = Field(
-        default=Path(".cache/sandbox-clips"), description="Where the sandbox keeps the MP4s it has encoded."
+    # Read from the environment by `_SandboxGroup` below; the factory only gives the defaults (as for
+    # every field of `Settings.model_construct()`).
+    sandbox: Annotated[SandboxSettings, NoDecode] = Field(
+        default_factory=SandboxSettings.model_construct,
+        description="The embedded sandbox's own settings, the `SANDBOX_*` variables "
+        "(app/sandbox/settings.py), read from the same environment and `.env` file.",
     )
 
     # --- database -------------------------------------------------------------------------------
@@ -445,10 +432,79 @@ class Settings(BaseSettings):
         return self.storage_url or str(self.output_dir / "ai-video-wan-video" / "videos")
 
     @property
-    def resolved_sandbox_state_path(self) -> Path:
-        if self.sandbox_state_path is not None:
-            return self.sandbox_state_path
+    def default_sandbox_state_path(self) -> Path:
+        """Where the sandbox keeps its tasks when SANDBOX_STATE_PATH is unset: beside a SQLite database."""
         prefix = "sqlite+aiosqlite:///"
         if self.database_url.startswith(prefix) and ":memory:" not in self.database_url:
             return Path(self.database_url.removeprefix(prefix)).with_name("sandbox.db")
         return self.output_dir / "sandbox.db"
+
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, for the log redactor."""
+        values = [self.sandbox.api_key.get_secret_value()]
+        if self.upstream_key is not None:
+            values.append(self.upstream_key.get_secret_value())
+        if self.webhook_secret is not None:
+            values += split_secrets(self.webhook_secret.get_secret_value())
+        for configured in (self.gateway_api_keys, self.gateway_admin_keys):
+            if configured is not None:
+                entries = configured.get_secret_value().replace("\n", ",").split(",")
+                values += [entry.partition(":")[2].strip() for entry in entries]
+        return values
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The sandbox group comes right after the keyword arguments, before the environment's own value
+        # of a variable named `SANDBOX` (which is not one of ours, and would be parsed as the group's JSON).
+        group = _SandboxGroup(settings_cls, init_settings, dotenv_settings)
+        return init_settings, group, env_settings, dotenv_settings, file_secret_settings
+
+
+class _SandboxGroup(PydanticBaseSettingsSource):
+    """`Settings.sandbox`: `SandboxSettings` read from the same `.env` file as the gateway's (or none, for
+    `Settings(_env_file=None)`), with the old flat keywords folded in (`Settings(sandbox_port=8001)` sets
+    `sandbox.port`), as the environment names are flat too."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        init: PydanticBaseSettingsSource,
+        dotenv: PydanticBaseSettingsSource,
+    ) -> None:
+        super().__init__(settings_cls)
+        self._given = init.init_kwargs if isinstance(init, InitSettingsSource) else {}
+        self._env_file = dotenv.env_file if isinstance(dotenv, DotEnvSettingsSource) else None
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # the whole group is made in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        if "sandbox" in self._given:
+            return {}  # given whole: the keyword source has it
+        flat = {
+            name.removeprefix("sandbox_"): value
+            for name, value in self._given.items()
+            if name.startswith("sandbox_") and name.removeprefix("sandbox_") in SandboxSettings.model_fields
+        }
+        return {"sandbox": SandboxSettings(_env_file=self._env_file, **flat)}
+
+
+def environment() -> dict[str, FieldInfo]:
+    """Every environment variable of the gateway and its field, in the order of `Settings` (the sandbox
+    group's `SANDBOX_*` in its place): what docs/CONFIGURATION.md lists."""
+    variables: dict[str, FieldInfo] = {}
+    for name, field in Settings.model_fields.items():
+        if name == "sandbox":
+            prefix = SandboxSettings.model_config.get("env_prefix", "")
+            for inner, inner_field in SandboxSettings.model_fields.items():
+                variables[f"{prefix}{inner}".upper()] = inner_field
+        else:
+            variables[name.upper()] = field
+    return variables

@@ -1,6 +1,6 @@
 """`python -m app.config_docs` prints docs/CONFIGURATION.md: every setting, its default, what it does.
 
-A test keeps the committed file in step with `Settings`.
+A test keeps the committed file in step with `Settings` (and the sandbox's `SandboxSettings`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from app.config import Settings
+from app.config import environment
 
 HEADER = """# Configuration
 
@@ -34,10 +34,10 @@ def _default(value: Any) -> str:
 
 def render() -> str:
     rows = []
-    for name, field in Settings.model_fields.items():
+    for name, field in environment().items():
         default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
         description = (field.description or "").replace("|", "\\|")
-        rows.append(f"| `{name.upper()}` | {_default(default)} | {description} |")
+        rows.append(f"| `{name}` | {_default(default)} | {description} |")
     return HEADER + "\n".join(rows) + "\n"
 
 

@@ -1,117 +1,143 @@
 """The lifespan owns every resource: engine, HTTP clients, storage, provider, the sandbox, the loops.
 
-`open_gateway(settings)` builds them all and yields a typed `Gateway`; the FastAPI lifespan wraps it, and
-tools (tests, the worker process, benchmarks) can use it directly.
+`open_gateway(settings)` builds them all and yields them as one immutable `Gateway`; the FastAPI lifespan
+wraps it and hands the endpoints their `Resources` (app/api/deps.py), and tools (tests, the worker process,
+benchmarks) use it directly. Each component gets its configuration from `app/wiring.py`; the background
+loops are started and stopped by their `LoopRunner` (app/runner.py), which the gateway only holds.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app import logsafety
-from app.config import Settings, split_secrets
+from app import logsafety, wiring
+from app.api.deps import STATE_KEY, Resources
+from app.config import Settings
 from app.db.budget import DatabaseBudgets
 from app.db.engine import create_engine, session_factory
 from app.jobs.feed import ChangeFeed
 from app.jobs.fetch import ImageFetcher, fetch_client
-from app.jobs.images import ImageChecker, ImageLimits
-from app.jobs.poller import JobPoller, PollerConfig, make_worker_id
+from app.jobs.images import ImageChecker
+from app.jobs.poller import JobPoller, make_worker_id
 from app.jobs.presenter import Presenter
-from app.jobs.service import JobService, ServiceConfig
+from app.jobs.service import JobService
 from app.jobs.transitions import Transitions
-from app.providers.dashscope.capabilities import FAMILIES
+from app.ops.metrics import Metrics
+from app.ops.readiness import Heartbeat, Readiness
 from app.providers.dashscope.client import DashScopeClient
 from app.providers.dashscope.ratelimit import UpstreamLimiter, account_scope
-from app.providers.sandbox.config import SandboxConfig
-from app.providers.sandbox.server import SandboxServer
+from app.runner import LoopRunner
+from app.sandbox.extra import require_extra
 from app.storage.base import Storage
 from app.storage.factory import open_storage
 from app.storage.space import StorageSpace
 from app.tenants.auth import Authenticator
 from app.tenants.keys import ConfiguredKey, KeyProblem, parse_configured_keys
-from app.tenants.quotas import QuotaLimits
-from app.webhooks.dispatcher import Dispatcher, DispatcherConfig
-from app.webhooks.outbox import WebhookOutbox, WebhookTarget
+from app.webhooks.dispatcher import Dispatcher
+from app.webhooks.outbox import WebhookOutbox
 from app.webhooks.secrets import SecretSource
 from app.webhooks.sender import WebhookSender
 from app.webhooks.service import DeliveryService
-from app.workers.runner import start_loops_of, stop_loops
+
+if TYPE_CHECKING:
+    from app.sandbox.server import SandboxServer
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class Gateway:
-    """Everything a request or a loop needs, built once per process."""
+    """Everything one process built, once. Immutable: what changes at run time lives inside the parts
+    (the loops' tasks in `loops`, a cache in `auth`), never in this object."""
 
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     provider: DashScopeClient
     storage: Storage
-    service: JobService
-    poller: JobPoller
+    space: StorageSpace
     presenter: Presenter
     feed: ChangeFeed
+    service: JobService
+    poller: JobPoller
     dispatcher: Dispatcher
     deliveries: DeliveryService
     secrets: SecretSource
     auth: Authenticator
-    space: StorageSpace
-    sandbox: SandboxServer | None = None
-    loops: list[asyncio.Task[None]] = field(default_factory=list)
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    readiness: Readiness
+    metrics: Metrics
+    #: The running poller and dispatcher; None when this process runs no loops (WORKERS_ENABLED=false).
+    loops: LoopRunner | None
+    #: The embedded DashScope emulator, when it is the upstream.
+    sandbox: SandboxServer | None
+
+    def resources(self) -> Resources:
+        """What the endpoints may depend on (app/api/deps.py)."""
+        return Resources(
+            jobs=self.service,
+            presenter=self.presenter,
+            authenticator=self.auth,
+            storage=self.storage,
+            deliveries=self.deliveries,
+            feed=self.feed,
+            streams=wiring.stream_timings(self.settings),
+            readiness=self.readiness,
+            metrics=self.metrics,
+        )
 
 
-def _upstream_timeout(settings: Settings) -> httpx.Timeout:
-    return httpx.Timeout(settings.upstream_read_timeout_s, connect=settings.upstream_connect_timeout_s)
+async def _open_upstream(
+    settings: Settings, stack: contextlib.AsyncExitStack
+) -> tuple[str, SecretStr, SandboxServer | None]:
+    """The upstream's base URL and key: DashScope's, or those of an embedded sandbox started here."""
+    if not settings.sandbox_enabled:
+        key = settings.upstream_key
+        if key is None:
+            raise RuntimeError("DASHSCOPE_SANDBOX=false needs DASHSCOPE_API_KEY")
+        return settings.dashscope_base_url, SecretStr(key.get_secret_value()), None
+    require_extra(
+        "DASHSCOPE_SANDBOX=true asks for the built-in sandbox"
+        if settings.dashscope_sandbox
+        else "no DashScope key is configured (DASHSCOPE_API_KEY, or ~/.alibabacloud/credentials), so the "
+        "gateway would use its built-in sandbox"
+    )
+    from app.sandbox.server import SandboxServer  # the sandbox extra: only when it is used
+
+    sandbox = SandboxServer(wiring.sandbox_config(settings))
+    await sandbox.start()
+    stack.push_async_callback(sandbox.stop)
+    log.warning("no DashScope key configured: using the built-in sandbox at %s", sandbox.base_url)
+    return sandbox.base_url, settings.sandbox.api_key, sandbox
 
 
 @contextlib.asynccontextmanager
 async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -> AsyncIterator[Gateway]:
+    """Build every resource; run the loops if `start_loops` (default: WORKERS_ENABLED); close all on exit."""
     engine = create_engine(
         settings.database_url, pool_size=settings.database_pool_size, echo=settings.database_echo
     )
     sessions = session_factory(engine)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
-
-        sandbox: SandboxServer | None = None
-        if settings.sandbox_enabled:
-            sandbox = SandboxServer(SandboxConfig.from_settings(settings))
-            await sandbox.start()
-            stack.push_async_callback(sandbox.stop)
-            base_url, api_key = sandbox.base_url, settings.sandbox_api_key
-            log.warning("no DashScope key configured: using the built-in sandbox at %s", base_url)
-        else:
-            key = settings.upstream_key
-            if key is None:
-                raise RuntimeError("DASHSCOPE_SANDBOX=false needs DASHSCOPE_API_KEY")
-            base_url, api_key = settings.dashscope_base_url, SecretStr(key.get_secret_value())
-
+        base_url, api_key, sandbox = await _open_upstream(settings, stack)
         upstream_http = await stack.enter_async_context(
             httpx.AsyncClient(
-                timeout=_upstream_timeout(settings),
+                timeout=wiring.upstream_timeout(settings),
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
                 follow_redirects=False,
             )
         )
         download_http = await stack.enter_async_context(
-            httpx.AsyncClient(
-                timeout=httpx.Timeout(
-                    settings.download_timeout_s, connect=settings.upstream_connect_timeout_s
-                ),
-                follow_redirects=True,
-            )
+            httpx.AsyncClient(timeout=wiring.download_timeout(settings), follow_redirects=True)
         )
         # Client-given image URLs: no keep-alive, no redirects, no cookies (see app/jobs/fetch.py).
         fetch_http = await stack.enter_async_context(fetch_client(settings.reference_fetch_timeout_s))
@@ -130,29 +156,14 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
         space = StorageSpace(storage.staging_dir, settings.storage_min_free_bytes)
         presenter = Presenter(settings.public_base_url)
         feed = ChangeFeed()
-        default_target = None
-        if settings.webhook_default_url:
-            default_target = WebhookTarget(
-                settings.webhook_default_url, frozenset(settings.webhook_default_events)
-            )
-        transitions = Transitions(presenter, (WebhookOutbox(default_target),))
+        transitions = Transitions(presenter, (WebhookOutbox(wiring.default_webhook(settings)),))
         worker_id = make_worker_id()
         poller = JobPoller(
             sessions,
             provider,
             storage,
             download_http,
-            PollerConfig(
-                poll_min_s=settings.poll_min_interval_s,
-                poll_max_s=settings.poll_max_interval_s,
-                lease_s=settings.lease_s,
-                concurrency=settings.worker_concurrency,
-                batch_size=settings.worker_batch_size,
-                reconcile_grace_s=settings.reconcile_grace_s,
-                max_inflight={f: settings.upstream_max_inflight.get(f, 2) for f in FAMILIES},
-                max_video_bytes=settings.max_video_bytes,
-                download_timeout_s=settings.download_timeout_s,
-            ),
+            wiring.poller_config(settings),
             transitions=transitions,
             feed=feed,
             space=space,
@@ -160,11 +171,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
         )
         # Reference images are decoded in a thread pool of their own, off the event loop (jobs/images.py).
         images = ImageChecker(
-            ImageLimits(
-                min_side=settings.image_min_side_px,
-                max_side=settings.image_max_side_px,
-                max_bytes=settings.image_max_bytes,
-            ),
+            wiring.image_limits(settings),
             concurrency=settings.image_check_concurrency,
             timeout_s=settings.image_check_timeout_s,
         )
@@ -172,13 +179,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
         service = JobService(
             sessions,
             provider,
-            ServiceConfig(
-                job_deadline_s=settings.job_deadline_s,
-                allow_private_urls=settings.allow_private_urls,
-                change_poll_interval_s=settings.change_poll_interval_s,
-                idempotency_ttl_s=settings.idempotency_ttl_s,
-                result_cache=settings.result_cache,
-            ),
+            wiring.service_config(settings),
             transitions=transitions,
             feed=feed,
             fetcher=ImageFetcher(
@@ -193,64 +194,52 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
         )
         secrets = SecretSource(sessions, settings.webhook_secret)
         dispatcher = Dispatcher(
-            sessions,
-            WebhookSender(),
-            secrets,
-            DispatcherConfig(
-                schedule=tuple(settings.webhook_retry_schedule),
-                timeout_s=settings.webhook_timeout_s,
-                concurrency=settings.webhook_concurrency,
-                endpoint_concurrency=settings.webhook_endpoint_concurrency,
-                lease_s=settings.lease_s,
-                allow_private=settings.allow_private_urls,
-                idle_max_s=settings.change_poll_interval_s,
-            ),
-            worker_id=worker_id,
+            sessions, WebhookSender(), secrets, wiring.dispatcher_config(settings), worker_id=worker_id
         )
         feed.subscribe(dispatcher.wake)  # a status change may have queued deliveries
         deliveries = DeliveryService(sessions, on_scheduled=dispatcher.wake)
         auth = Authenticator(
             sessions,
             configured_keys(settings),
-            QuotaLimits(
-                max_active_jobs=settings.quota_max_active_jobs,
-                submits_per_minute=settings.quota_submits_per_minute,
-                video_seconds_per_day=settings.quota_video_seconds_per_day,
-            ),
+            wiring.quota_limits(settings),
             disabled=settings.auth_disabled,
             cache_ttl_s=settings.auth_cache_ttl_s,
         )
-        gateway = Gateway(
+        loops = None
+        if settings.workers_enabled if start_loops is None else start_loops:
+            runner = LoopRunner([poller, dispatcher], drain_grace_s=settings.shutdown_grace_s)
+            loops = await stack.enter_async_context(runner)  # stopped first on the way out
+        watched: dict[str, Heartbeat] = {"job_poller": poller, "webhook_dispatcher": dispatcher}
+        yield Gateway(
             settings=settings,
             engine=engine,
             sessions=sessions,
             provider=provider,
             storage=storage,
-            service=service,
-            poller=poller,
+            space=space,
             presenter=presenter,
             feed=feed,
+            service=service,
+            poller=poller,
             dispatcher=dispatcher,
             deliveries=deliveries,
             secrets=secrets,
             auth=auth,
-            space=space,
+            readiness=Readiness(sessions, storage, space, loops=watched, runner=loops),
+            metrics=Metrics(sessions, loops=list(watched.values()) if loops is not None else []),
+            loops=loops,
             sandbox=sandbox,
         )
-        if settings.workers_enabled if start_loops is None else start_loops:
-            stack.push_async_callback(stop_loops, gateway)
-            start_loops_of(gateway)
-        yield gateway
 
 
 @contextlib.asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Gateway]]:
+async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     settings: Settings = app.state.settings
-    logsafety.install(secret_values(settings))
+    logsafety.install(settings.secret_values())
     async with open_gateway(settings) as gateway:
         await check_client_auth(gateway)
         app.state.gateway = gateway  # for tools and tests that hold the app
-        yield {"gateway": gateway}
+        yield {STATE_KEY: gateway.resources()}
 
 
 def configured_keys(settings: Settings) -> list[ConfiguredKey]:
@@ -287,17 +276,3 @@ async def check_client_auth(gateway: Gateway) -> None:
         "submit jobs. It turns on as soon as a key exists: GATEWAY_API_KEYS=name:key or "
         "`wan-gateway keys create NAME`"
     )
-
-
-def secret_values(settings: Settings) -> list[str]:
-    """Every secret the settings hold, for the log redactor."""
-    values = [settings.sandbox_api_key.get_secret_value()]
-    if settings.upstream_key is not None:
-        values.append(settings.upstream_key.get_secret_value())
-    if settings.webhook_secret is not None:
-        values += split_secrets(settings.webhook_secret.get_secret_value())
-    for configured in (settings.gateway_api_keys, settings.gateway_admin_keys):
-        if configured is not None:
-            entries = configured.get_secret_value().replace("\n", ",").split(",")
-            values += [entry.partition(":")[2].strip() for entry in entries]
-    return values

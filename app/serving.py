@@ -16,7 +16,7 @@ the test suite, with a bounded request head and an access log that is the server
   `Config(access_log=False)` empties that logger for everyone: the embedded sandbox's server did that and
   the gateway's own access log went silent. Here each server names its access logger (or none), and
   nothing turns off another server's.
-- **Logging configuration** stays with the process (`cli.configure_logging`, pytest): `log_config=None`
+- **Logging configuration** stays with the process (`startup.configure_logging`, pytest): `log_config=None`
   and no `log_level`, so uvicorn changes no logger, and its lines pass the redactor like any other
   (`logsafety`).
 
@@ -32,7 +32,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 from uvicorn._types import ASGIApplication
@@ -40,7 +40,6 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from app.config import Settings
 from app.errors import problem
 
 log = logging.getLogger(__name__)
@@ -50,15 +49,28 @@ _LINGER_S = 2.0
 ACCESS_LOGGER = "uvicorn.access"
 
 
+class HeadSettings(Protocol):
+    """The settings a server's head bounds come from (the gateway's `Settings` are one): this module
+    serves the sandbox too, which has no gateway settings, so it does not import them."""
+
+    @property
+    def max_header_bytes(self) -> int: ...
+
+    @property
+    def header_timeout_s(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class HttpLimits:
-    """Bounds on a request's head (request line + header fields)."""
+    """Bounds on a request's head (request line + header fields). The defaults are those of the gateway's
+    MAX_HEADER_BYTES and HEADER_TIMEOUT_S, for a server built without settings (the sandbox, or
+    `uvicorn --http app.serving:BoundedHttpProtocol`)."""
 
     max_header_bytes: int = 64 * 1024
     header_timeout_s: float = 10.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> HttpLimits:
+    def from_settings(cls, settings: HeadSettings) -> HttpLimits:
         return cls(max_header_bytes=settings.max_header_bytes, header_timeout_s=settings.header_timeout_s)
 
 
@@ -82,7 +94,7 @@ class ServingConfig(uvicorn.Config):
 
 def gateway_config(
     app: ASGIApplication | Callable[..., Any],
-    settings: Settings,
+    settings: HeadSettings,
     *,
     host: str = "127.0.0.1",
     port: int = 0,

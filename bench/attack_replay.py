@@ -101,9 +101,9 @@ def free_port() -> int:
 
 
 def gateway_env(folder: Path, database_url: str, tree: Path | None) -> dict[str, str]:
-    from app.config import Settings
+    from app.config import environment
 
-    ours = {name.upper() for name in Settings.model_fields}
+    ours = set(environment())
     return {
         **{k: v for k, v in os.environ.items() if k not in ours and k != "PYTHONPATH"},
         # --gateway-tree: the gateway's `app` (and its migrations) come from another checkout.
@@ -951,7 +951,11 @@ async def attack_webhook_fairness(replay: Replay, record: Record) -> None:
 
 def sandbox_task_faults(replay: Replay) -> set[str]:
     """The task faults the gateway's sandbox has (the gateway's tree, see --gateway-tree), lower case."""
-    code = "from app.providers.sandbox.faults import TASK_ACTIONS as A; print(' '.join(A))"
+    code = (  # app/sandbox since issue 10, app/providers/sandbox before
+        "try:\n    from app.sandbox.faults import TASK_ACTIONS as A\n"
+        "except ImportError:\n    from app.providers.sandbox.faults import TASK_ACTIONS as A\n"
+        "print(' '.join(A))"
+    )
     answer = subprocess.run(
         [sys.executable, "-c", code],
         env=replay.gateway.env,

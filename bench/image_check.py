@@ -83,6 +83,7 @@ async def served_gateway(folder: Path) -> AsyncIterator[str]:
 
     from app.config import Settings
     from app.main import create_app
+    from app.sandbox.settings import SandboxSettings
 
     database_url = f"sqlite+aiosqlite:///{folder / 'gateway.db'}"
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -94,7 +95,7 @@ async def served_gateway(folder: Path) -> AsyncIterator[str]:
         dashscope_sandbox=True,
         dashscope_credentials_file=folder / "no-credentials",
         output_dir=folder / "output",
-        sandbox_state_path=folder / "sandbox.db",
+        sandbox=SandboxSettings(_env_file=None, state_path=folder / "sandbox.db"),
         workers_enabled=False,
         public_base_url=base_url,
     )

@@ -30,12 +30,12 @@ import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.config import Settings
+from app.config import Settings, environment
 from app.db.base import Base
 from app.db.migrate import upgrade_head
 from app.lifespan import Gateway
 from app.main import create_app
-from app.providers.sandbox.server import SandboxServer
+from app.sandbox.server import SandboxServer
 from app.serving import gateway_config
 from tests.helpers import data_uri, wait_for
 from tests.s3 import AWS_ENV, AWS_ENV_CLEARED, Bucket, MotoServer, s3_client
@@ -49,8 +49,8 @@ CLIP_CACHE = REPO / ".cache" / "sandbox-clips"
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No setting leaks in from the developer's shell or an .env file."""
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
+    for name in environment():
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")

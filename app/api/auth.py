@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.api.deps import get_gateway
+from app.api.deps import get_authenticator
 from app.tenants.auth import Forbidden, Principal
 
 bearer = HTTPBearer(
@@ -27,7 +27,7 @@ async def authenticate(request: Request) -> Principal:
     """The caller, from the `Authorization` header alone; `Unauthorized` (401) without a valid key."""
     credentials = await bearer(request)
     token = credentials.credentials if credentials else None
-    return await get_gateway(request).auth.authenticate(token)
+    return await get_authenticator(request).authenticate(token)
 
 
 async def principal(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.auth import PrincipalDep
-from app.api.deps import GatewayDep
+from app.api.deps import DeliveriesDep, JobsDep
 from app.api.problems import problem_responses
 from app.api.routing import StrictRoute
 from app.jobs import schemas
@@ -19,9 +19,11 @@ router = APIRouter(prefix="/v1/jobs", tags=["webhooks"], route_class=StrictRoute
     summary="List a job's webhook deliveries and every attempt",
     responses=problem_responses(401, 404),
 )
-async def list_deliveries(job_id: str, gateway: GatewayDep, caller: PrincipalDep) -> schemas.DeliveryList:
-    await gateway.service.get(job_id, owner=caller.tenant)
-    return await gateway.deliveries.list(job_id)
+async def list_deliveries(
+    job_id: str, jobs: JobsDep, deliveries: DeliveriesDep, caller: PrincipalDep
+) -> schemas.DeliveryList:
+    await jobs.get(job_id, owner=caller.tenant)
+    return await deliveries.list(job_id)
 
 
 @router.post(
@@ -32,9 +34,9 @@ async def list_deliveries(job_id: str, gateway: GatewayDep, caller: PrincipalDep
     responses=problem_responses(401, 404),
 )
 async def redeliver(
-    job_id: str, delivery_id: str, gateway: GatewayDep, caller: PrincipalDep
+    job_id: str, delivery_id: str, jobs: JobsDep, deliveries: DeliveriesDep, caller: PrincipalDep
 ) -> schemas.Delivery:
     """Queues the same event again, now, under the same `webhook-id` (receivers deduplicate on it), with
     a fresh retry schedule. An endpoint that had answered 410 Gone is re-enabled."""
-    await gateway.service.get(job_id, owner=caller.tenant)
-    return await gateway.deliveries.redeliver(job_id, delivery_id)
+    await jobs.get(job_id, owner=caller.tenant)
+    return await deliveries.redeliver(job_id, delivery_id)

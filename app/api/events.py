@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.api.auth import PrincipalDep
-from app.api.deps import GatewayDep
+from app.api.deps import FeedDep, JobsDep, StreamsDep
 from app.api.problems import problem_responses
 from app.api.routing import StrictRoute
 from app.errors import FieldError
@@ -77,7 +77,9 @@ EVENT_SCHEMA = {
 )
 async def job_events(
     job_id: str,
-    gateway: GatewayDep,
+    jobs: JobsDep,
+    feed: FeedDep,
+    streams: StreamsDep,
     caller: PrincipalDep,
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", description="Resume after this event id.")
@@ -89,23 +91,22 @@ async def job_events(
         ),
     ] = None,
 ) -> EventSourceResponse:
-    await gateway.service.get(job_id, owner=caller.tenant)  # 404 before the stream starts
+    await jobs.get(job_id, owner=caller.tenant)  # 404 before the stream starts
     start = after or 0
     if last_event_id is not None:
         if not _EVENT_ID.fullmatch(last_event_id.strip()):
             raise FieldError("Last-Event-ID", "must be the id of an event of this stream")
         start = int(last_event_id)
-    interval = gateway.settings.change_poll_interval_s
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         seen = start
-        async with gateway.feed.watch(job_id) as changed:
+        async with feed.watch(job_id) as changed:
             while True:
                 changed.clear()
                 # Status first, events second: the terminal event commits with the terminal status, so
                 # a job seen finished here has all its events visible to the read below.
-                finished = JobStatus((await gateway.service.get(job_id, owner=caller.tenant)).status).terminal
-                events = await gateway.service.events_after(job_id, seen)
+                finished = JobStatus((await jobs.get(job_id, owner=caller.tenant)).status).terminal
+                events = await jobs.events_after(job_id, seen)
                 for event in events:
                     seen = event.id
                     data = payloads.body(event.type, event.created_at, event.data)
@@ -115,8 +116,6 @@ async def job_events(
                 if finished:
                     return  # resumed after the terminal event: nothing more will come
                 if not events:
-                    await wait_changed(changed, interval)
+                    await wait_changed(changed, streams.recheck_s)
 
-    return EventSourceResponse(
-        stream(), ping=gateway.settings.sse_keepalive_s, headers={"Cache-Control": "no-cache"}
-    )
+    return EventSourceResponse(stream(), ping=streams.keepalive_s, headers={"Cache-Control": "no-cache"})

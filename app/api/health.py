@@ -14,13 +14,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from app.api.auth import AdminDep
-from app.api.deps import GatewayDep
+from app.api.deps import MetricsDep, ReadinessDep
 from app.api.problems import problem_responses
 from app.api.routing import StrictRoute
 from app.db.base import utcnow
-from app.ops import metrics
-from app.ops.readiness import readiness
-from app.ops.stats import queue_stats
+from app.ops.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["ops"], route_class=StrictRoute)
 
@@ -35,8 +33,8 @@ async def healthz() -> dict[str, str]:
     summary="Readiness: database, storage and the loops' heartbeats",
     responses={503: {"description": "A dependency is not ready"}},
 )
-async def readyz(gateway: GatewayDep) -> JSONResponse:
-    ok, checks = await readiness(gateway)
+async def readyz(readiness: ReadinessDep) -> JSONResponse:
+    ok, checks = await readiness.check()
     return JSONResponse(
         {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
     )
@@ -46,10 +44,10 @@ async def readyz(gateway: GatewayDep) -> JSONResponse:
     "/metrics",
     summary="Prometheus metrics: queue depth, upstream tasks in flight, oldest due job, deliveries",
     response_class=Response,
-    responses={200: {"content": {metrics.CONTENT_TYPE: {}}}, **problem_responses(401, 403)},
+    responses={200: {"content": {CONTENT_TYPE: {}}}, **problem_responses(401, 403)},
 )
-async def prometheus_metrics(gateway: GatewayDep, _: AdminDep) -> Response:
-    return Response(await metrics.render(gateway), media_type=metrics.CONTENT_TYPE)
+async def prometheus_metrics(metrics: MetricsDep, _: AdminDep) -> Response:
+    return Response(await metrics.render(), media_type=CONTENT_TYPE)
 
 
 class StatsOut(BaseModel):
@@ -72,8 +70,6 @@ class StatsOut(BaseModel):
     summary="Queue figures as JSON (the same as /metrics)",
     responses=problem_responses(401, 403),
 )
-async def admin_stats(gateway: GatewayDep, _: AdminDep) -> StatsOut:
+async def admin_stats(metrics: MetricsDep, _: AdminDep) -> StatsOut:
     now = utcnow()
-    async with gateway.sessions() as session:
-        stats = await queue_stats(session, now)
-    return StatsOut(at=now, **asdict(stats))
+    return StatsOut(at=now, **asdict(await metrics.queue(now)))

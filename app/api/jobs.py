@@ -12,7 +12,7 @@ from starlette.background import BackgroundTask
 
 from app.api.auth import PrincipalDep
 from app.api.byteranges import MalformedRange, UnsatisfiableRange, parse_range
-from app.api.deps import GatewayDep
+from app.api.deps import JobsDep, PresenterDep, StorageDep
 from app.api.problems import problem_responses
 from app.api.routing import StrictRoute
 from app.errors import BadRequest, Conflict, FieldError, NotFound, ServiceUnavailable
@@ -60,7 +60,8 @@ _STATUSES = [s.value for s in JobStatus]
 )
 async def create_job(
     body: schemas.JobCreate,
-    gateway: GatewayDep,
+    jobs: JobsDep,
+    presenter: PresenterDep,
     caller: PrincipalDep,
     response: Response,
     idempotency_key: Annotated[
@@ -82,7 +83,7 @@ async def create_job(
     With an explicit `seed` (and `cache` not false), a request identical to a succeeded job answers with a
     new job that is already `succeeded` and reuses that video (`cached: true`); one identical to a job
     still running follows it (`source_job_id`) instead of being submitted again."""
-    created = await gateway.service.submit(
+    created = await jobs.submit(
         body, owner=caller.tenant, limits=caller.limits, idempotency_key=idempotency_key
     )
     job = created.job
@@ -91,7 +92,7 @@ async def create_job(
         response.headers.update(created.window.headers())
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return gateway.presenter.job(job)
+    return presenter.job(job)
 
 
 @router.get(
@@ -101,7 +102,8 @@ async def create_job(
     responses=problem_responses(401, 422),
 )
 async def list_jobs(
-    gateway: GatewayDep,
+    jobs: JobsDep,
+    presenter: PresenterDep,
     caller: PrincipalDep,
     status: Annotated[
         list[str] | None,
@@ -116,10 +118,8 @@ async def list_jobs(
     for value in statuses:
         if value not in _STATUSES:
             raise FieldError("status", f"unknown status {value!r}; one of {', '.join(_STATUSES)}")
-    page = await gateway.service.page(
-        owner=caller.tenant, statuses=statuses or None, limit=limit, cursor=cursor
-    )
-    return schemas.JobList(data=[gateway.presenter.job(j) for j in page.jobs], next_cursor=page.next_cursor)
+    page = await jobs.page(owner=caller.tenant, statuses=statuses or None, limit=limit, cursor=cursor)
+    return schemas.JobList(data=[presenter.job(j) for j in page.jobs], next_cursor=page.next_cursor)
 
 
 @router.get(
@@ -130,7 +130,8 @@ async def list_jobs(
 )
 async def get_job(
     job_id: str,
-    gateway: GatewayDep,
+    jobs: JobsDep,
+    presenter: PresenterDep,
     caller: PrincipalDep,
     response: Response,
     prefer: Annotated[
@@ -142,13 +143,13 @@ async def get_job(
 ) -> schemas.Job:
     """With `Prefer: wait=N` this is a long poll: it answers as soon as the job enters a new status, or
     after N seconds (at most 60) with the job unchanged; a finished job answers at once."""
-    job = await gateway.service.get(job_id, owner=caller.tenant)
+    job = await jobs.get(job_id, owner=caller.tenant)
     wait = parse_prefer_wait(prefer)
     if wait is not None:
         response.headers["Preference-Applied"] = f"wait={wait}"
         if not JobStatus(job.status).terminal and wait > 0:
-            job = await gateway.service.wait_for_event(job, wait)
-    return gateway.presenter.job(job)
+            job = await jobs.wait_for_event(job, wait)
+    return presenter.job(job)
 
 
 _PREFER_WAIT = re.compile(r'(?:^|[,;\s])wait\s*=\s*"?([0-9]+)"?', re.IGNORECASE)
@@ -171,10 +172,12 @@ def parse_prefer_wait(prefer: str | None) -> int | None:
     summary="Cancel a job",
     responses=problem_responses(401, 404, 409, 503),
 )
-async def cancel_job(job_id: str, gateway: GatewayDep, caller: PrincipalDep) -> schemas.Job:
+async def cancel_job(
+    job_id: str, jobs: JobsDep, presenter: PresenterDep, caller: PrincipalDep
+) -> schemas.Job:
     """A job not yet submitted is canceled here; a task still PENDING upstream is canceled there; a
     running one cannot be canceled (409, DashScope only cancels PENDING tasks). Canceling twice is fine."""
-    return gateway.presenter.job(await gateway.service.cancel(job_id, owner=caller.tenant))
+    return presenter.job(await jobs.cancel(job_id, owner=caller.tenant))
 
 
 @router.get(
@@ -196,7 +199,8 @@ async def cancel_job(job_id: str, gateway: GatewayDep, caller: PrincipalDep) -> 
 async def get_content(
     job_id: str,
     request: Request,
-    gateway: GatewayDep,
+    jobs: JobsDep,
+    storage: StorageDep,
     caller: PrincipalDep,
     if_none_match: Annotated[str | None, Header()] = None,
     range_header: Annotated[
@@ -211,7 +215,7 @@ async def get_content(
     the ETag is the file's sha256. With S3 storage the video is streamed from the bucket (the default) or,
     with `S3_CONTENT_MODE=redirect`, a `307` sends the client to a short-lived presigned URL. HEAD answers
     the same status and headers (the video's `Content-Length`) without the body."""
-    job = await gateway.service.get(job_id, owner=caller.tenant)
+    job = await jobs.get(job_id, owner=caller.tenant)
     if job.status != JobStatus.SUCCEEDED.value or not job.storage_key or not job.result:
         raise Conflict(f"the job is {job.status}; its video is not stored yet", code="video_not_ready")
     etag = f'"{job.result["sha256"]}"'
@@ -234,7 +238,6 @@ async def get_content(
             return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
     media_type = job.result.get("content_type", "video/mp4")
     filename = f"{job.id}.mp4"
-    storage = gateway.storage
     path = storage.local_path(job.storage_key)
     if path is not None and path.is_file():
         return FileResponse(

@@ -80,9 +80,11 @@ _URL_SCHEMES = (*_FETCHED_SCHEMES, "oss://")
 
 @dataclass(frozen=True)
 class ImageLimits:
-    min_side: int = 360
-    max_side: int = 2000
-    max_bytes: int = 10 * 1024 * 1024
+    """IMAGE_MIN_SIDE_PX, IMAGE_MAX_SIDE_PX, IMAGE_MAX_BYTES (built by app/wiring.py)."""
+
+    min_side: int
+    max_side: int
+    max_bytes: int
 
 
 @dataclass(frozen=True)

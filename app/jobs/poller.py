@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
@@ -66,16 +66,18 @@ class Action(Enum):
 
 @dataclass(frozen=True)
 class PollerConfig:
-    poll_min_s: float = 2.0
-    poll_max_s: float = 15.0
-    lease_s: float = 60.0
-    concurrency: int = 16
-    batch_size: int = 32
-    reconcile_grace_s: float = 30.0
-    max_inflight: Mapping[str, int] = field(default_factory=dict)
-    default_max_inflight: int = 2
-    max_video_bytes: int = 1 << 30
-    download_timeout_s: float = 120.0
+    """Built from Settings by app/wiring.py; no defaults here, so each is written once (app/config.py)."""
+
+    poll_min_s: float
+    poll_max_s: float
+    lease_s: float
+    concurrency: int
+    batch_size: int
+    reconcile_grace_s: float
+    max_inflight: Mapping[str, int]
+    max_video_bytes: int
+    download_timeout_s: float
+    default_max_inflight: int = 2  # a family missing from max_inflight (UPSTREAM_MAX_INFLIGHT has all)
 
 
 class LostJob(Exception):

@@ -43,11 +43,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ServiceConfig:
+    """Built from Settings by app/wiring.py; no defaults here, so each is written once (app/config.py)."""
+
     job_deadline_s: float
-    allow_private_urls: bool = False
-    change_poll_interval_s: float = 1.0
-    idempotency_ttl_s: float = 86400.0
-    result_cache: bool = True
+    allow_private_urls: bool
+    change_poll_interval_s: float
+    idempotency_ttl_s: float
+    result_cache: bool
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ worker replica can be scraped; per-process figures (loop heartbeats) come from t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -13,14 +15,14 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from app.db.base import utcnow
+from app.ops.readiness import Heartbeat
 from app.ops.stats import QueueStats, queue_stats
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from prometheus_client.metrics_core import Metric
-
-    from app.lifespan import Gateway
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -79,15 +81,25 @@ class _Snapshot(Collector):
         yield beats
 
 
-async def render(gateway: Gateway) -> bytes:
-    now = utcnow()
-    async with gateway.sessions() as session:
-        stats = await queue_stats(session, now)
-    heartbeats: dict[str, float | None] = {}
-    if gateway.loops:
-        for loop in (gateway.poller, gateway.dispatcher):
+class Metrics:
+    """The queue figures (`/v1/admin/stats`) and their Prometheus rendering (`/metrics`), with the
+    heartbeats of the loops this process runs (`loops`: empty when it runs none)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, loops: Sequence[Heartbeat]) -> None:
+        self._sessions = sessions
+        self._loops = tuple(loops)
+
+    async def queue(self, now: datetime) -> QueueStats:
+        async with self._sessions() as session:
+            return await queue_stats(session, now)
+
+    async def render(self) -> bytes:
+        now = utcnow()
+        stats = await self.queue(now)
+        heartbeats: dict[str, float | None] = {}
+        for loop in self._loops:
             last = loop.last_tick_at
             heartbeats[loop.name.replace(" ", "_")] = None if last is None else (now - last).total_seconds()
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(stats, heartbeats))
-    return generate_latest(registry)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Snapshot(stats, heartbeats))
+        return generate_latest(registry)

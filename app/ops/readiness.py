@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import text
 
@@ -19,8 +21,11 @@ from app.db.availability import DatabaseUnavailable, is_unavailable
 from app.db.base import utcnow
 
 if TYPE_CHECKING:
-    from app.lifespan import Gateway
-    from app.loops import ClaimLoop
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from app.runner import LoopRunner
+    from app.storage.base import Storage
+    from app.storage.space import StorageSpace
 
 log = logging.getLogger(__name__)
 #: A loop turns at least once per idle wait; this many missed turns (and at least this long) is stale.
@@ -28,15 +33,17 @@ STALE_TURNS = 3
 STALE_MIN_S = 15.0
 
 
-def _loop_state(gateway: Gateway, loop: ClaimLoop[Any]) -> str:
-    if not gateway.loops:
-        return "disabled"
-    task = next((t for t in gateway.loops if t.get_name() == loop.name), None)
-    if task is None or task.done():
-        return "stopped"  # crashed (logged) or shut down
-    last = loop.last_tick_at
-    stale_after = max(STALE_MIN_S, STALE_TURNS * loop.idle_max_s)
-    return "ok" if last is not None and (utcnow() - last).total_seconds() < stale_after else "stale"
+class Heartbeat(Protocol):
+    """What readiness and the metrics read of a loop (`ClaimLoop` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def last_tick_at(self) -> datetime | None: ...
+
+    @property
+    def idle_max_s(self) -> float: ...
 
 
 def _database_problem(exc: Exception) -> str:
@@ -47,27 +54,55 @@ def _database_problem(exc: Exception) -> str:
     return f"error: {type(exc).__name__}"
 
 
-async def readiness(gateway: Gateway) -> tuple[bool, dict[str, str]]:
-    checks: dict[str, str] = {}
-    try:
-        async with gateway.sessions() as session:
-            await session.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:
-        log.warning("readiness: database: %s", exc)
-        checks["database"] = _database_problem(exc)
-    try:
-        # Room first: on a full disk the write below fails too, and this says why.
-        room = await asyncio.to_thread(gateway.space.problem)
-        if room is not None:
-            log.warning("readiness: storage %s: %s", gateway.storage.url, room)
-            checks["storage"] = f"error: {room}"
-        else:
-            await gateway.storage.check()
-            checks["storage"] = "ok"
-    except Exception as exc:
-        log.warning("readiness: storage: %s", exc)
-        checks["storage"] = f"error: {type(exc).__name__}"
-    checks["job_poller"] = _loop_state(gateway, gateway.poller)
-    checks["webhook_dispatcher"] = _loop_state(gateway, gateway.dispatcher)
-    return all(v in ("ok", "disabled") for v in checks.values()), checks
+class Readiness:
+    """`/readyz` of one process: its database, its storage, and the loops it runs (`runner`, None when it
+    runs none), each loop under its check name (`job_poller`, `webhook_dispatcher`)."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        storage: Storage,
+        space: StorageSpace,
+        *,
+        loops: Mapping[str, Heartbeat],
+        runner: LoopRunner | None,
+    ) -> None:
+        self._sessions = sessions
+        self._storage = storage
+        self._space = space
+        self._loops = dict(loops)
+        self._runner = runner
+
+    def _loop_state(self, loop: Heartbeat) -> str:
+        if self._runner is None:
+            return "disabled"
+        if not self._runner.running(loop.name):
+            return "stopped"  # crashed (logged) or shut down
+        last = loop.last_tick_at
+        stale_after = max(STALE_MIN_S, STALE_TURNS * loop.idle_max_s)
+        return "ok" if last is not None and (utcnow() - last).total_seconds() < stale_after else "stale"
+
+    async def check(self) -> tuple[bool, dict[str, str]]:
+        checks: dict[str, str] = {}
+        try:
+            async with self._sessions() as session:
+                await session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            log.warning("readiness: database: %s", exc)
+            checks["database"] = _database_problem(exc)
+        try:
+            # Room first: on a full disk the write below fails too, and this says why.
+            room = await asyncio.to_thread(self._space.problem)
+            if room is not None:
+                log.warning("readiness: storage %s: %s", self._storage.url, room)
+                checks["storage"] = f"error: {room}"
+            else:
+                await self._storage.check()
+                checks["storage"] = "ok"
+        except Exception as exc:
+            log.warning("readiness: storage: %s", exc)
+            checks["storage"] = f"error: {type(exc).__name__}"
+        for check, loop in self._loops.items():
+            checks[check] = self._loop_state(loop)
+        return all(v in ("ok", "disabled") for v in checks.values()), checks

@@ -41,15 +41,17 @@ JITTER = 0.10
 
 @dataclass(frozen=True)
 class DispatcherConfig:
+    """Built from Settings by app/wiring.py; no defaults of settings here, so each is written once."""
+
     schedule: Sequence[float]
-    timeout_s: float = 10.0
-    concurrency: int = 16
+    timeout_s: float
+    concurrency: int
     #: Deliveries in flight to one origin at most, across every worker (WEBHOOK_ENDPOINT_CONCURRENCY).
-    endpoint_concurrency: int = 4
-    batch_size: int = 32
-    lease_s: float = 60.0
-    allow_private: bool = False
-    idle_max_s: float = 1.0
+    endpoint_concurrency: int
+    lease_s: float
+    allow_private: bool
+    idle_max_s: float
+    batch_size: int = 32  # due deliveries claimed per turn (not a setting)
 
 
 class Dispatcher(ClaimLoop[WebhookDelivery]):

@@ -21,20 +21,22 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 import uvicorn
 from fastapi import FastAPI
 
+from app.api import health
+from app.api.deps import STATE_KEY, Resources
 from app.config import Settings
 from app.lifespan import Gateway, open_gateway
 from app.serving import gateway_config
+from app.startup import configure_logging, migrate
 
 log = logging.getLogger(__name__)
 
 
 def health_app(gateway: Gateway) -> FastAPI:
     """The ops endpoints of an already running gateway, for a worker's health port."""
-    from app.api import health
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Gateway]]:
-        yield {"gateway": gateway}
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Resources]]:
+        yield {STATE_KEY: gateway.resources()}
 
     app = FastAPI(
         title="wan-gateway worker", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
@@ -70,16 +72,18 @@ async def run_worker(
             "DASHSCOPE_API_KEY=sk-sandbox"
         )
     async with open_gateway(settings, start_loops=True) as gateway:
-        loop = asyncio.get_running_loop()
+        loops = gateway.loops
+        assert loops is not None  # start_loops=True
+        event_loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, gateway.stop.set)
+            event_loop.add_signal_handler(sig, loops.request_stop)
         server: uvicorn.Server | None = None
         serving: asyncio.Task[None] | None = None
         if health_port is not None:
             server = health_server(gateway, settings, host=health_host, port=health_port)
             serving = asyncio.create_task(server.serve(), name="worker health server")
         log.info("worker %s running (poller and dispatcher)", gateway.poller.worker_id)
-        await gateway.stop.wait()
+        await loops.stop_requested()
         log.info(
             "worker %s stopping: draining for up to %.0f s",
             gateway.poller.worker_id,
@@ -107,9 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> None:
-    from app.cli import cmd_migrate, configure_logging
-
     configure_logging(settings)
     if not args.no_migrate:
-        cmd_migrate(settings)
+        migrate(settings)
     asyncio.run(run_worker(settings, health_host=args.health_host, health_port=args.health_port))

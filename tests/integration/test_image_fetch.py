@@ -20,15 +20,19 @@ from typing import Any
 import httpx
 import pytest
 
+from app.config import Settings
 from app.jobs.fetch import MAX_REDIRECTS, ImageFetcher, fetch_client
-from app.jobs.images import ImageChecker, ImageLimits, inspect_image
+from app.jobs.images import ImageChecker, inspect_image
 from app.providers.base import InvalidInput
+from app.wiring import image_limits
 from tests.conftest import free_port
 from tests.helpers import image_bytes, self_signed_certificate
 from tests.imageserver import Body, Endless, Redirect, Stall, image_server
 
 PNG = image_bytes(640, 360)
 PUBLIC_IP = "93.184.215.14"  # a global unicast address; only the routing transport ever "reaches" it
+
+LIMITS = image_limits(Settings.model_construct())  # the IMAGE_* defaults
 
 
 class DNS:
@@ -73,7 +77,7 @@ async def fetcher(
 
 
 async def refusal(fetch: ImageFetcher, url: str) -> str:
-    with pytest.raises(InvalidInput) as info, ImageChecker(ImageLimits()) as checker:
+    with pytest.raises(InvalidInput) as info, ImageChecker(LIMITS) as checker:
         await inspect_image(url, "reference_image", checker, fetch)
     assert info.value.field == "reference_image"
     return info.value.message
@@ -84,7 +88,7 @@ async def test_an_image_is_fetched_checked_hashed_and_sent_as_its_bytes() -> Non
     routes = {"/cat.png": Body(PNG, headers=(("Content-Type", "image/png"),))}
     async with image_server(routes) as server, fetcher(dns=dns) as fetch:
         url = server.url("/cat.png", host="images.test")
-        with ImageChecker(ImageLimits()) as checker:
+        with ImageChecker(LIMITS) as checker:
             image = await inspect_image(url, "reference_image", checker, fetch)
 
     assert image.sha256 == hashlib.sha256(PNG).hexdigest()
@@ -276,7 +280,7 @@ async def test_each_fetch_has_its_own_connection_and_no_cookies() -> None:
 
 async def test_oss_urls_are_not_fetched() -> None:
     async with fetcher() as fetch:
-        with ImageChecker(ImageLimits()) as checker:
+        with ImageChecker(LIMITS) as checker:
             image = await inspect_image(
                 "oss://dashscope-instant/x/cat.png", "reference_image", checker, fetch
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from pathlib import Path
@@ -108,8 +107,8 @@ async def test_readiness_follows_the_running_loops(tmp_path: Path, database_url:
             return bool(body["checks"]["job_poller"] == body["checks"]["webhook_dispatcher"] == "ok")
 
         await wait_for(loops_ready, within=10, what="the loops' heartbeats")
-        served.gateway.stop.set()  # the loops end
-        await asyncio.gather(*served.gateway.loops)
+        assert served.gateway.loops is not None
+        await served.gateway.loops.stop()  # the loops end
         ready = await served.client.get("/readyz")
         assert ready.status_code == 503
         assert (

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from starlette.responses import Response
 
-from app.providers.sandbox.config import SandboxConfig
-from app.providers.sandbox.server import SandboxServer
+from app.sandbox.config import SandboxConfig
+from app.sandbox.server import SandboxServer
 from tests.conftest import CLIP_CACHE, free_port
 from tests.helpers import data_uri, wait_for
 from tests.processes import ManagedProcess

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.providers.sandbox import SandboxConfig, SandboxServer
+from app.sandbox.config import SandboxConfig
+from app.sandbox.server import SandboxServer
 from tests.conftest import CLIP_CACHE as SHARED_CLIP_CACHE
 from tests.sandbox.sandbox_helpers import client_for
 

@@ -12,7 +12,7 @@ from typing import Any
 import av
 import httpx
 
-from app.providers.sandbox import SandboxServer
+from app.sandbox.server import SandboxServer
 from tests.helpers import data_uri, wait_for
 
 API_KEY = "sk-sandbox"

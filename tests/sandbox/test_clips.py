@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from app.providers.dashscope.capabilities import MODELS, OUTPUT_FPS, output_size
-from app.providers.sandbox import SandboxServer
-from app.providers.sandbox.clips import ClipSpec, encode_clip
+from app.sandbox.clips import ClipSpec, encode_clip
+from app.sandbox.server import SandboxServer
 from tests.helpers import data_uri
 from tests.sandbox.sandbox_helpers import create, probe, wait_status
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.providers.sandbox import FaultRule, SandboxConfig, SandboxServer, parse_faults
+from app.sandbox.config import SandboxConfig
+from app.sandbox.faults import FaultRule, parse_faults
+from app.sandbox.server import SandboxServer
 from app.storage.probe import ProbeError, probe_video
 from tests.sandbox.sandbox_helpers import (
     ASYNC,

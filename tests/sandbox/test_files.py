@@ -10,7 +10,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from app.providers.sandbox import SandboxConfig, SandboxServer
+from app.sandbox.config import SandboxConfig
+from app.sandbox.server import SandboxServer
 from tests.helpers import image_bytes, wait_for
 from tests.sandbox.sandbox_helpers import (
     ASYNC,

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.providers.sandbox import SandboxConfig, SandboxServer
+from app.sandbox.config import SandboxConfig
+from app.sandbox.server import SandboxServer
 from tests.helpers import data_uri, image_bytes
 from tests.sandbox.sandbox_helpers import (
     ASYNC,

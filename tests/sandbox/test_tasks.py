@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from app.providers.sandbox import SandboxConfig, SandboxServer, clips
+from app.sandbox import clips
+from app.sandbox.config import SandboxConfig
+from app.sandbox.server import SandboxServer
 from tests.helpers import wait_for
 from tests.sandbox.sandbox_helpers import ASYNC, I2V_PATH, body_for, client_for, create, task, wait_status
 

@@ -17,11 +17,15 @@ import pytest
 from app.config import Settings
 from app.providers.base import TaskState
 from app.providers.dashscope.capabilities import MODELS, Endpoint
-from app.providers.sandbox import FaultSet, SandboxConfig, SandboxServer, parse_faults
-from app.providers.sandbox.lifecycle import TaskView, format_time, output, usage, view
-from app.providers.sandbox.schedule import plan
-from app.providers.sandbox.store import TaskDetail, TaskRecord
-from app.providers.sandbox.validation import parse_create
+from app.sandbox.config import SandboxConfig
+from app.sandbox.faults import FaultSet, parse_faults
+from app.sandbox.lifecycle import TaskView, format_time, output, usage, view
+from app.sandbox.schedule import plan
+from app.sandbox.server import SandboxServer
+from app.sandbox.settings import SandboxSettings
+from app.sandbox.store import TaskDetail, TaskRecord
+from app.sandbox.validation import parse_create
+from app.wiring import sandbox_config
 from tests.sandbox.sandbox_helpers import TLS, client_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -186,18 +190,28 @@ def test_fault_set_order_times_and_probability() -> None:
 
 
 def test_config_from_settings(tmp_path: Path) -> None:
-    settings = Settings(
-        sandbox_pending_s=0.5,
-        sandbox_faults="get:500",
-        sandbox_api_key="sk-x",  # type: ignore[arg-type]
-        sandbox_state_path=tmp_path / "s.db",
-        image_max_side_px=8000,
-    )
-    config = SandboxConfig.from_settings(settings)
+    """The gateway's settings (the flat keyword names of its `sandbox` group) make the embedded sandbox's
+    config, with the gateway's image limits."""
+    flat: dict[str, object] = {
+        "sandbox_pending_s": 0.5,
+        "sandbox_faults": "get:500",
+        "sandbox_api_key": "sk-x",
+        "sandbox_state_path": tmp_path / "s.db",
+        "image_max_side_px": 8000,
+    }
+    config = sandbox_config(Settings(_env_file=None, **flat))  # type: ignore[arg-type]
     assert (config.pending_s, config.faults, config.api_keys) == (0.5, "get:500", ("sk-x",))
     assert config.state_path == tmp_path / "s.db"
     assert config.image_max_side_px == 8000
     assert config.resolved_upload_dir == tmp_path / "s-uploads"
+
+
+def test_config_defaults_are_the_settings_defaults(tmp_path: Path) -> None:
+    """SandboxConfig takes the defaults of SANDBOX_* from SandboxSettings (written once)."""
+    settings = SandboxSettings(_env_file=None)
+    assert SandboxConfig.from_settings(settings, default_state_path=tmp_path / "s.db") == SandboxConfig(
+        state_path=tmp_path / "s.db"
+    )
 
 
 def test_partial_limit_maps_keep_the_other_families(tmp_path: Path) -> None:
@@ -239,7 +253,8 @@ async def test_serve_forever_runs_until_sigint(tmp_path: Path) -> None:
     code = (
         "import asyncio, sys\n"
         "from pathlib import Path\n"
-        "from app.providers.sandbox import SandboxConfig, serve_forever\n"
+        "from app.sandbox.config import SandboxConfig\n"
+        "from app.sandbox.server import serve_forever\n"
         "try:\n"
         "    asyncio.run(serve_forever(SandboxConfig(state_path=Path(sys.argv[1]))))\n"
         "except KeyboardInterrupt:\n"

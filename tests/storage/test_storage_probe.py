@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.providers.sandbox.clips import ClipSpec, encode_clip
+from app.sandbox.clips import ClipSpec, encode_clip
 from app.storage.probe import ProbeError, VideoProbe, content_type_for, probe_video, probe_video_async
 
 from .support import Clip, encode_mp4

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from app.config import Settings
+from app.config import Settings, environment
 from app.config_docs import render
+from app.sandbox.settings import SandboxSettings
+from app.serving import HttpLimits
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,3 +87,43 @@ def test_bad_webhook_settings_are_refused(
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=name if name != "WEBHOOK_DEFAULT_EVENTS" else "unknown event"):
         make(tmp_path)
+
+
+def test_the_sandbox_reads_its_own_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SANDBOX_* belong to the sandbox's own settings; the gateway's carry them as one group, with the same
+    variable names as ever, and the old flat keywords still set them."""
+    monkeypatch.setenv("SANDBOX_PORT", "8123")
+    monkeypatch.setenv("SANDBOX_FAULTS", "get:500*1")
+    monkeypatch.setenv("SANDBOX", "not json")  # not ours: must not be read as the group
+    assert SandboxSettings(_env_file=None).port == 8123
+    settings = make(tmp_path)
+    assert (settings.sandbox.port, settings.sandbox.faults) == (8123, "get:500*1")
+    flat: dict[str, object] = {"sandbox_pending_s": 0.5, "sandbox_port": 9000}
+    settings = make(tmp_path, **flat)
+    assert (settings.sandbox.pending_s, settings.sandbox.port, settings.sandbox.faults) == (
+        0.5,
+        9000,
+        "get:500*1",
+    )
+    assert "SANDBOX_PORT" in environment() and "SANDBOX" not in environment()
+    assert [n for n in environment() if n.startswith("SANDBOX_")] == [
+        f"SANDBOX_{name.upper()}" for name in SandboxSettings.model_fields
+    ]
+
+
+def test_the_sandbox_group_reads_the_same_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("SANDBOX_RUNNING_S=3\nPOLL_MAX_INTERVAL_S=30\n")
+    settings = Settings(dashscope_credentials_file=tmp_path / "none")
+    assert (settings.sandbox.running_s, settings.poll_max_interval_s) == (3.0, 30.0)
+    assert make(tmp_path).sandbox.running_s == SandboxSettings.model_fields["running_s"].default
+
+
+def test_the_redactor_gets_every_secret(tmp_path: Path) -> None:
+    settings = make(tmp_path, dashscope_api_key="sk-upstream", sandbox_api_key="sk-own-sandbox")
+    assert {"sk-upstream", "sk-own-sandbox"} <= set(settings.secret_values())
+
+
+def test_the_protocols_own_head_limits_are_the_settings_defaults() -> None:
+    """serving.py cannot import the settings (the sandbox uses it too): its defaults are pinned here."""
+    assert HttpLimits() == HttpLimits.from_settings(Settings.model_construct())

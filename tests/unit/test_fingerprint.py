@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from app.config import Settings
 from app.jobs.fingerprint import cache_key, request_fingerprint
-from app.jobs.images import ImageLimits, inspect_data_uri
+from app.jobs.images import inspect_data_uri
 from app.jobs.schemas import JobCreate
 from app.providers.base import ImageInput, Submission, VideoRequest
 from app.providers.dashscope.mapping import build_submission
+from app.wiring import image_limits
 from tests.helpers import data_uri
 
+LIMITS = image_limits(Settings.model_construct())  # the IMAGE_* defaults
 IMAGE = data_uri(640, 360)
 BODY: dict[str, Any] = {
     "prompt": "a cat",
@@ -53,7 +56,7 @@ def test_every_field_that_changes_the_job_changes_the_fingerprint() -> None:
 
 def _key(**changes: Any) -> str | None:
     body = JobCreate.model_validate({**BODY, **changes})
-    image = inspect_data_uri(body.reference_image, "reference_image", ImageLimits())
+    image = inspect_data_uri(body.reference_image, "reference_image", LIMITS)
     request = VideoRequest(
         model=body.model,
         reference_image=image,

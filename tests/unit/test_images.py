@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from PIL import Image
 
+from app.config import Settings
 from app.jobs.images import (
     ALLOWED_FORMATS,
     ChecksBusy,
@@ -19,10 +21,11 @@ from app.jobs.images import (
     inspect_data_uri,
 )
 from app.providers.base import InvalidInput
+from app.wiring import image_limits
 from tests.helpers import data_uri, image_bytes
 from tests.hostile_images import MB, bomb_png, eps, marker_flood_jpeg, scan_flood_jpeg, truncated_jpeg
 
-LIMITS = ImageLimits()
+LIMITS = image_limits(Settings.model_construct())  # the IMAGE_* defaults
 
 
 def refusal(uri: str, limits: ImageLimits = LIMITS) -> str:
@@ -69,15 +72,15 @@ def test_refusals_say_why(uri: str, words: str) -> None:
 
 def test_byte_limit_is_configurable() -> None:
     size = len(image_bytes(640, 360))
-    assert "bytes" in refusal(data_uri(640, 360), ImageLimits(max_bytes=size - 1))
+    assert "bytes" in refusal(data_uri(640, 360), replace(LIMITS, max_bytes=size - 1))
     assert (
-        inspect_data_uri(data_uri(640, 360), "reference_image", ImageLimits(max_bytes=size)).size_bytes
+        inspect_data_uri(data_uri(640, 360), "reference_image", replace(LIMITS, max_bytes=size)).size_bytes
         == size
     )
 
 
 def test_side_limits_are_configurable() -> None:
-    assert inspect_data_uri(data_uri(240, 240), "x", ImageLimits(min_side=240)).width == 240
+    assert inspect_data_uri(data_uri(240, 240), "x", replace(LIMITS, min_side=240)).width == 240
 
 
 def test_bytes_are_checked_by_the_same_rules_whatever_their_source() -> None:

@@ -11,7 +11,7 @@ from uvicorn.config import LOGGING_CONFIG
 from uvicorn.logging import AccessFormatter
 
 from app import logsafety
-from app.providers.sandbox.config import DEFAULT_API_KEY
+from app.sandbox.settings import DEFAULT_API_KEY
 
 #: A configured client key of no recognisable shape: only the exact-secret rule can catch it.
 CONFIGURED = "Q7rT0pLm9XcV2bN8kJ4hG6fD1sA3zW5y"

@@ -1,4 +1,8 @@
-"""SandboxConfig: every knob of the DashScope emulator, and how it is derived from the gateway's Settings."""
+"""SandboxConfig: every knob of the DashScope emulator, and how it is made from `SandboxSettings`.
+
+The knobs the environment sets (`SANDBOX_*`) take their defaults from `SandboxSettings`, so each default is
+written once (app/sandbox/settings.py); the others are the emulator's own, with no variable (tests set them).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,12 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from app.config import DEFAULT_MAX_INFLIGHT, DEFAULT_SUBMIT_RPS
+from app.sandbox import limits
+from app.sandbox.settings import SandboxSettings
 
-if TYPE_CHECKING:
-    from app.config import Settings
-
-DEFAULT_API_KEY = "sk-sandbox"
+#: The defaults of the `SANDBOX_*` variables (no environment read: `model_construct` only fills defaults).
+_ENV = SandboxSettings.model_construct()
 
 
 @dataclass(frozen=True)
@@ -21,32 +23,33 @@ class SandboxConfig:
     """How the emulator behaves. Only `state_path` has no default: it is where tasks persist."""
 
     state_path: Path
-    clip_cache_dir: Path = Path(".cache/sandbox-clips")
-    api_keys: tuple[str, ...] = (DEFAULT_API_KEY,)
-    host: str = "127.0.0.1"
-    port: int = 0
+    clip_cache_dir: Path = _ENV.clip_cache_dir
+    api_keys: tuple[str, ...] = (_ENV.api_key.get_secret_value(),)
+    host: str = _ENV.host
+    port: int = _ENV.port
     #: Overrides the scheme://host:port used in `video_url` and `upload_host`. Unset: taken from the
     #: request's Host header, which is how the gateway reached the sandbox.
     public_base_url: str | None = None
 
     # --- task timeline ---------------------------------------------------------------------------
-    pending_s: float = 2.0
-    running_s: float = 8.0
+    pending_s: float = _ENV.pending_s
+    running_s: float = _ENV.running_s
     task_ttl_s: float = 86400.0  # task ids answer UNKNOWN after this (the real service: 24 h)
-    video_ttl_s: float = 86400.0  # lifetime of a signed `video_url`
+    video_ttl_s: float = _ENV.video_ttl_s  # lifetime of a signed `video_url`
 
     # --- faults ----------------------------------------------------------------------------------
-    faults: str = ""  # the SANDBOX_FAULTS grammar, see docs/SANDBOX.md
-    fault_seed: int | None = None  # seeds the probability rolls, for reproducible runs
+    faults: str = _ENV.faults  # the SANDBOX_FAULTS grammar, see docs/SANDBOX.md
+    fault_seed: int | None = _ENV.fault_seed  # seeds the probability rolls, for reproducible runs
 
     # --- limits (§7) -----------------------------------------------------------------------------
-    enforce_limits: bool = False
-    submit_rps: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_SUBMIT_RPS))
-    max_running: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_INFLIGHT))
-    task_api_qps: float = 20.0
+    enforce_limits: bool = _ENV.enforce_limits
+    submit_rps: Mapping[str, float] = field(default_factory=lambda: dict(limits.SUBMIT_RPS))
+    max_running: Mapping[str, int] = field(default_factory=lambda: dict(limits.MAX_RUNNING))
+    task_api_qps: float = limits.TASK_API_QPS
     strict_parameters: bool = False  # unknown `parameters` keys -> 400 instead of being ignored
 
     # --- input media (§2.6) ----------------------------------------------------------------------
+    #: The seeds' limits (§2.6). The gateway's embedded sandbox gets its IMAGE_* settings instead.
     image_min_side_px: int = 360
     image_max_side_px: int = 2000
     image_max_bytes: int = 10 * 1024 * 1024
@@ -68,26 +71,25 @@ class SandboxConfig:
         if not self.api_keys:
             raise ValueError("the sandbox needs at least one API key")
         # A partial map overrides the named families only; the others keep the documented limits.
-        object.__setattr__(self, "submit_rps", {**DEFAULT_SUBMIT_RPS, **self.submit_rps})
-        object.__setattr__(self, "max_running", {**DEFAULT_MAX_INFLIGHT, **self.max_running})
+        object.__setattr__(self, "submit_rps", {**limits.SUBMIT_RPS, **self.submit_rps})
+        object.__setattr__(self, "max_running", {**limits.MAX_RUNNING, **self.max_running})
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SandboxConfig:
+    def from_settings(cls, settings: SandboxSettings, *, default_state_path: Path) -> SandboxConfig:
+        """The config the `SANDBOX_*` environment describes; `default_state_path` where SANDBOX_STATE_PATH
+        is unset (the gateway keeps it beside its database)."""
         return cls(
-            state_path=settings.resolved_sandbox_state_path,
-            clip_cache_dir=settings.sandbox_clip_cache_dir,
-            api_keys=(settings.sandbox_api_key.get_secret_value(),),
-            host=settings.sandbox_host,
-            port=settings.sandbox_port,
-            pending_s=settings.sandbox_pending_s,
-            running_s=settings.sandbox_running_s,
-            video_ttl_s=settings.sandbox_video_ttl_s,
-            faults=settings.sandbox_faults,
-            fault_seed=settings.sandbox_fault_seed,
-            enforce_limits=settings.sandbox_enforce_limits,
-            image_min_side_px=settings.image_min_side_px,
-            image_max_side_px=settings.image_max_side_px,
-            image_max_bytes=settings.image_max_bytes,
+            state_path=settings.state_path or default_state_path,
+            clip_cache_dir=settings.clip_cache_dir,
+            api_keys=(settings.api_key.get_secret_value(),),
+            host=settings.host,
+            port=settings.port,
+            pending_s=settings.pending_s,
+            running_s=settings.running_s,
+            video_ttl_s=settings.video_ttl_s,
+            faults=settings.faults,
+            fault_seed=settings.fault_seed,
+            enforce_limits=settings.enforce_limits,
         )
 
     @property

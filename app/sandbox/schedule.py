@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from app.providers.sandbox.store import Slot
+from app.sandbox.store import Slot
 
 
 def _active(slots: Sequence[Slot], at: float) -> int:

@@ -15,9 +15,9 @@ import time
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.providers.sandbox.errors import oss_error, status_error
-from app.providers.sandbox.faults import FaultRule, FaultSet
-from app.providers.sandbox.stats import SandboxStats
+from app.sandbox.errors import oss_error, status_error
+from app.sandbox.faults import FaultRule, FaultSet
+from app.sandbox.stats import SandboxStats
 
 _OPERATIONS: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("POST", re.compile(r"/api/v1/services/aigc/[^/]+/video-synthesis"), "create"),

@@ -10,9 +10,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app.providers.dashscope.capabilities import Endpoint
-from app.providers.sandbox.emulator import Emulator
-from app.providers.sandbox.errors import BAD_REQUEST, SYNC_NOT_SUPPORTED, ApiError, invalid, new_request_id
-from app.providers.sandbox.middleware import ARRIVED_AT
+from app.sandbox.emulator import Emulator
+from app.sandbox.errors import BAD_REQUEST, SYNC_NOT_SUPPORTED, ApiError, invalid, new_request_id
+from app.sandbox.middleware import ARRIVED_AT
 
 
 class AsciiJSONResponse(JSONResponse):

@@ -13,11 +13,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from app.providers.sandbox.api import emulator_of
-from app.providers.sandbox.emulator import clip_of
-from app.providers.sandbox.errors import NO_SUCH_KEY, SIGNATURE_MISMATCH, oss_error
-from app.providers.sandbox.signing import verify
-from app.providers.sandbox.uploads import UPLOAD_ROUTE, read_policy
+from app.sandbox.api import emulator_of
+from app.sandbox.emulator import clip_of
+from app.sandbox.errors import NO_SUCH_KEY, SIGNATURE_MISMATCH, oss_error
+from app.sandbox.signing import verify
+from app.sandbox.uploads import UPLOAD_ROUTE, read_policy
 
 _REQUIRED_FORM_FIELDS = ("OSSAccessKeyId", "policy", "Signature", "key", "file")
 

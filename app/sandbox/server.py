@@ -18,12 +18,13 @@ from typing import Self
 import uvicorn
 from starlette.applications import Starlette
 
-from app.providers.sandbox.app import create_sandbox_app
-from app.providers.sandbox.config import DEFAULT_API_KEY, SandboxConfig
-from app.providers.sandbox.emulator import Emulator
-from app.providers.sandbox.faults import FaultSet
-from app.providers.sandbox.media import is_loopback_host
-from app.providers.sandbox.stats import SandboxStats
+from app.sandbox.app import create_sandbox_app
+from app.sandbox.config import SandboxConfig
+from app.sandbox.emulator import Emulator
+from app.sandbox.faults import FaultSet
+from app.sandbox.media import is_loopback_host
+from app.sandbox.settings import DEFAULT_API_KEY
+from app.sandbox.stats import SandboxStats
 from app.serving import ACCESS_LOGGER, ServingConfig
 
 log = logging.getLogger("uvicorn.error")

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-from app.providers.sandbox.config import SandboxConfig
-from app.providers.sandbox.errors import (
+from app.sandbox.config import SandboxConfig
+from app.sandbox.errors import (
     INVALID_URL,
     MEDIA_DOWNLOAD,
     MEDIA_FORMAT,
@@ -27,7 +27,7 @@ from app.providers.sandbox.errors import (
     ApiError,
     invalid,
 )
-from app.providers.sandbox.uploads import UploadStore
+from app.sandbox.uploads import UploadStore
 
 IMAGE_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP"})
 _INSPECTION = "InvalidParameter.DataInspection"

@@ -20,7 +20,7 @@ from app.providers.dashscope.capabilities import (
     Sound,
     get_model,
 )
-from app.providers.sandbox.errors import BAD_REQUEST, MODEL_NOT_EXIST, URL_ERROR, ApiError, invalid
+from app.sandbox.errors import BAD_REQUEST, MODEL_NOT_EXIST, URL_ERROR, ApiError, invalid
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.providers.sandbox import api, control, files
-from app.providers.sandbox.config import SandboxConfig
-from app.providers.sandbox.emulator import Emulator
-from app.providers.sandbox.errors import INTERNAL, NOT_FOUND, ApiError, error_response
-from app.providers.sandbox.middleware import SandboxEdge
+from app.sandbox import api, control, files
+from app.sandbox.config import SandboxConfig
+from app.sandbox.emulator import Emulator
+from app.sandbox.errors import INTERNAL, NOT_FOUND, ApiError, error_response
+from app.sandbox.middleware import SandboxEdge
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

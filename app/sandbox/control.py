@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.providers.sandbox.api import emulator_of
-from app.providers.sandbox.errors import invalid, new_request_id
-from app.providers.sandbox.faults import FaultRule, parse_faults, rules_from_json
+from app.sandbox.api import emulator_of
+from app.sandbox.errors import invalid, new_request_id
+from app.sandbox.faults import FaultRule, parse_faults, rules_from_json
 
 
 def _rules_in(payload: Any) -> list[FaultRule]:

@@ -15,10 +15,10 @@ from urllib.parse import urlencode
 
 from app.providers.base import TaskState
 from app.providers.dashscope.capabilities import Endpoint, get_model, output_size
-from app.providers.sandbox import lifecycle
-from app.providers.sandbox.clips import ClipCache, ClipSpec
-from app.providers.sandbox.config import SandboxConfig
-from app.providers.sandbox.errors import (
+from app.sandbox import lifecycle
+from app.sandbox.clips import ClipCache, ClipSpec
+from app.sandbox.config import SandboxConfig
+from app.sandbox.errors import (
     CANCEL_REFUSED,
     INVALID_API_KEY,
     MEDIA_FORMAT,
@@ -29,15 +29,15 @@ from app.providers.sandbox.errors import (
     invalid,
     new_request_id,
 )
-from app.providers.sandbox.faults import FaultSet, Outcome, outcome_from_prompt, parse_faults
-from app.providers.sandbox.media import MediaInspector
-from app.providers.sandbox.ratelimit import WindowLimiter
-from app.providers.sandbox.schedule import plan
-from app.providers.sandbox.signing import sign, verify
-from app.providers.sandbox.stats import SandboxStats
-from app.providers.sandbox.store import RateLimited, Slot, TaskDetail, TaskRecord, TaskStore
-from app.providers.sandbox.uploads import OSS_ACCESS_KEY_ID, UPLOAD_ROUTE, UploadStore, make_policy
-from app.providers.sandbox.validation import CreateRequest, parse_create
+from app.sandbox.faults import FaultSet, Outcome, outcome_from_prompt, parse_faults
+from app.sandbox.media import MediaInspector
+from app.sandbox.ratelimit import WindowLimiter
+from app.sandbox.schedule import plan
+from app.sandbox.signing import sign, verify
+from app.sandbox.stats import SandboxStats
+from app.sandbox.store import RateLimited, Slot, TaskDetail, TaskRecord, TaskStore
+from app.sandbox.uploads import OSS_ACCESS_KEY_ID, UPLOAD_ROUTE, UploadStore, make_policy
+from app.sandbox.validation import CreateRequest, parse_create
 
 #: The emulated Alibaba Cloud account (list rows show it).
 ACCOUNT_UID = "1690000000000000"

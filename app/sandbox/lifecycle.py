@@ -13,7 +13,7 @@ from typing import Any
 
 from app.providers.base import TaskState
 from app.providers.dashscope.capabilities import TIER_SR, Sound, get_model
-from app.providers.sandbox.store import TaskRecord
+from app.sandbox.store import TaskRecord
 
 
 def format_time(epoch: float) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from app.providers.base import TaskState
-from app.providers.sandbox.errors import CODE_MESSAGES
+from app.sandbox.errors import CODE_MESSAGES
 
 REQUEST_TARGETS = ("create", "get", "cancel", "list", "policy", "upload", "download")
 TARGETS = (*REQUEST_TARGETS, "create_after", "task")

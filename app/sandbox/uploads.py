@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.providers.sandbox.signing import sign
+from app.sandbox.signing import sign
 
 OSS_ACCESS_KEY_ID = "LTAI5tSandboxEmulator"
 UPLOAD_ROUTE = "/oss"

@@ -1,0 +1,113 @@
+"""Settings → the configuration of each component: the one place a setting reaches the code that uses it.
+
+`Settings` (app/config.py) stays flat, because its field names are the environment's names (the public
+contract) and several components share a setting (`LEASE_S`: the poller and the dispatcher;
+`ALLOW_PRIVATE_URLS`: intake, image fetches and webhook sends). Each component declares the few values it
+needs in a config of its own *without defaults*, so a default is written once, in `Settings`, and a
+component built anywhere else (a test, a tool) must say what it runs with. The lifespan calls these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import httpx
+
+from app.api.deps import StreamTimings
+from app.config import Settings
+from app.jobs.images import ImageLimits
+from app.jobs.poller import PollerConfig
+from app.jobs.service import ServiceConfig
+from app.sandbox.config import SandboxConfig
+from app.tenants.quotas import QuotaLimits
+from app.webhooks.dispatcher import DispatcherConfig
+from app.webhooks.outbox import WebhookTarget
+
+
+def upstream_timeout(settings: Settings) -> httpx.Timeout:
+    """DashScope API calls (create, get, cancel, list)."""
+    return httpx.Timeout(settings.upstream_read_timeout_s, connect=settings.upstream_connect_timeout_s)
+
+
+def download_timeout(settings: Settings) -> httpx.Timeout:
+    """Copies of result videos."""
+    return httpx.Timeout(settings.download_timeout_s, connect=settings.upstream_connect_timeout_s)
+
+
+def poller_config(settings: Settings) -> PollerConfig:
+    return PollerConfig(
+        poll_min_s=settings.poll_min_interval_s,
+        poll_max_s=settings.poll_max_interval_s,
+        lease_s=settings.lease_s,
+        concurrency=settings.worker_concurrency,
+        batch_size=settings.worker_batch_size,
+        reconcile_grace_s=settings.reconcile_grace_s,
+        max_inflight=dict(settings.upstream_max_inflight),  # every family: merged with the defaults
+        max_video_bytes=settings.max_video_bytes,
+        download_timeout_s=settings.download_timeout_s,
+    )
+
+
+def service_config(settings: Settings) -> ServiceConfig:
+    return ServiceConfig(
+        job_deadline_s=settings.job_deadline_s,
+        allow_private_urls=settings.allow_private_urls,
+        change_poll_interval_s=settings.change_poll_interval_s,
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+        result_cache=settings.result_cache,
+    )
+
+
+def image_limits(settings: Settings) -> ImageLimits:
+    return ImageLimits(
+        min_side=settings.image_min_side_px,
+        max_side=settings.image_max_side_px,
+        max_bytes=settings.image_max_bytes,
+    )
+
+
+def dispatcher_config(settings: Settings) -> DispatcherConfig:
+    return DispatcherConfig(
+        schedule=tuple(settings.webhook_retry_schedule),
+        timeout_s=settings.webhook_timeout_s,
+        concurrency=settings.webhook_concurrency,
+        endpoint_concurrency=settings.webhook_endpoint_concurrency,
+        lease_s=settings.lease_s,
+        allow_private=settings.allow_private_urls,
+        idle_max_s=settings.change_poll_interval_s,
+    )
+
+
+def default_webhook(settings: Settings) -> WebhookTarget | None:
+    """WEBHOOK_DEFAULT_URL, with the events it wants."""
+    if not settings.webhook_default_url:
+        return None
+    return WebhookTarget(settings.webhook_default_url, frozenset(settings.webhook_default_events))
+
+
+def quota_limits(settings: Settings) -> QuotaLimits:
+    """The per-key quotas of keys without overrides."""
+    return QuotaLimits(
+        max_active_jobs=settings.quota_max_active_jobs,
+        submits_per_minute=settings.quota_submits_per_minute,
+        video_seconds_per_day=settings.quota_video_seconds_per_day,
+    )
+
+
+def stream_timings(settings: Settings) -> StreamTimings:
+    return StreamTimings(keepalive_s=settings.sse_keepalive_s, recheck_s=settings.change_poll_interval_s)
+
+
+def sandbox_config(settings: Settings) -> SandboxConfig:
+    """The embedded sandbox: its own `SANDBOX_*` settings, its tasks beside the gateway's database unless
+    SANDBOX_STATE_PATH says otherwise, and the gateway's image limits (IMAGE_*), so that what the gateway
+    lets through is what its sandbox accepts."""
+    config = SandboxConfig.from_settings(
+        settings.sandbox, default_state_path=settings.default_sandbox_state_path
+    )
+    return dataclasses.replace(
+        config,
+        image_min_side_px=settings.image_min_side_px,
+        image_max_side_px=settings.image_max_side_px,
+        image_max_bytes=settings.image_max_bytes,
+    )
