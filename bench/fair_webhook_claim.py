@@ -28,6 +28,7 @@ from app.db.base import utcnow
 from app.db.leases import lease, unleased
 from app.db.migrate import upgrade_head
 from app.jobs.models import Job, JobEvent, new_job_id
+from app.statuses import DeliveryStatus
 from app.webhooks import repository
 from app.webhooks.models import WebhookDelivery, new_message_id
 from app.webhooks.origins import origin_of
@@ -48,7 +49,7 @@ def delivery_row(job_id: str, event_id: int, url: str, status: str, at: Any, **e
         "version": 0,
         "attempt_count": 0,
         "schedule_index": 0,
-        "next_attempt_at": at if status == repository.PENDING else None,
+        "next_attempt_at": at if status == DeliveryStatus.PENDING else None,
         "created_at": at,
         "updated_at": at,
         "finished_at": None,
@@ -93,18 +94,18 @@ async def seed(engine: AsyncEngine, args: argparse.Namespace) -> None:
     for i in range(args.history):
         at = start + timedelta(milliseconds=i)
         url = TARPIT if i % 2 else f"https://o{i % args.origins}.example/hook"
-        rows.append(delivery_row(job_id, event_id, url, repository.SUCCEEDED, at, finished_at=at))
+        rows.append(delivery_row(job_id, event_id, url, DeliveryStatus.SUCCEEDED, at, finished_at=at))
     lease_until = utcnow() + timedelta(minutes=1)
     for i in range(args.in_flight):  # the tarpit's deliveries in flight
         at = start + timedelta(hours=1, milliseconds=i)
         leased = {"lease_owner": "w", "lease_expires_at": lease_until}
-        rows.append(delivery_row(job_id, event_id, TARPIT, repository.PENDING, at, **leased))
+        rows.append(delivery_row(job_id, event_id, TARPIT, DeliveryStatus.PENDING, at, **leased))
     for i in range(args.due):
         at = start + timedelta(hours=1, seconds=1, milliseconds=i)
-        rows.append(delivery_row(job_id, event_id, TARPIT, repository.PENDING, at))
+        rows.append(delivery_row(job_id, event_id, TARPIT, DeliveryStatus.PENDING, at))
     for i in range(args.origins):
         at = start + timedelta(hours=1, minutes=30, seconds=i)
-        rows.append(delivery_row(job_id, event_id, f"https://o{i}.example/hook", repository.PENDING, at))
+        rows.append(delivery_row(job_id, event_id, f"https://o{i}.example/hook", DeliveryStatus.PENDING, at))
     async with engine.begin() as conn:
         for chunk in range(0, len(rows), 2000):
             await conn.execute(insert(WebhookDelivery), rows[chunk : chunk + 2000])
@@ -118,7 +119,7 @@ def old_fifo(now: Any) -> Any:
     return (
         select(WebhookDelivery.id)
         .where(
-            WebhookDelivery.status == repository.PENDING,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
             WebhookDelivery.next_attempt_at <= now,
             unleased(WebhookDelivery, now),
         )

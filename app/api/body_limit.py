@@ -33,11 +33,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import problem
 
-#: Two 10 MB images as base64 `data:` URIs (~13.4 MB each) plus the rest of a job fit.
-DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
-#: The longest pause between two pieces of a request body (nginx's client_body_timeout is 60 s).
-DEFAULT_BODY_TIMEOUT_S = 30.0
-
 
 class BodyTooLarge(Exception):
     """Raised to the app by `receive` once the body has passed the cap."""
@@ -61,8 +56,8 @@ class BodySizeLimit:
     def __init__(
         self,
         app: ASGIApp,
-        max_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-        idle_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+        max_bytes: int,
+        idle_timeout_s: float,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes

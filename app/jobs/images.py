@@ -122,8 +122,8 @@ class ImageChecker:
         self,
         limits: ImageLimits,
         *,
-        concurrency: int = 2,
-        timeout_s: float = 2.0,
+        concurrency: int,
+        timeout_s: float,
         wait_s: float | None = None,
     ) -> None:
         self.limits = limits

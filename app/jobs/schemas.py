@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.jobs.states import EVENT_TYPES, JobStatus
 from app.providers.dashscope.capabilities import DEFAULT_MODEL, SEED_MAX
+from app.statuses import DeliveryStatus
 
 #: The longest image field: a 10 MB image (DashScope's limit) as a base64 `data:` URI is ~13.4 MB.
 IMAGE_FIELD_MAX_CHARS = 14 * 1024 * 1024
@@ -31,9 +32,11 @@ _SIZE = re.compile(r"^\s*(\d{2,5})\s*[*xX×]\s*(\d{2,5})\s*$")
 # `Literal["a", "b"]`. Type checkers see `str`.
 if TYPE_CHECKING:
     JobStatusName = str
+    DeliveryStatusName = str
     EventType = str
 else:
     JobStatusName = Literal[tuple(s.value for s in JobStatus)]
+    DeliveryStatusName = Literal[tuple(s.value for s in DeliveryStatus)]
     EventType = Literal[EVENT_TYPES]
 
 
@@ -342,7 +345,7 @@ class Delivery(BaseModel):
     event_id: int = Field(description="The event's id (the server-sent event id, too).")
     type: EventType
     url: str
-    status: Literal["pending", "succeeded", "failed"]
+    status: DeliveryStatusName
     attempt_count: int
     next_attempt_at: datetime | None
     last_status_code: int | None

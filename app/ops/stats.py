@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.jobs.models import Job
 from app.jobs.repository import UPSTREAM_ACTIVE
 from app.jobs.states import ACTIVE, JobStatus
+from app.statuses import DeliveryStatus
 from app.webhooks.models import WebhookDelivery
 
 
@@ -58,7 +59,7 @@ async def queue_stats(session: AsyncSession, now: datetime) -> QueueStats:
     )
     oldest_delivery = await session.scalar(
         select(func.min(WebhookDelivery.next_attempt_at)).where(
-            WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now
+            WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now
         )
     )
     return QueueStats(

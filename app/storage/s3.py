@@ -51,7 +51,6 @@ ContentMode = Literal["proxy", "redirect"]
 #: S3's rules: every part but the last is at least 5 MiB, and an upload has at most 10,000 parts.
 MIN_PART_SIZE = 5 << 20
 MAX_PARTS = 10_000
-DEFAULT_PART_SIZE = 8 << 20
 #: The object metadata key holding the sha256 (sent as the `x-amz-meta-sha256` header).
 SHA256_METADATA = "sha256"
 #: Local staging directory under OUTPUT_DIR.
@@ -158,10 +157,10 @@ class S3Storage:
         location: S3Location,
         *,
         staging_dir: Path,
-        part_size: int = DEFAULT_PART_SIZE,
-        content_mode: ContentMode = "proxy",
-        presign_ttl_s: int = 300,
-        endpoint_url: str | None = None,
+        part_size: int,
+        content_mode: ContentMode,
+        presign_ttl_s: int,
+        endpoint_url: str | None,
     ) -> None:
         if part_size < 1:
             raise ValueError("part_size must be positive")

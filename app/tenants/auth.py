@@ -59,8 +59,8 @@ class Authenticator:
         configured: Sequence[keys.ConfiguredKey],
         defaults: QuotaLimits,
         *,
-        disabled: bool = False,
-        cache_ttl_s: float = 5.0,
+        disabled: bool,
+        cache_ttl_s: float,
     ) -> None:
         self._sessions = sessions
         self._defaults = defaults

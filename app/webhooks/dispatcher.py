@@ -27,9 +27,9 @@ from app.db.base import utcnow
 from app.jobs.models import JobEvent
 from app.loops import ClaimLoop
 from app.netguard import Resolver, UnsafeURL, vet_url
+from app.statuses import DeliveryStatus
 from app.webhooks import payloads, repository, signing
 from app.webhooks.models import WebhookDelivery
-from app.webhooks.repository import FAILED, PENDING, SUCCEEDED
 from app.webhooks.secrets import SecretSource
 from app.webhooks.sender import SendResult, WebhookSender
 
@@ -96,11 +96,16 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
             event = await session.get(JobEvent, delivery.event_id)
             gone = await repository.is_gone(session, delivery.url)
         if event is None:  # the job was deleted
-            await self._finish(delivery, None, status=FAILED, last_error="the event no longer exists")
+            await self._finish(
+                delivery, None, status=DeliveryStatus.FAILED, last_error="the event no longer exists"
+            )
             return
         if gone:
             await self._finish(
-                delivery, None, status=FAILED, last_error="the endpoint answered 410 Gone earlier; not sent"
+                delivery,
+                None,
+                status=DeliveryStatus.FAILED,
+                last_error="the endpoint answered 410 Gone earlier; not sent",
             )
             return
         try:
@@ -109,7 +114,7 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
             )
         except UnsafeURL as exc:
             refused = SendResult(None, 0, f"refused: {exc.reason}", None)
-            await self._finish(delivery, refused, status=FAILED, last_error=refused.error)
+            await self._finish(delivery, refused, status=DeliveryStatus.FAILED, last_error=refused.error)
             return
         text = payloads.body(event.type, event.created_at, event.data)
         now = utcnow()
@@ -123,13 +128,13 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
             "last_status_code": result.status_code,
         }
         if result.ok:
-            await self._finish(delivery, result, status=SUCCEEDED, last_error=None, **common)
+            await self._finish(delivery, result, status=DeliveryStatus.SUCCEEDED, last_error=None, **common)
             return
         if result.status_code == 410:
             await self._finish(
                 delivery,
                 result,
-                status=FAILED,
+                status=DeliveryStatus.FAILED,
                 last_error="410 Gone: the endpoint is retired",
                 gone=True,
                 **common,
@@ -141,7 +146,7 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
             await self._finish(
                 delivery,
                 result,
-                status=FAILED,
+                status=DeliveryStatus.FAILED,
                 last_error=f"gave up after the retry schedule: {result.error}",
                 **common,
             )
@@ -151,7 +156,7 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
         await self._finish(
             delivery,
             result,
-            status=PENDING,
+            status=DeliveryStatus.PENDING,
             schedule_index=position,
             next_attempt_at=utcnow() + timedelta(seconds=delay),
             last_error=result.error,
@@ -162,7 +167,7 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
         self, delivery: WebhookDelivery, result: SendResult | None, *, gone: bool = False, **values: Any
     ) -> None:
         """Record the attempt (if one was made) and the delivery's new state in one transaction."""
-        if values.get("status") in (SUCCEEDED, FAILED):
+        if values.get("status") in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
             values.setdefault("finished_at", utcnow())
             values.setdefault("next_attempt_at", None)
         async with self._sessions.begin() as session:

@@ -9,9 +9,10 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
-from app.db.base import Base, StorableText, utcnow
+from app.db.base import Base, StorableText, StrEnumColumn, utcnow
 from app.db.leases import Leased
 from app.jobs.models import BigId
+from app.statuses import DeliveryStatus
 from app.webhooks.origins import origin_of
 
 
@@ -39,7 +40,7 @@ class WebhookDelivery(Leased, Base):
     # The URL's origin (`origins.origin_of`), set with `url`: deliveries in flight are capped per origin
     # (WEBHOOK_ENDPOINT_CONCURRENCY) and the claim takes turns between origins.
     origin: Mapped[str] = mapped_column(String(2048))
-    status: Mapped[str] = mapped_column(String(16))  # pending, succeeded, failed
+    status: Mapped[DeliveryStatus] = mapped_column(StrEnumColumn(DeliveryStatus, 16))
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     # Position in WEBHOOK_RETRY_SCHEDULE; a manual redelivery starts the schedule again.
     schedule_index: Mapped[int] = mapped_column(Integer, default=0)

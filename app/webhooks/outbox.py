@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.jobs.models import Job, JobEvent
 from app.jobs.states import TERMINAL_EVENTS
+from app.statuses import DeliveryStatus
 from app.webhooks import repository
 from app.webhooks.models import WebhookDelivery
 
@@ -48,7 +49,7 @@ class WebhookOutbox:
                     job_id=job.id,
                     event_id=event.id,
                     url=url,
-                    status=repository.PENDING,
+                    status=DeliveryStatus.PENDING,
                     version=0,
                     attempt_count=0,
                     schedule_index=0,

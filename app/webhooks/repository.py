@@ -14,10 +14,9 @@ from app.db import leases
 from app.db.base import rowcount, utcnow
 from app.db.leases import leased, unleased
 from app.db.locks import LockSpace, xact_lock
+from app.statuses import DeliveryStatus
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.webhooks.turns import Backlog, take_turns
-
-PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 
 
 async def claim_due(
@@ -55,7 +54,7 @@ async def in_flight_by_origin(session: AsyncSession, now: datetime) -> Counter[s
     """Deliveries leased now (being sent, by any worker), per origin; a crashed worker's count until their
     leases lapse. Few rows, found by `ix_webhook_deliveries_status_lease_expires_at`."""
     query = select(WebhookDelivery.origin).where(
-        WebhookDelivery.status == PENDING, leased(WebhookDelivery, now)
+        WebhookDelivery.status == DeliveryStatus.PENDING, leased(WebhookDelivery, now)
     )
     return Counter((await session.scalars(query)).all())
 
@@ -69,7 +68,7 @@ async def due_by_origin(session: AsyncSession, now: datetime) -> list[Backlog]:
 def due_by_origin_query(now: datetime) -> Select[str, int, datetime | None]:
     return (
         select(WebhookDelivery.origin, func.count(), func.min(WebhookDelivery.next_attempt_at))
-        .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now)
+        .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now)
         .group_by(WebhookDelivery.origin)
     )
 
@@ -87,7 +86,7 @@ async def oldest_due(
             WebhookDelivery.next_attempt_at,
         )
         .where(
-            WebhookDelivery.status == PENDING,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
             WebhookDelivery.origin == origin,
             WebhookDelivery.next_attempt_at <= now,
             unleased(WebhookDelivery, now),
@@ -169,7 +168,7 @@ async def for_job(session: AsyncSession, job_id: str) -> list[tuple[WebhookDeliv
 async def next_due_at(session: AsyncSession, now: datetime) -> datetime | None:
     value: datetime | None = await session.scalar(
         select(func.min(WebhookDelivery.next_attempt_at)).where(
-            WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at > now
+            WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at > now
         )
     )
     return value

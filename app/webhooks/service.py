@@ -11,9 +11,9 @@ from app.db.base import utcnow
 from app.errors import NotFound
 from app.jobs import schemas as api
 from app.jobs.models import JobEvent, plausible_id
+from app.statuses import DeliveryStatus
 from app.webhooks import repository
 from app.webhooks.models import WebhookAttempt, WebhookDelivery
-from app.webhooks.repository import PENDING
 
 
 class DeliveryService:
@@ -44,7 +44,7 @@ class DeliveryService:
                 update(WebhookDelivery)
                 .where(WebhookDelivery.id == delivery_id)
                 .values(
-                    status=PENDING,
+                    status=DeliveryStatus.PENDING,
                     schedule_index=0,
                     next_attempt_at=now,
                     finished_at=None,
@@ -65,7 +65,7 @@ def _public(delivery: WebhookDelivery, attempts: list[WebhookAttempt], event_typ
         event_id=delivery.event_id,
         type=event_type,
         url=delivery.url,
-        status=delivery.status,  # type: ignore[arg-type]
+        status=delivery.status.value,
         attempt_count=delivery.attempt_count,
         next_attempt_at=delivery.next_attempt_at,
         last_status_code=delivery.last_status_code,

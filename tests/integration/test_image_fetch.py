@@ -77,7 +77,7 @@ async def fetcher(
 
 
 async def refusal(fetch: ImageFetcher, url: str) -> str:
-    with pytest.raises(InvalidInput) as info, ImageChecker(LIMITS) as checker:
+    with pytest.raises(InvalidInput) as info, ImageChecker(LIMITS, concurrency=2, timeout_s=2.0) as checker:
         await inspect_image(url, "reference_image", checker, fetch)
     assert info.value.field == "reference_image"
     return info.value.message
@@ -88,7 +88,7 @@ async def test_an_image_is_fetched_checked_hashed_and_sent_as_its_bytes() -> Non
     routes = {"/cat.png": Body(PNG, headers=(("Content-Type", "image/png"),))}
     async with image_server(routes) as server, fetcher(dns=dns) as fetch:
         url = server.url("/cat.png", host="images.test")
-        with ImageChecker(LIMITS) as checker:
+        with ImageChecker(LIMITS, concurrency=2, timeout_s=2.0) as checker:
             image = await inspect_image(url, "reference_image", checker, fetch)
 
     assert image.sha256 == hashlib.sha256(PNG).hexdigest()
@@ -280,7 +280,7 @@ async def test_each_fetch_has_its_own_connection_and_no_cookies() -> None:
 
 async def test_oss_urls_are_not_fetched() -> None:
     async with fetcher() as fetch:
-        with ImageChecker(LIMITS) as checker:
+        with ImageChecker(LIMITS, concurrency=2, timeout_s=2.0) as checker:
             image = await inspect_image(
                 "oss://dashscope-instant/x/cat.png", "reference_image", checker, fetch
             )

@@ -13,6 +13,7 @@ from starlette.types import Message, Receive, Scope, Send
 from app.api.body_limit import BodySizeLimit
 
 CAP = 25
+IDLE_S = 30.0
 
 
 def http_scope(content_length: int | None = None) -> Scope:
@@ -72,7 +73,9 @@ async def answers_its_own_error(scope: Scope, receive: Receive, send: Send) -> N
 
 async def test_a_streamed_body_is_read_up_to_the_cap_and_answered_413_alone() -> None:
     server = Server()
-    await BodySizeLimit(answers_its_own_error, max_bytes=CAP)(http_scope(), server.receive, server.send)
+    await BodySizeLimit(answers_its_own_error, max_bytes=CAP, idle_timeout_s=IDLE_S)(
+        http_scope(), server.receive, server.send
+    )
     assert server.reads == 3  # 30 bytes > 25: not one chunk more
     assert server.statuses() == [413]  # the app's 400 never went out
     problem = server.body()
@@ -91,7 +94,9 @@ async def test_an_app_that_lets_the_error_escape_or_reads_again_still_gets_a_413
         await read_all(receive)  # raises again, and escapes
 
     server = Server()
-    await BodySizeLimit(stubborn, max_bytes=CAP)(http_scope(), server.receive, server.send)
+    await BodySizeLimit(stubborn, max_bytes=CAP, idle_timeout_s=IDLE_S)(
+        http_scope(), server.receive, server.send
+    )
     assert server.reads == 3 and server.statuses() == [413]
 
 
@@ -100,13 +105,17 @@ async def test_a_declared_length_over_the_cap_never_reaches_the_app() -> None:
         raise AssertionError("the app ran")
 
     server = Server()
-    await BodySizeLimit(must_not_run, max_bytes=CAP)(http_scope(CAP + 1), server.receive, server.send)
+    await BodySizeLimit(must_not_run, max_bytes=CAP, idle_timeout_s=IDLE_S)(
+        http_scope(CAP + 1), server.receive, server.send
+    )
     assert server.reads == 0 and server.statuses() == [413]
 
 
 async def test_a_body_within_the_cap_passes_untouched() -> None:
     server = Server(chunks=2)
-    await BodySizeLimit(answers_its_own_error, max_bytes=CAP)(http_scope(20), server.receive, server.send)
+    await BodySizeLimit(answers_its_own_error, max_bytes=CAP, idle_timeout_s=IDLE_S)(
+        http_scope(20), server.receive, server.send
+    )
     assert server.reads == 2 and server.statuses() == [200]
 
 
@@ -118,7 +127,9 @@ async def test_an_answer_already_begun_is_not_followed_by_a_second_one() -> None
 
     server = Server()
     with pytest.raises(RuntimeError, match="after the answer began"):
-        await BodySizeLimit(answers_then_reads, max_bytes=CAP)(http_scope(), server.receive, server.send)
+        await BodySizeLimit(answers_then_reads, max_bytes=CAP, idle_timeout_s=IDLE_S)(
+            http_scope(), server.receive, server.send
+        )
     assert server.statuses() == [200] and len(server.sent) == 1  # the server drops the connection
 
 
@@ -129,7 +140,9 @@ async def test_other_scopes_pass_through() -> None:
         seen.append(scope["type"])
 
     server = Server()
-    await BodySizeLimit(app, max_bytes=CAP)({"type": "lifespan"}, server.receive, server.send)
+    await BodySizeLimit(app, max_bytes=CAP, idle_timeout_s=IDLE_S)(
+        {"type": "lifespan"}, server.receive, server.send
+    )
     assert seen == ["lifespan"]
 
 

@@ -141,7 +141,7 @@ def test_a_check_stops_at_its_deadline() -> None:
 
 
 async def test_checks_run_off_the_event_loop() -> None:
-    with ImageChecker(LIMITS, timeout_s=0.3) as checker:
+    with ImageChecker(LIMITS, concurrency=2, timeout_s=0.3) as checker:
         check = asyncio.ensure_future(checker.check_data_uri(_scan_flood_uri(), "reference_image"))
         ticks_while_checking = 0
         while not check.done():
