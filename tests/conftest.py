@@ -26,7 +26,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -36,7 +35,8 @@ from app.db.migrate import upgrade_head
 from app.lifespan import Gateway
 from app.main import create_app
 from app.sandbox.server import SandboxServer
-from app.serving import gateway_config
+from app.serving import EmbeddedServer, gateway_config
+from app.tls import client_context
 from tests.helpers import data_uri, wait_for
 from tests.s3 import AWS_ENV, AWS_ENV_CLEARED, Bucket, MotoServer, s3_client
 
@@ -175,25 +175,26 @@ async def serve(settings: Settings) -> AsyncIterator[Served]:
     port = sock.getsockname()[1]
     settings.public_base_url = f"http://127.0.0.1:{port}"
     app = create_app(settings)
-    server = uvicorn.Server(gateway_config(app, settings))  # as `wan-gateway serve` builds it
+    # As `wan-gateway serve` builds its Config; the server is the embedded kind (ready as soon as it
+    # listens, stopped at once), so a test does not pay uvicorn's 0.1 s polling steps on start and stop.
+    server = EmbeddedServer(gateway_config(app, settings))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        await wait_for(_started(server, task), within=30, what="the gateway to start")
-        async with httpx.AsyncClient(base_url=settings.public_base_url, timeout=30) as client:
+        ready = asyncio.create_task(server.ready.wait())
+        await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            if task.done():
+                task.result()  # raise the startup error
+            raise AssertionError("the gateway did not start" + (" within 30 s" if not task.done() else ""))
+        async with httpx.AsyncClient(
+            base_url=settings.public_base_url, timeout=30, verify=client_context()
+        ) as client:
             yield Served(url=settings.public_base_url, client=client, gateway=app.state.gateway)
     finally:
-        server.should_exit = True
+        server.request_exit()
         await task
         sock.close()
-
-
-def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> Any:
-    async def probe() -> bool:
-        if task.done():
-            task.result()  # raise the startup error
-        return server.started
-
-    return probe
 
 
 @pytest.fixture
