@@ -19,14 +19,14 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.config import Settings, environment
@@ -60,22 +60,48 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def worker_database_url(url: str, worker: str | None) -> str:
+    """The database this pytest process uses on the server of `url`: `url` itself, or under pytest-xdist
+    one of its own per worker (`wan_test_gw0`, …), so workers never truncate each other's tables."""
+    if not worker:
+        return url
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_{worker}").render_as_string(hide_password=False)
+
+
+async def _create_database(server_url: str, url: str) -> None:
+    name = make_url(url).database
+    assert name is not None and name.replace("_", "").isalnum()  # a name we made: safe to quote as is
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture(scope="session")
-def _postgres_migrated() -> bool:
-    if TEST_DATABASE_URL:
-        upgrade_head(TEST_DATABASE_URL)
-    return True
+def postgres_url() -> str | None:
+    """This process's migrated Postgres database in the Postgres pass, None in the SQLite pass."""
+    if not TEST_DATABASE_URL:
+        return None
+    url = worker_database_url(TEST_DATABASE_URL, os.environ.get("PYTEST_XDIST_WORKER"))
+    if url != TEST_DATABASE_URL:
+        asyncio.run(_create_database(TEST_DATABASE_URL, url))
+    upgrade_head(url)
+    return url
 
 
 @pytest.fixture
-async def database_url(tmp_path: Path, sqlite_template: Path, _postgres_migrated: bool) -> str:
-    if TEST_DATABASE_URL:
-        engine = create_async_engine(TEST_DATABASE_URL)
+async def database_url(tmp_path: Path, sqlite_template: Path, postgres_url: str | None) -> str:
+    if postgres_url:
+        engine = create_async_engine(postgres_url)
         async with engine.begin() as conn:
             tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
             await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
         await engine.dispose()
-        return TEST_DATABASE_URL
+        return postgres_url
     path = tmp_path / "gateway.db"
     shutil.copy(sqlite_template, path)
     return f"sqlite+aiosqlite:///{path}"
@@ -238,10 +264,30 @@ async def s3_bucket(moto_server: MotoServer, aws_env: None) -> AsyncIterator[Buc
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The Postgres pass runs what touches the database: tests that never ask for `database_url` (the
-    sandbox, pure units, storage, the deployment files) already ran in the SQLite pass, unchanged."""
-    if not TEST_DATABASE_URL or os.environ.get("POSTGRES_PASS_ALL"):
-        return
-    keep = [item for item in items if "database_url" in getattr(item, "fixturenames", ())]
-    if len(keep) < len(items):
-        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
-        items[:] = keep
+    sandbox, pure units, storage, the deployment files) already ran in the SQLite pass, unchanged.
+    Then the `slow` tests go first (a stable sort: every xdist worker collects the same order), so with
+    tests spread over workers none of them is left running a long test alone at the end."""
+    if TEST_DATABASE_URL and not os.environ.get("POSTGRES_PASS_ALL"):
+        keep = [item for item in items if "database_url" in getattr(item, "fixturenames", ())]
+        if len(keep) < len(items):
+            config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+            items[:] = keep
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Captured output is shown with lone surrogates escaped (`\\ud800`): tests feed the gateway text
+    that holds them, its log lines quote it, and pytest-xdist sends every report to the controller as
+    UTF-8, which cannot carry a lone surrogate (the worker would crash)."""
+    report: pytest.TestReport = yield
+    report.sections = [(title, _utf8_safe(content)) for title, content in report.sections]
+    if isinstance(report.longrepr, str):
+        report.longrepr = _utf8_safe(report.longrepr)
+    return report
+
+
+def _utf8_safe(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

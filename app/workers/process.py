@@ -26,6 +26,7 @@ from app.config import Settings
 from app.lifespan import Gateway, open_gateway
 from app.serving import EmbeddedServer, gateway_config
 from app.startup import configure_logging, migrate
+from app.workers import add_arguments
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +93,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_arguments(parser)
     args = parser.parse_args(argv)
     run(Settings(), args)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--health-host", default="127.0.0.1", help="address of the health endpoints")
-    parser.add_argument(
-        "--health-port", type=int, default=None, help="serve /healthz, /readyz, /metrics here"
-    )
-    parser.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
 
 
 def run(settings: Settings, args: argparse.Namespace) -> None:

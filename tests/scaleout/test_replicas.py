@@ -24,8 +24,6 @@ from tests.processes import ADMIN_HEADERS, CLIENT_HEADERS, Cluster, cluster, sho
 from tests.receiver import Receiver, receiver
 from tests.s3 import Bucket
 
-pytestmark = pytest.mark.slow
-
 SECRET = "whsec_" + "c2NhbGUtb3V0LXRlc3Qtc2VjcmV0LTEyMzQ1Ng=="
 TERMINAL = ("succeeded", "failed", "canceled")
 
@@ -44,10 +42,13 @@ FAST = {
     "WEBHOOK_TIMEOUT_S": "2",
 }
 
-pytestmark = pytest.mark.skipif(
-    not TEST_DATABASE_URL and not os.environ.get("SCALEOUT_ON_SQLITE"),
-    reason="multi-process scale-out runs in the Postgres pass (SCALEOUT_ON_SQLITE=1 to run it here)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not TEST_DATABASE_URL and not os.environ.get("SCALEOUT_ON_SQLITE"),
+        reason="multi-process scale-out runs in the Postgres pass (SCALEOUT_ON_SQLITE=1 to run it here)",
+    ),
+]
 
 
 async def submit_many(api: str, count: int, hook: Receiver, prefix: str) -> list[str]:
