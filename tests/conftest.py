@@ -262,13 +262,39 @@ async def s3_bucket(moto_server: MotoServer, aws_env: None) -> AsyncIterator[Buc
         yield Bucket(name, moto_server.endpoint_url, client)
 
 
+#: Why a test may stay out of the Postgres pass: nothing it checks reaches SQL whose behaviour differs
+#: between SQLite and Postgres (see README, "Tests").
+ONE_DATABASE_REASONS = {
+    "refused before the database": "the request is answered (4xx) before any row is read or written",
+    "http edge": "the HTTP server's own bounds (request head, body, methods): no SQL on the path",
+    "no sql": "startup, documents or configuration only: the database is opened, never queried by the test",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The Postgres pass runs what touches the database: tests that never ask for `database_url` (the
-    sandbox, pure units, storage, the deployment files) already ran in the SQLite pass, unchanged.
+    """Which tests run, and in what order.
+
+    The Postgres pass reruns the tests that reach the database: those that ask for `database_url`
+    (directly or through `settings`/`gateway`), unless marked `one_database(reason)` with one of
+    `ONE_DATABASE_REASONS`. The default is in: a new test on the database runs on Postgres too unless its
+    author says, in those words, why it cannot differ there. `POSTGRES_PASS_ALL=1` runs everything.
+
     Then the `slow` tests go first (a stable sort: every xdist worker collects the same order), so with
     tests spread over workers none of them is left running a long test alone at the end."""
+    for item in items:
+        if (marker := item.get_closest_marker("one_database")) is not None:
+            reason = marker.kwargs.get("reason", marker.args[0] if marker.args else None)
+            if reason not in ONE_DATABASE_REASONS:
+                raise pytest.UsageError(
+                    f"{item.nodeid}: one_database needs reason= one of {sorted(ONE_DATABASE_REASONS)}"
+                )
     if TEST_DATABASE_URL and not os.environ.get("POSTGRES_PASS_ALL"):
-        keep = [item for item in items if "database_url" in getattr(item, "fixturenames", ())]
+        keep = [
+            item
+            for item in items
+            if "database_url" in getattr(item, "fixturenames", ())
+            and item.get_closest_marker("one_database") is None
+        ]
         if len(keep) < len(items):
             config.hook.pytest_deselected(items=[item for item in items if item not in keep])
             items[:] = keep
