@@ -5,10 +5,11 @@ throw away work upstream already finished."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from app.db.base import utcnow
 from app.jobs.models import Job
@@ -93,9 +94,7 @@ async def test_work_finished_upstream_is_kept_even_past_the_deadline(
 
 @pytest.fixture
 async def pending_forever(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
-    async with serve(
-        make_settings(tmp_path, database_url, job_deadline_s=1.0, sandbox_pending_s=120)
-    ) as served:
+    async with serve(make_settings(tmp_path, database_url, sandbox_pending_s=120)) as served:
         yield served
 
 
@@ -103,6 +102,14 @@ async def test_a_task_still_pending_at_the_deadline_is_canceled_upstream(
     pending_forever: Served, png_uri: str
 ) -> None:
     job_id = await pending_forever.submit(png_uri, prompt=PROMPT)
+    await pending_forever.gateway.poller.run_once()  # submitted: the task is pending upstream
+    assert (await stored_job(pending_forever, job_id)).task_id is not None
+    # The deadline passes while the task is still pending. It is moved in the row rather than waited for
+    # (a 1 s JOB_DEADLINE_S raced the submission itself on a loaded machine).
+    async with pending_forever.gateway.sessions.begin() as session:
+        await session.execute(
+            update(Job).where(Job.id == job_id).values(deadline_at=utcnow() - timedelta(seconds=1))
+        )
     done = await pending_forever.drive(job_id, "failed", "succeeded")
     assert done["error"]["code"] == "deadline_exceeded"
     task = await pending_forever.gateway.provider.get(done["upstream"]["task_id"])
