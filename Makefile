@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The suite runs on every core (pytest-xdist); modules marked xdist_group stay on one worker.
+XDIST ?= -n auto --dist loadgroup
 
 .DEFAULT_GOAL := help
 
@@ -37,10 +39,10 @@ typecheck: install ## mypy --strict over app/
 	$(BIN)/mypy
 
 test-sqlite: install ## The suite on SQLite
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 test-postgres: install ## The database tests on a throwaway Postgres (started and removed by scripts/with-postgres.sh)
-	scripts/with-postgres.sh $(BIN)/pytest $(PYTEST_ARGS)
+	scripts/with-postgres.sh $(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 fuzz: install ## Schemathesis against the live gateway alone (part of test-sqlite; about 20 s)
 	$(BIN)/pytest tests/fuzz $(PYTEST_ARGS)

@@ -10,13 +10,14 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import TYPE_CHECKING
 
 from app.config import Settings
 from app.startup import configure_logging, migrate
-from app.workers.process import add_arguments as add_worker_arguments
-from app.workers.process import run as run_worker
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+from app.workers import add_arguments as add_worker_arguments
 
 
 def cmd_serve(settings: Settings, host: str, port: int, migrate_first: bool) -> None:
@@ -68,7 +69,6 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> None:
     """Create, list and revoke client keys in the database (migrating it first if needed)."""
     from app.db.engine import create_engine, session_factory
     from app.db.migrate import upgrade_head
-    from app.lifespan import configured_keys
     from app.tenants import keys
 
     if args.keys_command == "generate":
@@ -83,6 +83,8 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> None:
                 if args.keys_command == "create":
                     await _create_key(session, args)
                 elif args.keys_command == "list":
+                    from app.lifespan import configured_keys
+
                     print(_key_line("NAME", "TENANT", "PREFIX", "SOURCE", "ADMIN", "STATUS"))
                     for entry in configured_keys(settings):
                         print(_key_line(entry.name, entry.name, entry.prefix, "env", entry.admin, "active"))
@@ -173,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     settings = Settings()
     if args.command == "worker":
+        from app.workers.process import run as run_worker
+
         run_worker(settings, args)
         return
     configure_logging(settings)

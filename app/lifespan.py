@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app import logsafety, wiring
+from app import logsafety, tls, wiring
 from app.api.deps import STATE_KEY, Resources
 from app.config import Settings
 from app.db.budget import DatabaseBudgets
@@ -134,10 +134,13 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
                 timeout=wiring.upstream_timeout(settings),
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
                 follow_redirects=False,
+                verify=tls.client_context(),
             )
         )
         download_http = await stack.enter_async_context(
-            httpx.AsyncClient(timeout=wiring.download_timeout(settings), follow_redirects=True)
+            httpx.AsyncClient(
+                timeout=wiring.download_timeout(settings), follow_redirects=True, verify=tls.client_context()
+            )
         )
         # Client-given image URLs: no keep-alive, no redirects, no cookies (see app/jobs/fetch.py).
         fetch_http = await stack.enter_async_context(fetch_client(settings.reference_fetch_timeout_s))

@@ -16,6 +16,10 @@ the test suite, with a bounded request head and an access log that is the server
   `Config(access_log=False)` empties that logger for everyone: the embedded sandbox's server did that and
   the gateway's own access log went silent. Here each server names its access logger (or none), and
   nothing turns off another server's.
+- **Embedded servers** (the embedded sandbox, a worker's health port, the test suite's gateways) are
+  started and stopped by their host process: `EmbeddedServer` is ready when `ready` is set, stops at once on
+  `request_exit()` and shuts down without uvicorn's fixed 0.1 s pause and 0.1 s polling steps (started and
+  stopped per test, those pauses were most of a test's time). `wan-gateway serve` runs uvicorn's own server.
 - **Logging configuration** stays with the process (`startup.configure_logging`, pytest): `log_config=None`
   and no `log_level`, so uvicorn changes no logger, and its lines pass the redactor like any other
   (`logsafety`).
@@ -29,8 +33,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -110,6 +115,71 @@ def gateway_config(
         lifespan="on",
         log_config=None,  # the process configured logging already
     )
+
+
+class EmbeddedServer(uvicorn.Server):
+    """A uvicorn server inside a host process that starts and stops it: no signal handlers of its own (the
+    host's stop it, through `request_exit()`), `ready` set once it listens, and a shutdown that waits only
+    for what is in flight instead of uvicorn's fixed pause and polling."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self._exit = asyncio.Event()  # before uvicorn's __init__, which sets should_exit
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    @property
+    def should_exit(self) -> bool:
+        return self._exit.is_set()
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        # Setting it (uvicorn does on a failed start-up, hosts do to stop) wakes the main loop at once.
+        if value:
+            self._exit.set()
+        else:
+            self._exit.clear()
+
+    def request_exit(self) -> None:
+        """Stop serving now (the main loop wakes at once, not at uvicorn's next 0.1 s tick)."""
+        self.should_exit = True
+
+    async def main_loop(self) -> None:
+        # A tick per second still refreshes the Date header (on_tick does it when the counter is a multiple
+        # of 10, as uvicorn's own loop does every tenth 0.1 s tick).
+        counter = 0
+        while not await self.on_tick(counter):
+            counter += 10
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit.wait(), timeout=1.0)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:  # not after a failed lifespan start-up (uvicorn then returns with should_exit)
+            self.ready.set()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn's shutdown without its fixed 0.1 s pause and 0.1 s polling steps: close idle
+        # connections, let the requests in flight finish (busy connections close after their response),
+        # then the lifespan.
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        in_flight = set(self.server_state.tasks)
+        if in_flight:
+            _, late = await asyncio.wait(in_flight, timeout=self.config.timeout_graceful_shutdown)
+            for task in late:
+                task.cancel(msg="shutdown: graceful timeout exceeded")
+        for server in self.servers:
+            await server.wait_closed()
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # a Ctrl-C or SIGTERM belongs to the host process, which stops this server in its own order
 
 
 def run(config: ServingConfig) -> None:

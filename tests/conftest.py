@@ -19,15 +19,14 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.config import Settings, environment
@@ -36,7 +35,8 @@ from app.db.migrate import upgrade_head
 from app.lifespan import Gateway
 from app.main import create_app
 from app.sandbox.server import SandboxServer
-from app.serving import gateway_config
+from app.serving import EmbeddedServer, gateway_config
+from app.tls import client_context
 from tests.helpers import data_uri, wait_for
 from tests.s3 import AWS_ENV, AWS_ENV_CLEARED, Bucket, MotoServer, s3_client
 
@@ -60,22 +60,48 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def worker_database_url(url: str, worker: str | None) -> str:
+    """The database this pytest process uses on the server of `url`: `url` itself, or under pytest-xdist
+    one of its own per worker (`wan_test_gw0`, …), so workers never truncate each other's tables."""
+    if not worker:
+        return url
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_{worker}").render_as_string(hide_password=False)
+
+
+async def _create_database(server_url: str, url: str) -> None:
+    name = make_url(url).database
+    assert name is not None and name.replace("_", "").isalnum()  # a name we made: safe to quote as is
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture(scope="session")
-def _postgres_migrated() -> bool:
-    if TEST_DATABASE_URL:
-        upgrade_head(TEST_DATABASE_URL)
-    return True
+def postgres_url() -> str | None:
+    """This process's migrated Postgres database in the Postgres pass, None in the SQLite pass."""
+    if not TEST_DATABASE_URL:
+        return None
+    url = worker_database_url(TEST_DATABASE_URL, os.environ.get("PYTEST_XDIST_WORKER"))
+    if url != TEST_DATABASE_URL:
+        asyncio.run(_create_database(TEST_DATABASE_URL, url))
+    upgrade_head(url)
+    return url
 
 
 @pytest.fixture
-async def database_url(tmp_path: Path, sqlite_template: Path, _postgres_migrated: bool) -> str:
-    if TEST_DATABASE_URL:
-        engine = create_async_engine(TEST_DATABASE_URL)
+async def database_url(tmp_path: Path, sqlite_template: Path, postgres_url: str | None) -> str:
+    if postgres_url:
+        engine = create_async_engine(postgres_url)
         async with engine.begin() as conn:
             tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
             await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
         await engine.dispose()
-        return TEST_DATABASE_URL
+        return postgres_url
     path = tmp_path / "gateway.db"
     shutil.copy(sqlite_template, path)
     return f"sqlite+aiosqlite:///{path}"
@@ -175,25 +201,26 @@ async def serve(settings: Settings) -> AsyncIterator[Served]:
     port = sock.getsockname()[1]
     settings.public_base_url = f"http://127.0.0.1:{port}"
     app = create_app(settings)
-    server = uvicorn.Server(gateway_config(app, settings))  # as `wan-gateway serve` builds it
+    # As `wan-gateway serve` builds its Config; the server is the embedded kind (ready as soon as it
+    # listens, stopped at once), so a test does not pay uvicorn's 0.1 s polling steps on start and stop.
+    server = EmbeddedServer(gateway_config(app, settings))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        await wait_for(_started(server, task), within=30, what="the gateway to start")
-        async with httpx.AsyncClient(base_url=settings.public_base_url, timeout=30) as client:
+        ready = asyncio.create_task(server.ready.wait())
+        await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            if task.done():
+                task.result()  # raise the startup error
+            raise AssertionError("the gateway did not start" + (" within 30 s" if not task.done() else ""))
+        async with httpx.AsyncClient(
+            base_url=settings.public_base_url, timeout=30, verify=client_context()
+        ) as client:
             yield Served(url=settings.public_base_url, client=client, gateway=app.state.gateway)
     finally:
-        server.should_exit = True
+        server.request_exit()
         await task
         sock.close()
-
-
-def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> Any:
-    async def probe() -> bool:
-        if task.done():
-            task.result()  # raise the startup error
-        return server.started
-
-    return probe
 
 
 @pytest.fixture
@@ -235,12 +262,58 @@ async def s3_bucket(moto_server: MotoServer, aws_env: None) -> AsyncIterator[Buc
         yield Bucket(name, moto_server.endpoint_url, client)
 
 
+#: Why a test may stay out of the Postgres pass: nothing it checks reaches SQL whose behaviour differs
+#: between SQLite and Postgres (see README, "Tests").
+ONE_DATABASE_REASONS = {
+    "refused before the database": "the request is answered (4xx) before any row is read or written",
+    "http edge": "the HTTP server's own bounds (request head, body, methods): no SQL on the path",
+    "no sql": "startup, documents or configuration only: the database is opened, never queried by the test",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The Postgres pass runs what touches the database: tests that never ask for `database_url` (the
-    sandbox, pure units, storage, the deployment files) already ran in the SQLite pass, unchanged."""
-    if not TEST_DATABASE_URL or os.environ.get("POSTGRES_PASS_ALL"):
-        return
-    keep = [item for item in items if "database_url" in getattr(item, "fixturenames", ())]
-    if len(keep) < len(items):
-        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
-        items[:] = keep
+    """Which tests run, and in what order.
+
+    The Postgres pass reruns the tests that reach the database: those that ask for `database_url`
+    (directly or through `settings`/`gateway`), unless marked `one_database(reason)` with one of
+    `ONE_DATABASE_REASONS`. The default is in: a new test on the database runs on Postgres too unless its
+    author says, in those words, why it cannot differ there. `POSTGRES_PASS_ALL=1` runs everything.
+
+    Then the `slow` tests go first (a stable sort: every xdist worker collects the same order), so with
+    tests spread over workers none of them is left running a long test alone at the end."""
+    for item in items:
+        if (marker := item.get_closest_marker("one_database")) is not None:
+            reason = marker.kwargs.get("reason", marker.args[0] if marker.args else None)
+            if reason not in ONE_DATABASE_REASONS:
+                raise pytest.UsageError(
+                    f"{item.nodeid}: one_database needs reason= one of {sorted(ONE_DATABASE_REASONS)}"
+                )
+    if TEST_DATABASE_URL and not os.environ.get("POSTGRES_PASS_ALL"):
+        keep = [
+            item
+            for item in items
+            if "database_url" in getattr(item, "fixturenames", ())
+            and item.get_closest_marker("one_database") is None
+        ]
+        if len(keep) < len(items):
+            config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+            items[:] = keep
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Captured output is shown with lone surrogates escaped (`\\ud800`): tests feed the gateway text
+    that holds them, its log lines quote it, and pytest-xdist sends every report to the controller as
+    UTF-8, which cannot carry a lone surrogate (the worker would crash)."""
+    report: pytest.TestReport = yield
+    report.sections = [(title, _utf8_safe(content)) for title, content in report.sections]
+    if isinstance(report.longrepr, str):
+        report.longrepr = _utf8_safe(report.longrepr)
+    return report
+
+
+def _utf8_safe(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from app.tls import client_context
 from tests.conftest import CLIP_CACHE, free_port
 from tests.helpers import wait_for
 
@@ -93,7 +94,7 @@ def base_env(tmp_path: Path, database_url: str) -> dict[str, str]:
 
 async def _answers(url: str) -> bool:
     try:
-        async with httpx.AsyncClient(timeout=5) as client:
+        async with httpx.AsyncClient(timeout=5, verify=client_context()) as client:
             return (await client.get(url)).status_code == 200
     except httpx.TransportError:
         return False
@@ -172,7 +173,7 @@ class Cluster:
         return process, url
 
     async def sandbox_stats(self) -> dict[str, Any]:
-        async with httpx.AsyncClient(timeout=5) as client:
+        async with httpx.AsyncClient(timeout=5, verify=client_context()) as client:
             response = await client.get(
                 f"http://127.0.0.1:{self.sandbox_port}/_sandbox/stats",
                 headers={"Authorization": f"Bearer {SANDBOX_KEY}"},
@@ -183,7 +184,7 @@ class Cluster:
 
     async def clear_faults(self) -> None:
         """Stop injecting faults (so the test's own questions to the sandbox get straight answers)."""
-        async with httpx.AsyncClient(timeout=5) as client:
+        async with httpx.AsyncClient(timeout=5, verify=client_context()) as client:
             response = await client.delete(
                 f"http://127.0.0.1:{self.sandbox_port}/_sandbox/faults",
                 headers={"Authorization": f"Bearer {SANDBOX_KEY}"},
@@ -193,7 +194,7 @@ class Cluster:
     async def upstream_tasks(self) -> list[dict[str, Any]]:
         """Every task the sandbox holds (DashScope's task list, all pages)."""
         tasks: list[dict[str, Any]] = []
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10, verify=client_context()) as client:
             page = 1
             while True:
                 response = await client.get(

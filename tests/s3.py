@@ -21,6 +21,7 @@ import uvicorn
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from app.tls import client_context
 from tests.helpers import wait_for
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class MotoServer:
 
     def _wait_until_it_answers(self, within: float) -> None:
         deadline = time.monotonic() + within
-        with httpx.Client(trust_env=False, timeout=2) as client:
+        with httpx.Client(trust_env=False, timeout=2, verify=client_context(trust_env=False)) as client:
             while True:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"moto server exited: {self.log.read_text()[-2000:]}")
@@ -202,7 +203,9 @@ class FaultyS3:
             return
         headers = [(k, v) for k, v in scope["headers"] if k.decode().lower() not in _HOP_BY_HOP]
         target = self.upstream + scope["raw_path"].decode() + (f"?{query}" if query else "")
-        async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
+        async with httpx.AsyncClient(
+            trust_env=False, timeout=30, verify=client_context(trust_env=False)
+        ) as client:
             answer = await client.request(scope["method"], target, headers=headers, content=body)
         out = [(k.encode(), v.encode()) for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP]
         await self._answer(send, answer.status_code, out, answer.content)

@@ -33,6 +33,7 @@ import httpx
 
 from app.netguard import Resolver, UnsafeURL, vet_url
 from app.providers.base import InvalidInput
+from app.tls import client_context
 
 #: Redirects followed before giving up (browsers allow about 20; an image needs few).
 MAX_REDIRECTS = 5
@@ -57,6 +58,7 @@ def fetch_client(timeout_s: float, *, transport: httpx.AsyncBaseTransport | None
         limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=0),
         follow_redirects=False,
         trust_env=False,
+        verify=client_context(trust_env=False),
         cookies=http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
         transport=transport,
     )

@@ -28,6 +28,7 @@ from app.sandbox.errors import (
     invalid,
 )
 from app.sandbox.uploads import UploadStore
+from app.tls import client_context
 
 IMAGE_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP"})
 _INSPECTION = "InvalidParameter.DataInspection"
@@ -104,7 +105,9 @@ class MediaInspector:
     async def _fetch(self, url: str) -> bytes:
         limit = self._config.image_max_bytes
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=_FETCH_TIMEOUT_S, trust_env=False)
+            self._http = httpx.AsyncClient(
+                timeout=_FETCH_TIMEOUT_S, trust_env=False, verify=client_context(trust_env=False)
+            )
         try:
             async with self._http.stream("GET", url) as response:
                 if response.status_code != 200:

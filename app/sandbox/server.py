@@ -8,10 +8,8 @@ standalone with uvicorn's own, access log included. Either way it is served by `
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
-from collections.abc import Generator
 from types import TracebackType
 from typing import Self
 
@@ -25,7 +23,7 @@ from app.sandbox.faults import FaultSet
 from app.sandbox.media import is_loopback_host
 from app.sandbox.settings import DEFAULT_API_KEY
 from app.sandbox.stats import SandboxStats
-from app.serving import ACCESS_LOGGER, ServingConfig
+from app.serving import ACCESS_LOGGER, EmbeddedServer, ServingConfig
 
 log = logging.getLogger("uvicorn.error")
 
@@ -37,62 +35,21 @@ def _loopback_address(host: str) -> str:
     return "127.0.0.1" if host == "localhost" else host
 
 
-class _UvicornServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, *, handle_signals: bool) -> None:
+class _StandaloneServer(uvicorn.Server):
+    """`wan-gateway sandbox`: uvicorn's own signal handling and shutdown, and `ready` once it listens.
+    Embedded, the sandbox runs on `app.serving.EmbeddedServer` (its host stops it)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.ready = asyncio.Event()
-        self._handle_signals = handle_signals
-        self._exit = asyncio.Event()
 
     def request_exit(self) -> None:
         self.should_exit = True
-        self._exit.set()
-
-    async def main_loop(self) -> None:
-        if self._handle_signals:  # signal handlers only set should_exit: keep uvicorn's polling loop
-            await super().main_loop()
-            return
-        # Embedded, stop() wakes the loop at once instead of at uvicorn's next 0.1 s tick; a tick per
-        # second still refreshes the Date header (on_tick does it when the counter is a multiple of 10).
-        counter = 0
-        while not await self.on_tick(counter):
-            counter += 10
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._exit.wait(), timeout=1.0)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        self.ready.set()
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        if self._handle_signals:
-            await super().shutdown(sockets)
-            return
-        # uvicorn's shutdown without its fixed 0.1 s pause and 0.1 s polling steps (embedded servers are
-        # started and stopped per test, where those pauses dominated): close idle connections, let the
-        # requests in flight finish (busy connections close after their response), then the lifespan.
-        for server in self.servers:
-            server.close()
-        for connection in list(self.server_state.connections):
-            connection.shutdown()
-        in_flight = set(self.server_state.tasks)
-        if in_flight:
-            _, late = await asyncio.wait(in_flight, timeout=self.config.timeout_graceful_shutdown)
-            for task in late:
-                task.cancel(msg="sandbox shutdown: graceful timeout exceeded")
-        for server in self.servers:
-            await server.wait_closed()
-        await self.lifespan.shutdown()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        # Embedded, a Ctrl-C belongs to the host process: it stops the sandbox through its own
-        # shutdown, after the gateway has drained, not behind its back.
-        if self._handle_signals:
-            with super().capture_signals():
-                yield
-        else:
-            yield
+        if self.started:
+            self.ready.set()
 
 
 class SandboxServer:
@@ -103,7 +60,7 @@ class SandboxServer:
         self._address = _loopback_address(config.host)
         self._standalone = standalone
         self.app: Starlette = create_sandbox_app(config)
-        self._server: _UvicornServer | None = None
+        self._server: _StandaloneServer | EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._port: int | None = None
 
@@ -177,7 +134,7 @@ class SandboxServer:
             access_logger=ACCESS_LOGGER if standalone else None,
             timeout_graceful_shutdown=5,
         )
-        server = _UvicornServer(uv_config, handle_signals=standalone)
+        server = _StandaloneServer(uv_config) if standalone else EmbeddedServer(uv_config)
         task = asyncio.create_task(self._serve(server, sock), name="sandbox-server")
         ready = asyncio.create_task(server.ready.wait())
         await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)

@@ -14,6 +14,7 @@ import httpx
 
 from app.netguard import VettedURL
 from app.retry import parse_retry_after
+from app.tls import client_context
 
 RESPONSE_EXCERPT_BYTES = 1024
 
@@ -33,7 +34,7 @@ class SendResult:
 
 class WebhookSender:
     def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._ssl = httpx.create_ssl_context()
+        self._ssl = client_context()  # as httpx.create_ssl_context(): the environment's CA settings
         self._transport = transport  # tests may inject one
 
     async def send(

@@ -16,17 +16,17 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 
-import uvicorn
 from fastapi import FastAPI
 
 from app.api import health
 from app.api.deps import STATE_KEY, Resources
 from app.config import Settings
 from app.lifespan import Gateway, open_gateway
-from app.serving import gateway_config
+from app.serving import EmbeddedServer, gateway_config
 from app.startup import configure_logging, migrate
+from app.workers import add_arguments
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +45,11 @@ def health_app(gateway: Gateway) -> FastAPI:
     return app
 
 
-class _HealthServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the worker's handlers stop everything, this included."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def health_server(gateway: Gateway, settings: Settings, *, host: str, port: int) -> uvicorn.Server:
+def health_server(gateway: Gateway, settings: Settings, *, host: str, port: int) -> EmbeddedServer:
     """The health port's server, built as the API's (`app.serving`: the same request-head bounds). No
     access log: orchestrators probe every few seconds, and the lines would say nothing."""
-    return _HealthServer(
+    # Embedded: without signal handling of its own (the worker's handlers stop everything, this included).
+    return EmbeddedServer(
         gateway_config(health_app(gateway), settings, host=host, port=port, access_log=False)
     )
 
@@ -77,7 +70,7 @@ async def run_worker(
         event_loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             event_loop.add_signal_handler(sig, loops.request_stop)
-        server: uvicorn.Server | None = None
+        server: EmbeddedServer | None = None
         serving: asyncio.Task[None] | None = None
         if health_port is not None:
             server = health_server(gateway, settings, host=health_host, port=health_port)
@@ -90,7 +83,7 @@ async def run_worker(
             settings.shutdown_grace_s,
         )
         if server is not None and serving is not None:
-            server.should_exit = True
+            server.request_exit()
             await serving
     log.info("worker stopped")
 
@@ -100,14 +93,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_arguments(parser)
     args = parser.parse_args(argv)
     run(Settings(), args)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--health-host", default="127.0.0.1", help="address of the health endpoints")
-    parser.add_argument(
-        "--health-port", type=int, default=None, help="serve /healthz, /readyz, /metrics here"
-    )
-    parser.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
 
 
 def run(settings: Settings, args: argparse.Namespace) -> None:

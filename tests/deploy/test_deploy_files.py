@@ -34,6 +34,9 @@ import pytest
 
 from app.loops import ClaimLoop
 
+#: One pytest-xdist worker runs the whole module: its rendered files (module-scoped) are built once.
+pytestmark = pytest.mark.xdist_group("deploy")
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"

@@ -48,6 +48,9 @@ from tests.helpers import data_uri
 if TEST_DATABASE_URL:  # before the schema is loaded: collecting it costs seconds
     pytest.skip("the fuzz runs in the SQLite pass only (CI time budget)", allow_module_level=True)
 
+#: One pytest-xdist worker runs the whole module: its live gateway (module-scoped) is built once.
+pytestmark = pytest.mark.xdist_group("fuzz")
+
 #: The fuzz's client key (an admin one: every operation is open to it).
 KEY = "wg_fuzz-admin-key-0123456789abcdef0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from app.tls import client_context
 from tests.conftest import CLIP_CACHE, REPO, Served, free_port
 from tests.helpers import run_cli, wait_for
 
@@ -76,7 +77,9 @@ async def test_serve_logs_every_request_with_its_sandbox_and_no_key(
         WORKERS_ENABLED="false",
     )
     async with _child("serve", "--port", str(port), "--no-migrate", env=env) as process:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=10, verify=client_context()
+        ) as client:
 
             async def up() -> bool:
                 try:

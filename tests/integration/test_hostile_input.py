@@ -44,6 +44,7 @@ async def assert_no_job(served: Served) -> None:
 # --- body size ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.one_database(reason="refused before the database")
 async def test_a_content_length_over_the_cap_is_refused_before_the_body_is_sent(capped: Served) -> None:
     """Only the request head goes out: an answer proves the server neither read nor waited for the body."""
     url = urlsplit(capped.url)
@@ -68,6 +69,7 @@ async def test_a_content_length_over_the_cap_is_refused_before_the_body_is_sent(
     await assert_no_job(capped)
 
 
+@pytest.mark.one_database(reason="refused before the database")
 async def test_a_body_over_the_cap_is_refused_by_a_real_client(capped: Served) -> None:
     response = await capped.client.post(
         "/v1/jobs", content=b" " * (CAP + 1), headers={"content-type": "application/json"}
@@ -79,6 +81,7 @@ async def test_a_body_over_the_cap_is_refused_by_a_real_client(capped: Served) -
     await assert_no_job(capped)
 
 
+@pytest.mark.one_database(reason="refused before the database")
 async def test_a_chunked_body_is_cut_off_at_the_cap(capped: Served) -> None:
     """No Content-Length: the body is counted while it streams in. The answer is the 413 alone — not the
     400 FastAPI makes of a body whose read failed, nor a 422 about a truncated body."""
@@ -134,6 +137,7 @@ async def test_the_default_cap_takes_two_ten_megabyte_images(gateway: Served) ->
     ids=["100k-brackets", "deep-metadata", "33-levels", "nan", "infinity", "1e400", "-2.5e999", "long-int",
          "latin-1", "surrogate", "surrogate-key", "many-values", "truncated"],
 )  # fmt: skip
+@pytest.mark.one_database(reason="refused before the database")
 async def test_malformed_json_is_a_400_problem_with_the_reason(
     gateway: Served, body: bytes, reason: str
 ) -> None:
@@ -217,6 +221,7 @@ async def test_a_malformed_range_is_a_400_problem(gateway: Served, png_uri: str)
 # --- unknown fields and parameters ---------------------------------------------------------------------
 
 
+@pytest.mark.one_database(reason="refused before the database")
 async def test_unknown_body_fields_and_query_parameters_are_named(gateway: Served) -> None:
     response = await gateway.client.post("/v1/jobs", json={**OK, "colour": "blue"})
     problem = assert_problem(response, 422, "validation_error")
@@ -241,6 +246,7 @@ async def test_unknown_body_fields_and_query_parameters_are_named(gateway: Serve
     assert (await gateway.client.get("/v1/jobs", params={"status": "queued", "limit": 1})).status_code == 200
 
 
+@pytest.mark.one_database(reason="refused before the database")
 async def test_a_wrong_method_names_every_method_of_the_resource(gateway: Served) -> None:
     """`GET /v1/jobs` and `POST /v1/jobs` are two routes; `Allow` must name both (Starlette named one)."""
     response = await gateway.client.request("PATCH", "/v1/jobs")

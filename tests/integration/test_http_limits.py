@@ -17,6 +17,9 @@ from app.workers.process import health_server
 from tests.conftest import Served, free_port, make_settings, serve
 from tests.helpers import wait_for
 
+#: The Postgres pass skips this module (tests/conftest.py ONE_DATABASE_REASONS).
+pytestmark = pytest.mark.one_database(reason="http edge")
+
 LIMIT = 64 * 1024  # the default MAX_HEADER_BYTES
 WITHIN = 10.0  # a failure bound for the server to answer or close, not a timing claim
 

@@ -42,6 +42,7 @@ async def refused(served: Served, reference_image: str) -> dict[str, Any]:
     return problem
 
 
+@pytest.mark.one_database(reason="refused before the database")
 async def test_a_decompression_bomb_is_a_422_naming_the_field(served: Served) -> None:
     bomb = bomb_png(30_000)
     async with image_server({"/bomb.png": Body(bomb)}) as images:
@@ -51,6 +52,7 @@ async def test_a_decompression_bomb_is_a_422_naming_the_field(served: Served) ->
     assert images.paths == ["/bomb.png"]
 
 
+@pytest.mark.one_database(reason="refused before the database")
 async def test_a_truncated_jpeg_is_refused_at_submit(served: Served) -> None:
     cut = truncated_jpeg()
     async with image_server({"/cut.jpg": Body(cut)}) as images:
@@ -61,6 +63,7 @@ async def test_a_truncated_jpeg_is_refused_at_submit(served: Served) -> None:
             )
 
 
+@pytest.mark.one_database(reason="refused before the database")
 async def test_a_jpeg_padded_with_millions_of_markers_is_refused(served: Served) -> None:
     problem = await refused(served, as_data_uri(marker_flood_jpeg(), "image/jpeg"))
     assert "header is abnormal" in problem["detail"]

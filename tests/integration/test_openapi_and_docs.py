@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import Served, make_settings, serve
@@ -60,6 +62,7 @@ def resolves(document: Any, ref: str) -> bool:
     return True
 
 
+@pytest.mark.one_database(reason="no sql")
 async def test_every_reference_in_the_openapi_resolves(gateway: Served) -> None:
     """ReDoc refuses to render a document with a dangling `$ref` (and Swagger UI shows a resolver error)."""
     live = (await gateway.client.get("/openapi.json")).json()
@@ -70,6 +73,7 @@ async def test_every_reference_in_the_openapi_resolves(gateway: Served) -> None:
         assert [ref for ref in refs if not resolves(document, ref)] == []
 
 
+@pytest.mark.one_database(reason="no sql")
 async def test_docs_page_loads_every_asset_from_the_gateway(gateway: Served) -> None:
     for page in ("/docs", "/redoc"):
         html = (await gateway.client.get(page)).text

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from app.sandbox.config import SandboxConfig
 from app.sandbox.server import SandboxServer
+from app.tls import client_context
 from tests.conftest import CLIP_CACHE, free_port
 from tests.helpers import data_uri, wait_for
 from tests.processes import ManagedProcess
@@ -61,7 +62,7 @@ def process(tmp_path: Path, database_url: str) -> Iterator[GatewayProcess]:
 async def test_kill_9_at_several_points_then_every_job_finishes_once(process: GatewayProcess) -> None:
     base = f"http://127.0.0.1:{process.port}"
     png = data_uri(640, 360)
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=10, verify=client_context()) as client:
 
         async def up() -> bool:
             try:
@@ -120,7 +121,10 @@ async def test_kill_9_at_several_points_then_every_job_finishes_once(process: Ga
     process.stop()
     # What upstream holds: open the sandbox's state file with a fresh sandbox and list every task.
     config = SandboxConfig(state_path=Path(process.env["SANDBOX_STATE_PATH"]), clip_cache_dir=CLIP_CACHE)
-    async with SandboxServer(config) as upstream, httpx.AsyncClient(timeout=10) as client:
+    async with (
+        SandboxServer(config) as upstream,
+        httpx.AsyncClient(timeout=10, verify=client_context()) as client,
+    ):
         listed = await client.get(
             f"{upstream.base_url}/tasks",
             params={"page_size": 100},
@@ -148,7 +152,9 @@ async def test_kill_9_between_the_terminal_status_and_its_delivery(tmp_path: Pat
     refusing = True
     async with receiver(SECRET, lambda n: Response(status_code=503 if refusing else 204)) as hook:
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.port}", timeout=10) as client:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{gateway.port}", timeout=10, verify=client_context()
+            ) as client:
 
                 async def up() -> bool:
                     try:

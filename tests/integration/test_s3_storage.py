@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from app.config import Settings
+from app.tls import client_context
 from tests.conftest import Served, make_settings, serve
 from tests.helpers import raw_head
 from tests.s3 import Bucket, run_faulty_s3
@@ -163,7 +164,7 @@ async def test_redirect_mode_sends_the_client_to_a_presigned_url(
     assert location.startswith(f"{s3_bucket.endpoint_url}/{s3_bucket.name}/{PREFIX}/{done['id']}.mp4?")
     assert "X-Amz-Expires=60" in location
 
-    async with httpx.AsyncClient(trust_env=False) as direct:
+    async with httpx.AsyncClient(trust_env=False, verify=client_context(trust_env=False)) as direct:
         video = await direct.get(location)
         part = await direct.get(location, headers={"Range": "bytes=100-199"})
     assert video.status_code == 200

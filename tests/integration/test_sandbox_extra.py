@@ -16,6 +16,9 @@ from app.lifespan import open_gateway
 from app.sandbox.extra import SandboxUnavailable, missing_modules
 from tests.conftest import make_settings
 
+#: The Postgres pass skips this module (tests/conftest.py ONE_DATABASE_REASONS).
+pytestmark = pytest.mark.one_database(reason="no sql")
+
 
 @pytest.fixture
 def without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:

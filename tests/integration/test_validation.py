@@ -48,6 +48,7 @@ CASES: list[tuple[dict[str, Any], str]] = [
 ]
 
 
+@pytest.mark.one_database(reason="refused before the database")
 @pytest.mark.parametrize(("change", "field"), CASES, ids=[f"{f}-{i}" for i, (_, f) in enumerate(CASES)])
 async def test_bad_field_is_named(gateway: Served, change: dict[str, Any], field: str) -> None:
     response = await gateway.client.post("/v1/jobs", json={**OK, **change})
@@ -94,6 +95,7 @@ async def test_types_are_strict(gateway: Served) -> None:
         assert response.status_code == 202, response.text
 
 
+@pytest.mark.one_database(reason="refused before the database")
 async def test_missing_reference_image_and_missing_body(gateway: Served) -> None:
     response = await gateway.client.post("/v1/jobs", json={"prompt": "a cat"})
     assert response.status_code == 422 and response.json()["field"] == "reference_image"
@@ -101,6 +103,7 @@ async def test_missing_reference_image_and_missing_body(gateway: Served) -> None
     assert response.status_code == 422 and response.json()["field"] == "body"
 
 
+@pytest.mark.one_database(reason="refused before the database")
 async def test_malformed_json_is_400(gateway: Served) -> None:
     response = await gateway.client.post(
         "/v1/jobs", content=b'{"prompt": ', headers={"content-type": "application/json"}
@@ -109,6 +112,7 @@ async def test_malformed_json_is_400(gateway: Served) -> None:
     assert response.json()["code"] == "invalid_json" and response.json()["field"] == "body"
 
 
+@pytest.mark.one_database(reason="refused before the database")
 async def test_duration_20_for_the_default_model_is_refused_with_the_accepted_range(gateway: Served) -> None:
     response = await gateway.client.post("/v1/jobs", json={**OK, "duration": 20})
     problem = response.json()

@@ -13,6 +13,7 @@ from app.sandbox.config import SandboxConfig
 from app.sandbox.faults import FaultRule, parse_faults
 from app.sandbox.server import SandboxServer
 from app.storage.probe import ProbeError, probe_video
+from app.tls import client_context
 from tests.sandbox.sandbox_helpers import (
     ASYNC,
     I2V_PATH,
@@ -296,6 +297,7 @@ async def test_control_api(sandbox: SandboxServer) -> None:
             base_url=sandbox.public_url,
             headers={"Authorization": f"Bearer {sandbox.api_key}"},
             trust_env=False,
+            verify=client_context(trust_env=False),
         ) as control,
         client_for(sandbox) as client,
     ):

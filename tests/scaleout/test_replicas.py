@@ -17,13 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
+from app.tls import client_context
 from tests.conftest import TEST_DATABASE_URL
 from tests.helpers import data_uri, wait_for
 from tests.processes import ADMIN_HEADERS, CLIENT_HEADERS, Cluster, cluster, showing_logs_on_failure
 from tests.receiver import Receiver, receiver
 from tests.s3 import Bucket
-
-pytestmark = pytest.mark.slow
 
 SECRET = "whsec_" + "c2NhbGUtb3V0LXRlc3Qtc2VjcmV0LTEyMzQ1Ng=="
 TERMINAL = ("succeeded", "failed", "canceled")
@@ -43,15 +42,20 @@ FAST = {
     "WEBHOOK_TIMEOUT_S": "2",
 }
 
-pytestmark = pytest.mark.skipif(
-    not TEST_DATABASE_URL and not os.environ.get("SCALEOUT_ON_SQLITE"),
-    reason="multi-process scale-out runs in the Postgres pass (SCALEOUT_ON_SQLITE=1 to run it here)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not TEST_DATABASE_URL and not os.environ.get("SCALEOUT_ON_SQLITE"),
+        reason="multi-process scale-out runs in the Postgres pass (SCALEOUT_ON_SQLITE=1 to run it here)",
+    ),
+]
 
 
 async def submit_many(api: str, count: int, hook: Receiver, prefix: str) -> list[str]:
     png = data_uri(640, 360)
-    async with httpx.AsyncClient(base_url=api, timeout=30, headers=CLIENT_HEADERS) as client:
+    async with httpx.AsyncClient(
+        base_url=api, timeout=30, headers=CLIENT_HEADERS, verify=client_context()
+    ) as client:
         ids = []
         for i in range(count):
             body = {
@@ -68,7 +72,9 @@ async def submit_many(api: str, count: int, hook: Receiver, prefix: str) -> list
 
 
 async def statuses(api: str, ids: list[str]) -> dict[str, dict[str, Any]]:
-    async with httpx.AsyncClient(base_url=api, timeout=30, headers=CLIENT_HEADERS) as client:
+    async with httpx.AsyncClient(
+        base_url=api, timeout=30, headers=CLIENT_HEADERS, verify=client_context()
+    ) as client:
         return {i: (await client.get(f"/v1/jobs/{i}")).json() for i in ids}
 
 
@@ -135,7 +141,9 @@ async def test_100_jobs_two_workers_one_killed(tmp_path: Path, database_url: str
             keys = await s3_bucket.keys()
             assert len(keys) == 100 and not await s3_bucket.pending_uploads()
             some = next(iter(jobs.values()))
-            async with httpx.AsyncClient(base_url=api, timeout=30, headers=CLIENT_HEADERS) as client:
+            async with httpx.AsyncClient(
+                base_url=api, timeout=30, headers=CLIENT_HEADERS, verify=client_context()
+            ) as client:
                 video = await client.get(f"/v1/jobs/{some['id']}/content", headers={"Range": "bytes=0-99"})
             assert video.status_code == 206 and len(video.content) == 100
 
@@ -226,7 +234,9 @@ async def test_worker_health_port_reports_loops_and_queue(tmp_path: Path, databa
             await running.start_sandbox()
             _, api = await running.start_api()
             _, health = await running.start_worker("worker-1")
-            async with httpx.AsyncClient(timeout=10, headers=ADMIN_HEADERS) as client:
+            async with httpx.AsyncClient(
+                timeout=10, headers=ADMIN_HEADERS, verify=client_context()
+            ) as client:
                 ready = (await client.get(health + "/readyz")).json()
                 assert ready["checks"]["job_poller"] == ready["checks"]["webhook_dispatcher"] == "ok"
                 api_ready = (await client.get(api + "/readyz")).json()

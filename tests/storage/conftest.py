@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from app.storage.local import LocalStorage
+from app.tls import client_context
 
 from .support import Clip, VideoServer, make_clip
 
@@ -41,7 +42,7 @@ def video_server() -> Iterator[VideoServer]:
 @pytest.fixture
 async def http_client() -> AsyncIterator[httpx.AsyncClient]:
     # trust_env=False: a proxy configured in the environment must not capture loopback requests.
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with httpx.AsyncClient(trust_env=False, verify=client_context(trust_env=False)) as client:
         yield client
 
 

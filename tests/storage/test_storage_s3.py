@@ -17,6 +17,7 @@ import pytest
 from app.config import Settings
 from app.storage.base import StorageError
 from app.storage.s3 import MIN_PART_SIZE, S3Storage, open_s3_storage, parse_s3_url
+from app.tls import client_context
 from tests.s3 import Bucket, run_faulty_s3
 
 from .support import Clip
@@ -182,7 +183,7 @@ async def test_redirect_url_is_a_working_presigned_get(
 
     assert url is not None and url.startswith(f"{s3_bucket.endpoint_url}/{s3_bucket.name}/{PREFIX}/a.mp4?")
     assert "X-Amz-Expires=300" in url and "X-Amz-Signature=" in url
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with httpx.AsyncClient(trust_env=False, verify=client_context(trust_env=False)) as client:
         response = await client.get(url)
     assert response.status_code == 200
     assert response.content == av_clip.data
