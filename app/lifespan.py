@@ -23,7 +23,7 @@ from app import logsafety, wiring
 from app.api.deps import STATE_KEY, Resources
 from app.config import Settings
 from app.db.budget import DatabaseBudgets
-from app.db.engine import create_engine, session_factory
+from app.db.engine import create_engine, read_session_factory, session_factory
 from app.jobs.feed import ChangeFeed
 from app.jobs.fetch import ImageFetcher, fetch_client
 from app.jobs.images import ImageChecker
@@ -191,6 +191,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             images=images,
             storage=storage,
             on_created=poller.wake,
+            reads=read_session_factory(engine),
         )
         secrets = SecretSource(sessions, settings.webhook_secret)
         dispatcher = Dispatcher(
