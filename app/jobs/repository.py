@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, defer
 
 from app.db import leases
 from app.db.base import rowcount, utcnow
@@ -38,8 +38,15 @@ async def insert(session: AsyncSession, job: Job) -> Job:
     return job
 
 
-async def get(session: AsyncSession, job_id: str) -> Job | None:
-    return await session.get(Job, job_id)
+#: What a client is shown never includes the body sent upstream (the reference image as a data: URI, the
+#: bulk of the row): reads for clients skip it (decoding it was most of a list page's time). Touching it on
+#: such a row raises rather than quietly loading it.
+CLIENT_VIEW = (defer(Job.upstream_body, raiseload=True),)
+
+
+async def get(session: AsyncSession, job_id: str, *, client_view: bool = False) -> Job | None:
+    """The job; `client_view`: without the columns clients never see (`CLIENT_VIEW`)."""
+    return await session.get(Job, job_id, options=CLIENT_VIEW if client_view else ())
 
 
 @dataclass(frozen=True)
@@ -148,8 +155,9 @@ async def list_page(
     limit: int,
     cursor: tuple[datetime, str] | None,
 ) -> Page:
-    """Newest first; the cursor is the last row of the previous page."""
-    query = select(Job).where(owned_by(owner))
+    """Newest first; the cursor is the last row of the previous page. Rows as clients see them
+    (`CLIENT_VIEW`)."""
+    query = select(Job).options(*CLIENT_VIEW).where(owned_by(owner))
     if statuses:
         query = query.where(Job.status.in_(statuses))
     if cursor is not None:

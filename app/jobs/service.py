@@ -146,10 +146,11 @@ class JobService:
 
     # --- read ---------------------------------------------------------------------------------
     async def get(self, job_id: str, *, owner: str | None = None) -> Job:
+        """The job as its owner sees it (without the body sent upstream: `repository.CLIENT_VIEW`)."""
         if not plausible_id(job_id):
             raise NotFound(f"no job {job_id[:100]!r}")
         async with self._reads() as session:
-            job = await repository.get(session, job_id)
+            job = await repository.get(session, job_id, client_view=True)
         if job is None or job.owner != owner:
             raise NotFound(f"no job {job_id}")
         return job
