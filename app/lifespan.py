@@ -126,6 +126,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
         settings.database_url, pool_size=settings.database_pool_size, echo=settings.database_echo
     )
     sessions = session_factory(engine)
+    reads = read_session_factory(engine)  # one-statement reads for clients: autocommit
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
         base_url, api_key, sandbox = await _open_upstream(settings, stack)
@@ -191,7 +192,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             images=images,
             storage=storage,
             on_created=poller.wake,
-            reads=read_session_factory(engine),
+            reads=reads,
         )
         secrets = SecretSource(sessions, settings.webhook_secret)
         dispatcher = Dispatcher(
@@ -200,7 +201,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
         feed.subscribe(dispatcher.wake)  # a status change may have queued deliveries
         deliveries = DeliveryService(sessions, on_scheduled=dispatcher.wake)
         auth = Authenticator(
-            sessions,
+            reads,
             configured_keys(settings),
             wiring.quota_limits(settings),
             disabled=settings.auth_disabled,

@@ -373,21 +373,31 @@ def lua_script(route: str, side: Side, body: str, ids: list[str]) -> str:
 @dataclass
 class Figures:
     rps: float
+    cpu_ms: float  # the server's CPU time (all its threads) per request
     p50_ms: float
     p99_ms: float
     non2xx: int
     errors: int
 
 
-def run_wrk(url: str, script: str, workdir: Path, seconds: float, connections: int) -> Figures:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(url: str, script: str, workdir: Path, seconds: float, connections: int, pid: int) -> Figures:
     path = workdir / "load.lua"
     path.write_text(script)
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(path), url]
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - cpu_before
     line = next(part for part in out.splitlines() if part.startswith("@@"))
     data = json.loads(line[2:])
     return Figures(
         rps=data["requests"] / (data["duration_us"] / 1e6),
+        cpu_ms=1000 * cpu / max(data["requests"], 1),
         p50_ms=data["p50_us"] / 1000,
         p99_ms=data["p99_us"] / 1000,
         non2xx=data["non2xx"],
@@ -396,10 +406,11 @@ def run_wrk(url: str, script: str, workdir: Path, seconds: float, connections: i
 
 
 class Profiler:
-    """`py-spy record` of the gateway while one route is loaded (`--profile DIR`)."""
+    """`py-spy record` of a server while one route is loaded (`--profile DIR`): `DIR/<side>-<route>.txt`,
+    collapsed stacks (`py-spy record -f raw`), for a flame graph or a top-frames count."""
 
-    def __init__(self, directory: Path | None, pid: int, extra: list[str]) -> None:
-        self.directory, self.pid, self.extra = directory, pid, extra
+    def __init__(self, directory: Path | None, pid: int, extra: list[str], prefix: str) -> None:
+        self.directory, self.pid, self.extra, self.prefix = directory, pid, extra, prefix
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, name: str, seconds: float) -> None:
@@ -407,7 +418,7 @@ class Profiler:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        out = self.directory / f"{name}.txt"
+        out = self.directory / f"{self.prefix}-{name}.txt"
         argv = [
             spy,
             "record",
@@ -415,8 +426,6 @@ class Profiler:
             str(self.pid),
             "-d",
             str(int(seconds)),
-            "-r",
-            "100",
             "-f",
             "raw",
             "-o",
@@ -468,7 +477,10 @@ def main() -> None:
     parser.add_argument("--log-level", default="INFO", help="both servers' LOG_LEVEL (default INFO)")
     parser.add_argument("--only", choices=ROUTES, action="append", help="just these routes")
     parser.add_argument("--profile", type=Path, help="py-spy flame-graph input per route (gateway) here")
-    parser.add_argument("--profile-args", default="--gil", help="more py-spy options (default --gil)")
+    parser.add_argument(
+        "--profile-args", default="--gil --rate 100", help="py-spy options (default: %(default)s)"
+    )
+    parser.add_argument("--profile-minimal", action="store_true", help="profile the minimal app too")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (server logs)")
     parser.add_argument("--serve-minimal", metavar="DATABASE_URL", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -510,10 +522,21 @@ def main() -> None:
             probe = httpx.post(f"{side.url}/v1/jobs", content=body, headers=headers, timeout=30)
             if probe.status_code != 202:
                 raise SystemExit(f"{side.name} refused the POST: {probe.status_code} {probe.text[:300]}")
-        profiler = Profiler(args.profile, gateway.child.proc.pid, args.profile_args.split())
+        profilers = {
+            side.name: Profiler(args.profile, side.child.proc.pid, args.profile_args.split(), side.name)
+            for side in sides
+            if side is gateway or args.profile_minimal
+        }
         ids: dict[str, list[str]] = {}
         for side in sides:  # warm up: imports, caches, connection pools
-            run_wrk(side.url, lua_script("post", side, body, []), workdir, 2, args.connections)
+            run_wrk(
+                side.url,
+                lua_script("post", side, body, []),
+                workdir,
+                2,
+                args.connections,
+                side.child.proc.pid,
+            )
         for round_no in range(args.rounds):
             for route in ("post", "get", "list"):
                 if route == "get" and not ids:
@@ -522,7 +545,8 @@ def main() -> None:
                 if route not in routes:
                     continue
                 for side in sides:
-                    if side is gateway and round_no == 0:
+                    profiler = profilers.get(side.name) if round_no == 0 else None
+                    if profiler is not None:
                         profiler.start(route, args.seconds)
                     figures = run_wrk(
                         side.url,
@@ -530,15 +554,16 @@ def main() -> None:
                         workdir,
                         args.seconds,
                         args.connections,
+                        side.child.proc.pid,
                     )
-                    if side is gateway:
+                    if profiler is not None:
                         profiler.stop()
                     results.setdefault((route, side.name), []).append(figures)
                     f = figures
                     print(
                         f"round {round_no + 1} {LABELS[route]:<24} {side.name:<8} {f.rps:7.0f} req/s  "
-                        f"p50 {f.p50_ms:6.1f} ms  p99 {f.p99_ms:7.1f} ms  non-2xx {f.non2xx}  "
-                        f"errors {f.errors}",
+                        f"p50 {f.p50_ms:6.1f} ms  p99 {f.p99_ms:7.1f} ms  CPU {f.cpu_ms:5.2f} ms/req  "
+                        f"non-2xx {f.non2xx}  errors {f.errors}",
                         file=sys.stderr,
                     )
     finally:

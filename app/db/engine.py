@@ -173,9 +173,13 @@ def _configure_sqlite(engine: AsyncEngine, file: SqliteFile | None) -> None:
 
     @event.listens_for(engine.sync_engine.pool, "checkin")
     @event.listens_for(engine.sync_engine.pool, "close")
+    def _on_release(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            _WriteTurns.release(record.info)
+
     @event.listens_for(engine.sync_engine.pool, "invalidate")
     @event.listens_for(engine.sync_engine.pool, "reset")
-    def _on_release(_dbapi_connection: Any, record: Any, *_: Any) -> None:
+    def _on_reset(_dbapi_connection: Any, record: Any, _state: Any) -> None:
         if record is not None:
             _WriteTurns.release(record.info)
 
@@ -204,7 +208,7 @@ class _WriteTurns:
         if lock is None:
             lock = self._locks[loop] = asyncio.Lock()
         try:
-            await_only(asyncio.wait_for(lock.acquire(), SQLITE_LOCK_TIMEOUT_S))
+            await_only(_acquire(lock))
         except TimeoutError:
             raise sa_exc.OperationalError(
                 "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
@@ -220,6 +224,12 @@ class _WriteTurns:
         lock = info.pop(_TURN, None)
         if lock is not None and lock.locked():
             lock.release()
+
+
+async def _acquire(lock: asyncio.Lock) -> None:
+    # asyncio.timeout, not wait_for: wait_for wraps the wait in a task of its own (Python 3.11).
+    async with asyncio.timeout(SQLITE_LOCK_TIMEOUT_S):
+        await lock.acquire()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
