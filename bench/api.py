@@ -98,7 +98,8 @@ class MinimalRow(_MinimalBase):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     owner: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
-    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)  # the request as shown: the image described
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # the request as received: the data: URI
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -153,7 +154,11 @@ def minimal_app(database_url: str) -> Any:
             id="job_" + secrets.token_hex(12),
             owner=None,
             status="queued",
-            request=body.model_dump(),
+            request={
+                **body.model_dump(exclude={"reference_image"}),
+                "image_bytes": len(body.reference_image),
+            },
+            payload=body.model_dump(),
             created_at=datetime.now(UTC),
         )
         async with sessions.begin() as session:
@@ -331,6 +336,9 @@ async def _seed(database_url: str, jobs: Table, total: int) -> list[str]:
             for start in range(0, len(rows), 500):
                 await conn.execute(jobs.insert(), rows[start : start + 500])
             ids = list((await conn.scalars(select(jobs.c.id).limit(1000))).all())
+        if engine.dialect.name == "postgresql":  # fresh statistics for the planner, as autovacuum would
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql("ANALYZE jobs")
     finally:
         await engine.dispose()
     return ids
