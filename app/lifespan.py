@@ -23,7 +23,7 @@ from app import logsafety, tls, wiring
 from app.api.deps import STATE_KEY, Resources
 from app.config import Settings
 from app.db.budget import DatabaseBudgets
-from app.db.engine import create_engine, session_factory
+from app.db.engine import create_engine, read_session_factory, session_factory
 from app.jobs.feed import ChangeFeed
 from app.jobs.fetch import ImageFetcher, fetch_client
 from app.jobs.images import ImageChecker
@@ -126,6 +126,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
         settings.database_url, pool_size=settings.database_pool_size, echo=settings.database_echo
     )
     sessions = session_factory(engine)
+    reads = read_session_factory(engine)  # one-statement reads for clients: autocommit
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
         base_url, api_key, sandbox = await _open_upstream(settings, stack)
@@ -194,6 +195,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             images=images,
             storage=storage,
             on_created=poller.wake,
+            reads=reads,
         )
         secrets = SecretSource(sessions, settings.webhook_secret)
         dispatcher = Dispatcher(
@@ -202,7 +204,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
         feed.subscribe(dispatcher.wake)  # a status change may have queued deliveries
         deliveries = DeliveryService(sessions, on_scheduled=dispatcher.wake)
         auth = Authenticator(
-            sessions,
+            reads,
             configured_keys(settings),
             wiring.quota_limits(settings),
             disabled=settings.auth_disabled,

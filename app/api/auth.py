@@ -27,7 +27,7 @@ async def authenticate(request: Request) -> Principal:
     """The caller, from the `Authorization` header alone; `Unauthorized` (401) without a valid key."""
     credentials = await bearer(request)
     token = credentials.credentials if credentials else None
-    return await get_authenticator(request).authenticate(token)
+    return await (await get_authenticator(request)).authenticate(token)
 
 
 async def principal(

@@ -47,44 +47,50 @@ class Resources:
     metrics: Metrics
 
 
-def resources(request: Request) -> Resources:
+def _resources(request: Request) -> Resources:
     return cast(Resources, getattr(request.state, STATE_KEY))
 
 
-def get_jobs(request: Request) -> JobService:
-    return resources(request).jobs
+# The dependencies are coroutines: FastAPI runs a plain `def` dependency in the thread pool, a thread hop
+# per dependency per request for what is an attribute read.
+async def resources(request: Request) -> Resources:
+    return _resources(request)
 
 
-def get_presenter(request: Request) -> Presenter:
-    return resources(request).presenter
+async def get_jobs(request: Request) -> JobService:
+    return _resources(request).jobs
 
 
-def get_authenticator(request: Request) -> Authenticator:
-    return resources(request).authenticator
+async def get_presenter(request: Request) -> Presenter:
+    return _resources(request).presenter
 
 
-def get_storage(request: Request) -> Storage:
-    return resources(request).storage
+async def get_authenticator(request: Request) -> Authenticator:
+    return _resources(request).authenticator
 
 
-def get_deliveries(request: Request) -> DeliveryService:
-    return resources(request).deliveries
+async def get_storage(request: Request) -> Storage:
+    return _resources(request).storage
 
 
-def get_feed(request: Request) -> ChangeFeed:
-    return resources(request).feed
+async def get_deliveries(request: Request) -> DeliveryService:
+    return _resources(request).deliveries
 
 
-def get_streams(request: Request) -> StreamTimings:
-    return resources(request).streams
+async def get_feed(request: Request) -> ChangeFeed:
+    return _resources(request).feed
 
 
-def get_readiness(request: Request) -> Readiness:
-    return resources(request).readiness
+async def get_streams(request: Request) -> StreamTimings:
+    return _resources(request).streams
 
 
-def get_metrics(request: Request) -> Metrics:
-    return resources(request).metrics
+async def get_readiness(request: Request) -> Readiness:
+    return _resources(request).readiness
+
+
+async def get_metrics(request: Request) -> Metrics:
+    return _resources(request).metrics
 
 
 JobsDep = Annotated[JobService, Depends(get_jobs)]

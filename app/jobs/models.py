@@ -38,7 +38,8 @@ class Job(Leased, Base):
         Index("ix_jobs_limit_group_status", "limit_group", "status"),
         # Fair submit order: when a tenant last got a slot of a family (one probe per waiting tenant).
         Index("ix_jobs_limit_group_owner_submitted_at", "limit_group", "owner", "submitted_at"),
-        Index("ix_jobs_owner_created_at", "owner", "created_at"),
+        # A tenant's page, newest first, read in index order; quota admission's time ranges.
+        Index("ix_jobs_owner_created_at_id", "owner", "created_at", "id"),
         # Result reuse: identical seeded requests of a tenant (jobs/fingerprint.py), and followers.
         Index("ix_jobs_cache_key_owner", "cache_key", "owner"),
         Index("ix_jobs_source_job_id", "source_job_id"),

@@ -18,9 +18,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, case, func, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, defer
 
 from app.db import leases
 from app.db.base import rowcount, utcnow
@@ -38,7 +50,31 @@ async def insert(session: AsyncSession, job: Job) -> Job:
     return job
 
 
-async def get(session: AsyncSession, job_id: str) -> Job | None:
+#: Columns a client is never shown (nor the API's writes on its behalf need): the body sent upstream (the
+#: reference image as a data: URI, the bulk of the row; decoding it was most of a list page's time) and the
+#: worker's bookkeeping. Reads for clients skip them; touching one on such a row raises rather than quietly
+#: loading it.
+_NOT_FOR_CLIENTS = (
+    Job.upstream_body,
+    Job.create_attempt,
+    Job.last_error,
+    Job.video_source_url,
+    Job.video_source_expires_at,
+    Job.idempotency_key,
+    Job.cache_key,
+    Job.deadline_at,
+    Job.poll_count,
+    Job.submit_attempts,
+)
+CLIENT_VIEW = tuple(defer(column, raiseload=True) for column in _NOT_FOR_CLIENTS)
+#: Built once: its cache key is computed once, not per request as `session.get` with options does.
+_GET_FOR_CLIENT = select(Job).options(*CLIENT_VIEW).where(Job.id == bindparam("job_id"))
+
+
+async def get(session: AsyncSession, job_id: str, *, client_view: bool = False) -> Job | None:
+    """The job; `client_view`: without the columns clients never see (`CLIENT_VIEW`)."""
+    if client_view:
+        return (await session.scalars(_GET_FOR_CLIENT, {"job_id": job_id})).first()
     return await session.get(Job, job_id)
 
 
@@ -148,8 +184,9 @@ async def list_page(
     limit: int,
     cursor: tuple[datetime, str] | None,
 ) -> Page:
-    """Newest first; the cursor is the last row of the previous page."""
-    query = select(Job).where(owned_by(owner))
+    """Newest first; the cursor is the last row of the previous page. Rows as clients see them
+    (`CLIENT_VIEW`)."""
+    query = select(Job).options(*CLIENT_VIEW).where(owned_by(owner))
     if statuses:
         query = query.where(Job.status.in_(statuses))
     if cursor is not None:

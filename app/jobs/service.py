@@ -75,8 +75,11 @@ class JobService:
         storage: Storage,
         on_created: Callable[[], None] = lambda: None,
         resolver: Resolver | None = None,
+        reads: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
+        # Reads of one statement each (get, list, events): autocommit, no write lock (db/engine.py).
+        self._reads = reads or sessions
         self._provider = provider
         self._config = config
         self._transitions = transitions
@@ -143,10 +146,11 @@ class JobService:
 
     # --- read ---------------------------------------------------------------------------------
     async def get(self, job_id: str, *, owner: str | None = None) -> Job:
+        """The job as its owner sees it (without the body sent upstream: `repository.CLIENT_VIEW`)."""
         if not plausible_id(job_id):
             raise NotFound(f"no job {job_id[:100]!r}")
-        async with self._sessions() as session:
-            job = await repository.get(session, job_id)
+        async with self._reads() as session:
+            job = await repository.get(session, job_id, client_view=True)
         if job is None or job.owner != owner:
             raise NotFound(f"no job {job_id}")
         return job
@@ -160,7 +164,7 @@ class JobService:
                 position = repository.decode_cursor(cursor)
             except (ValueError, UnicodeDecodeError):
                 raise FieldError("cursor", "not a cursor issued by this service") from None
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await repository.list_page(
                 session, owner=owner, statuses=statuses, limit=limit, cursor=position
             )
@@ -233,13 +237,13 @@ class JobService:
 
     # --- change waiting -------------------------------------------------------------------------
     async def events_after(self, job_id: str, after_id: int) -> list[JobEvent]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await repository.events_after(session, job_id, after_id)
 
     async def wait_for_event(self, job: Job, seconds: float) -> Job:
         """`Prefer: wait`: return as soon as the job has moved on from `job` (the caller's copy), or after
         `seconds`."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             seen = await repository.last_event_id(session, job.id)
         # A change between the caller's read and the line above is already inside `seen`: compare.
         current = await self.get(job.id, owner=job.owner)

@@ -55,6 +55,7 @@ ANONYMOUS = Principal(tenant=None, key_name=None, admin=True, limits=None)
 class Authenticator:
     def __init__(
         self,
+        # Only reads: the lifespan hands it autocommit sessions (db/engine.py `read_session_factory`).
         sessions: async_sessionmaker[AsyncSession],
         configured: Sequence[keys.ConfiguredKey],
         defaults: QuotaLimits,
@@ -88,9 +89,15 @@ class Authenticator:
             return True  # once on, on for good: revoking the last key must not open the doors
         now = time.monotonic()
         if now >= self._enabled_until:
-            async with self._sessions() as session:
-                self._enabled = await keys.any_active(session)
+            # One caller looks; the others keep the answer of the last look meanwhile (it is at most
+            # `cache_ttl_s` old anyway), instead of every request in flight asking the database at once.
             self._enabled_until = now + self._ttl
+            try:
+                async with self._sessions() as session:
+                    self._enabled = await keys.any_active(session)
+            except BaseException:
+                self._enabled_until = 0.0  # the next caller looks again
+                raise
         return self._enabled
 
     async def authenticate(self, token: str | None) -> Principal:

@@ -4,6 +4,7 @@ secrets do not reach it."""
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Iterator
 
 import pytest
@@ -84,3 +85,45 @@ def test_the_sandbox_key_is_public() -> None:
     logsafety.install([DEFAULT_API_KEY])  # the settings hand it over like any other key
     assert logsafety.redact("DASHSCOPE_API_KEY=sk-sandbox") == "DASHSCOPE_API_KEY=sk-sandbox"
     assert logsafety.redact("key sk-sandbox2, sk-sandboxes") == "key sk-***, sk-***"
+
+
+def _redact_every_pattern(text: str) -> str:
+    """The redactor as it was before its substring shortcuts: every pattern over every text."""
+    for secret in logsafety._secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    text = logsafety._DATA_URI.sub(lambda m: f"{m.group(1)}<{len(m.group(2))} chars>", text)
+    text = logsafety._BEARER.sub(r"\1***", text)
+    text = logsafety._CREDENTIAL_PARAM.sub(r"\1***", text)
+    return logsafety._KEY_SHAPED.sub(lambda m: m[0] if m[0] in logsafety.PUBLIC_KEYS else f"{m[1]}***", text)
+
+
+def test_the_shortcuts_redact_exactly_what_every_pattern_would() -> None:
+    pieces = [
+        "GET /v1/jobs/job_0123456789abcdef01234567 HTTP/1.1",
+        "127.0.0.1:55412",
+        "Authorization: BeArEr wg_abcdefghijklmnopqrstuvwxyz012345",
+        "bearer" + "x" * 20,
+        "?api_key=hunter2&x=1",
+        ";Signature=abc%2Fdef",
+        "X-Amz-Signature=0123abcd",
+        "data:image/png;base64," + "A" * 64,
+        "data:;base64," + "QUJD" * 10,
+        "sk-sandbox",
+        "sk-0123456789abcdef",
+        "whsec_abcdefghij",
+        "wg_short",
+        CONFIGURED,
+        "İstanbul ſ K",
+        "token",
+        "=",
+        " ",
+        "",
+    ]
+    rng = random.Random(10)
+    texts = list(pieces)
+    for _ in range(2000):
+        texts.append("".join(rng.choice(pieces) for _ in range(rng.randrange(1, 5))))
+    logsafety.install([CONFIGURED])
+    for text in texts:
+        assert logsafety.redact(text) == _redact_every_pattern(text), text
