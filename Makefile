@@ -16,8 +16,9 @@ help: ## List the targets
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	@# uv resolves and installs the same pins as pip, in seconds rather than minutes (a fresh clone's CI).
+	$(BIN)/python -m pip install -q uv==0.13.8
+	$(BIN)/uv pip install -q --python $(BIN)/python -e ".[dev]"
 	touch $@
 
 install: $(BIN)/.installed ## Create .venv and install the gateway with its dev tools

@@ -14,12 +14,15 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from app.config import Settings
 from app.storage.base import Storage
 from app.storage.local import LocalStorage
-from app.storage.s3 import S3Location, open_s3_storage, parse_s3_url
+
+if TYPE_CHECKING:
+    from app.storage.s3 import S3Location
 
 
 class StorageConfigError(ValueError):
@@ -34,6 +37,10 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
     if location is None:
         yield storage_from_url(url)
         return
+    # Imported here: aiobotocore takes ~0.6 s to import, which every process not using S3 (each worker,
+    # each CLI command) would pay at startup.
+    from app.storage.s3 import open_s3_storage
+
     async with open_s3_storage(settings, location) as storage:
         sweeper = asyncio.create_task(storage.sweep_uploads(), name="s3 upload sweep")
         try:
@@ -48,6 +55,8 @@ def s3_location(url: str) -> S3Location | None:
     text = url.strip()
     if urlsplit(text).scheme.lower() != "s3":
         return None
+    from app.storage.s3 import parse_s3_url  # only for an s3:// URL (see open_storage)
+
     try:
         return parse_s3_url(text)
     except ValueError as exc:
