@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The suite starts hundreds of Python processes (gateways, workers, CLI commands): with bytecode caching
+# off (some images export PYTHONDONTWRITEBYTECODE=1) each one compiles the gateway and its libraries from
+# source again, 6 s instead of 2.4 s per start. The caches go to __pycache__/, which git ignores.
+unexport PYTHONDONTWRITEBYTECODE
 # The suite runs on every core (pytest-xdist); modules marked xdist_group stay on one worker.
 XDIST ?= -n auto --dist loadgroup
 
