@@ -50,6 +50,9 @@ TAG = "DashScope-compatible"
 #: DashScope's list window when neither end is given, and the other end when only one is (§4.2).
 LIST_WINDOW = timedelta(hours=24)
 PAGE_SIZE_MAX = 100
+#: A cancel that meets a submission in flight waits for it to settle, this long at a time, this often.
+CANCEL_SETTLE_S = 2.0
+CANCEL_SETTLE_TRIES = 3
 
 router = APIRouter(prefix="/api/v1", tags=[TAG], route_class=DashScopeRoute)
 
@@ -256,15 +259,26 @@ async def get_task(task_id: str, jobs: JobsDep, presenter: PresenterDep, caller:
 )
 @router.post("/tasks/{task_id}/cancel/", include_in_schema=False)
 async def cancel_task(task_id: str, jobs: JobsDep, caller: PrincipalDep) -> Response:
-    """As upstream, only a PENDING task can be canceled; anything else is `400 UnsupportedOperation`."""
-    try:
-        await jobs.cancel(task_id, owner=caller.tenant)
-    except NotFound:
-        raise DashScopeError(400, "UnsupportedOperation", CANCEL_REFUSED) from None
-    except Conflict as exc:
-        if exc.code == "submission_in_progress":
-            raise DashScopeError(503, "ServiceUnavailable", exc.detail or "", headers=exc.headers) from None
-        raise DashScopeError(400, "UnsupportedOperation", f"{CANCEL_REFUSED} ({exc.detail})") from None
+    """As upstream, only a PENDING task can be canceled; anything else is `400 UnsupportedOperation`.
+    A task the gateway is handing upstream at this very moment is PENDING to the client: the cancel waits
+    (a few seconds at most) for the hand-over to settle instead of answering "try again"."""
+    for attempt in range(CANCEL_SETTLE_TRIES):
+        try:
+            await jobs.cancel(task_id, owner=caller.tenant)
+        except NotFound:
+            raise DashScopeError(400, "UnsupportedOperation", CANCEL_REFUSED) from None
+        except Conflict as exc:
+            if exc.code != "submission_in_progress":
+                raise DashScopeError(
+                    400, "UnsupportedOperation", f"{CANCEL_REFUSED} ({exc.detail})"
+                ) from None
+            if attempt == CANCEL_SETTLE_TRIES - 1:
+                raise DashScopeError(
+                    503, "ServiceUnavailable", exc.detail or "", headers=exc.headers
+                ) from None
+            await jobs.wait_for_event(await jobs.get(task_id, owner=caller.tenant), CANCEL_SETTLE_S)
+        else:
+            break
     return JSONResponse({"request_id": new_request_id()})
 
 
