@@ -117,7 +117,10 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     for path, path_item in schema.get("paths", {}).items():
         if path.startswith(dashscope.router.prefix + "/"):
-            continue  # DashScope's wire: its own error envelope, documented on each operation
+            # DashScope's wire: its own error envelope, documented on each operation; never a 422.
+            for operation in path_item.values():
+                operation.get("responses", {}).pop("422", None)
+            continue
         for operation in path_item.values():
             # Every route refuses unknown query parameters (app/api/routing.py), even one that has none.
             operation.setdefault("responses", {}).setdefault("422", {})
