@@ -210,5 +210,7 @@ async def test_async_call_fetch_wait_cancel_kf2v_failures_and_errors(facade: Ser
     assert set(raw.json()) == {"request_id", "code", "message"}
     native = await facade.client.post("/v1/jobs", json={}, headers={"Authorization": f"Bearer {ALICE}"})
     assert native.status_code == 422 and native.headers["content-type"] == "application/problem+json"
+    no_key = await facade.client.get(f"/api/v1/tasks/{task.output.task_id}/")  # the aiohttp flavour's slash
+    assert (no_key.status_code, no_key.json()["message"]) == (401, "No API-key provided.")
     unknown = await facade.client.get("/api/v1/nothing", headers={"Authorization": f"Bearer {ALICE}"})
     assert unknown.status_code == 404 and unknown.json()["code"] == "NotFound"
