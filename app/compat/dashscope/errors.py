@@ -44,18 +44,23 @@ INTERNAL = "An internal error has occured, please try again later or contact ser
 #: The core's request fields (`POST /v1/jobs`) by their DashScope names, for messages that name a field.
 FIELD_NAMES = {
     "model": "model",
-    "prompt": "input.prompt",
-    "negative_prompt": "input.negative_prompt",
-    "reference_image": "input.img_url",
+    **{name: f"input.{name}" for name in ("prompt", "negative_prompt", "audio_url", "template")},
+    "reference_image": "input.img_url",  # input.first_frame_url on the kf2v path
     "last_frame_image": "input.last_frame_url",
-    "audio_url": "input.audio_url",
-    "template": "input.template",
     **{
         name: f"parameters.{name}"
-        for name in ("duration", "size", "seed", "resolution", "audio", "shot_type", "prompt_extend")
+        for name in (
+            "resolution",
+            "size",
+            "duration",
+            "seed",
+            "audio",
+            "shot_type",
+            "prompt_extend",
+            "watermark",
+            "fps",
+        )
     },
-    "watermark": "parameters.watermark",
-    "fps": "parameters.fps",
 }
 
 #: Which quota a 429 of `jobs/admission.py` hit → DashScope's throttling code for that kind of limit.
