@@ -123,6 +123,21 @@ async def test_seed_sample_with_a_local_file_then_fetch_list_and_tenancy(
         img_url=f"oss://{uploaded[0]}",
     )
     assert again.status_code == 200, again  # its owner can name it again (for 48 h)
+    create = "/api/v1/services/aigc/video-generation/video-synthesis"
+    as_alice = {"Authorization": f"Bearer {ALICE}", "X-DashScope-Async": "enable"}
+    body = {"model": "wan2.6-i2v-flash", "input": {"prompt": "p", "img_url": f"oss://{uploaded[0]}"}}
+    unresolved = await facade.client.post(create, json=body, headers=as_alice)  # no OssResourceResolve
+    assert (unresolved.status_code, unresolved.json()["code"]) == (400, "InvalidParameter.DataInspection")
+    policy = await facade.client.get(
+        "/api/v1/uploads", params={"action": "getPolicy", "model": "wan2.6-i2v-flash"}, headers=as_alice
+    )
+    grant = policy.json()["data"]
+    assert grant["upload_host"] == f"{facade.url}/api/v1/uploads/oss"
+    form = {"OSSAccessKeyId": "k", "policy": grant["policy"], "key": f"{grant['upload_dir']}/y.png"}
+    forged = await facade.client.post(
+        grant["upload_host"], data={**form, "Signature": "forged"}, files={"file": ("y.png", b"x")}
+    )
+    assert forged.status_code == 403 and b"SignatureDoesNotMatch" in forged.content
 
 
 async def test_async_call_fetch_wait_cancel_kf2v_failures_and_errors(facade: Served) -> None:
