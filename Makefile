@@ -25,7 +25,16 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/uv pip install -q --python $(BIN)/python -e ".[dev]"
 	touch $@
 
-install: $(BIN)/.installed ## Create .venv and install the gateway with its dev tools
+# The Vercel AI SDK (`ai` + `@ai-sdk/alibaba`, pinned by its package-lock.json) for
+# tests/compat/test_vercel_ai_sdk.py: about 5 s from a cold npm cache. Without npm it is left out (the test
+# then skips, and fails under CI=true).
+VERCEL := tests/compat/vercel
+$(VERCEL)/node_modules/.installed: $(VERCEL)/package-lock.json $(VERCEL)/package.json
+	@if command -v npm >/dev/null; then \
+		npm ci --silent --no-audit --no-fund --prefix $(VERCEL) && touch $@; \
+	else echo "npm not found: the Vercel AI SDK test will not run (Node 20+ needed)"; fi
+
+install: $(BIN)/.installed $(VERCEL)/node_modules/.installed ## Create .venv and install the gateway with its dev tools (and the Vercel AI SDK for its test)
 
 run: install ## Serve on http://127.0.0.1:8000 (sandbox upstream, SQLite, local files; migrations applied)
 	$(BIN)/wan-gateway serve --host 127.0.0.1 --port 8000
@@ -59,4 +68,4 @@ config-docs: install ## Write docs/CONFIGURATION.md from the settings
 	$(BIN)/python -m app.config_docs > docs/CONFIGURATION.md
 
 clean: ## Remove caches, local data and the venv
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis data output .cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis data output .cache $(VERCEL)/node_modules

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import logsafety, tls, wiring
 from app.api.deps import STATE_KEY, Resources
+from app.compat.dashscope import routes as dashscope_routes
+from app.compat.dashscope.uploads import UPLOAD_PATH, UploadStore
 from app.config import Settings
 from app.db.budget import DatabaseBudgets
 from app.db.engine import create_engine, read_session_factory, session_factory
@@ -75,6 +77,8 @@ class Gateway:
     auth: Authenticator
     readiness: Readiness
     metrics: Metrics
+    #: The DashScope facade's temporary uploads (app/compat/dashscope/uploads.py).
+    uploads: UploadStore
     #: The running poller and dispatcher; None when this process runs no loops (WORKERS_ENABLED=false).
     loops: LoopRunner | None
     #: The embedded DashScope emulator, when it is the upstream.
@@ -232,19 +236,24 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             auth=auth,
             readiness=Readiness(sessions, storage, space, loops=watched, runner=loops),
             metrics=Metrics(sessions, loops=list(watched.values()) if loops is not None else []),
+            uploads=UploadStore(
+                sessions,
+                upload_host=settings.public_base_url + UPLOAD_PATH,
+                max_bytes=settings.image_max_bytes,
+            ),
             loops=loops,
             sandbox=sandbox,
         )
 
 
 @contextlib.asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
+async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources | UploadStore]]:
     settings: Settings = app.state.settings
     logsafety.install(settings.secret_values())
     async with open_gateway(settings) as gateway:
         await check_client_auth(gateway)
         app.state.gateway = gateway  # for tools and tests that hold the app
-        yield {STATE_KEY: gateway.resources()}
+        yield {STATE_KEY: gateway.resources(), dashscope_routes.STATE_KEY: gateway.uploads}
 
 
 def configured_keys(settings: Settings) -> list[ConfiguredKey]:

@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from app import __version__
 from app.api import deliveries, docs, events, health, jobs
 from app.api.body_limit import BodySizeLimit
+from app.compat.dashscope import routes as dashscope
 from app.config import Settings
 from app.errors import PROBLEM_JSON, install_handlers
 from app.jobs.schemas import WebhookPayload
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(deliveries.router)
     app.include_router(health.router)
+    dashscope.install(app)
     document_webhooks(app)
     docs.install_docs(app)
 
@@ -113,7 +115,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         webhooks=app.webhooks.routes,
     )
     problem_ref = {"$ref": "#/components/schemas/Problem"}
-    for path_item in schema.get("paths", {}).values():
+    for path, path_item in schema.get("paths", {}).items():
+        if path.startswith(dashscope.router.prefix + "/"):
+            # DashScope's wire: its own error envelope, documented on each operation; never a 422.
+            for operation in path_item.values():
+                operation.get("responses", {}).pop("422", None)
+            continue
         for operation in path_item.values():
             # Every route refuses unknown query parameters (app/api/routing.py), even one that has none.
             operation.setdefault("responses", {}).setdefault("422", {})

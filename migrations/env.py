@@ -9,6 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import app.compat.dashscope.uploads
 import app.db.budget
 import app.jobs.models
 import app.tenants.models

@@ -200,6 +200,42 @@ async def list_page(
     return Page(jobs=rows, next_cursor=encode_cursor(rows[-1]) if more and rows else None)
 
 
+@dataclass(frozen=True)
+class Search:
+    """A filtered listing (DashScope's `GET /tasks` shape, for the compatible facade): jobs created in
+    `[since, until)`, of a model, in some statuses, or one id; newest first, a page by offset."""
+
+    owner: str | None
+    since: datetime
+    until: datetime
+    statuses: Sequence[str] | None = None
+    model: str | None = None
+    job_id: str | None = None
+    offset: int = 0
+    limit: int = 10
+
+
+async def search(session: AsyncSession, query: Search) -> tuple[list[Job], int]:
+    """One page of `query` (rows as clients see them, `CLIENT_VIEW`) and how many rows match in all."""
+    where = [owned_by(query.owner), Job.created_at >= query.since, Job.created_at < query.until]
+    if query.statuses:
+        where.append(Job.status.in_(query.statuses))
+    if query.model:
+        where.append(Job.model == query.model)
+    if query.job_id:
+        where.append(Job.id == query.job_id)
+    total = await session.scalar(select(func.count()).select_from(Job).where(*where))
+    rows = await session.scalars(
+        select(Job)
+        .options(*CLIENT_VIEW)
+        .where(*where)
+        .order_by(Job.created_at.desc(), Job.id.desc())
+        .offset(query.offset)
+        .limit(query.limit)
+    )
+    return list(rows.all()), int(total or 0)
+
+
 def _holds_slot() -> ColumnElement[bool]:
     """A task of the job is (or may be) PENDING/RUNNING upstream: from the submit claim (which sets
     `submit_started_at`) until upstream reports a terminal state (`storing` holds no slot)."""

@@ -169,6 +169,11 @@ class JobService:
                 session, owner=owner, statuses=statuses, limit=limit, cursor=position
             )
 
+    async def search(self, query: repository.Search) -> tuple[list[Job], int]:
+        """A filtered page by offset, and the number of matches (the DashScope facade's task list)."""
+        async with self._reads() as session:
+            return await repository.search(session, query)
+
     # --- cancel -------------------------------------------------------------------------------
     async def cancel(self, job_id: str, *, owner: str | None = None) -> Job:
         canceled_upstream = False
