@@ -55,6 +55,8 @@ def service_config(settings: Settings) -> ServiceConfig:
         change_poll_interval_s=settings.change_poll_interval_s,
         idempotency_ttl_s=settings.idempotency_ttl_s,
         result_cache=settings.result_cache,
+        poll_min_s=settings.poll_min_interval_s,
+        poll_max_s=settings.poll_max_interval_s,
     )
 
 

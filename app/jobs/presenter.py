@@ -9,10 +9,8 @@ from app.db.base import utcnow
 from app.jobs import schemas as api
 from app.jobs.delivery import delivery_warnings
 from app.jobs.models import Job
+from app.jobs.pacing import typical_run_s
 from app.jobs.states import JobStatus
-
-#: Rough DashScope run time used only for the `progress` estimate: a minute plus 12 s per video second.
-_TYPICAL_BASE_S, _TYPICAL_PER_VIDEO_S = 60.0, 12.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,6 @@ def progress(job: Job) -> int | None:
     if status in fixed:
         return fixed[status]
     started = job.submitted_at or job.created_at
-    seconds = float(job.request.get("duration") or 5)
-    typical = _TYPICAL_BASE_S + _TYPICAL_PER_VIDEO_S * seconds
+    typical = typical_run_s(job.request)
     share = min(1.0, (utcnow() - started).total_seconds() / typical)
     return 10 + int(80 * share)

@@ -39,6 +39,7 @@ from app.db.base import rowcount, utcnow
 from app.db.leases import unleased
 from app.db.locks import LockSpace, xact_lock
 from app.jobs.models import Job, JobEvent, plausible_id
+from app.jobs.pacing import task_kind
 from app.jobs.states import ACTIVE, JobStatus
 
 UPSTREAM_ACTIVE = (JobStatus.SUBMITTED, JobStatus.RUNNING)
@@ -183,18 +184,25 @@ async def list_page(
     statuses: Sequence[str] | None,
     limit: int,
     cursor: tuple[datetime, str] | None,
+    oldest_first: bool = False,
 ) -> Page:
-    """Newest first; the cursor is the last row of the previous page. Rows as clients see them
-    (`CLIENT_VIEW`)."""
+    """Newest first (or oldest first); the cursor is the last row of the previous page. Rows as clients
+    see them (`CLIENT_VIEW`)."""
     query = select(Job).options(*CLIENT_VIEW).where(owned_by(owner))
     if statuses:
         query = query.where(Job.status.in_(statuses))
     if cursor is not None:
         created, job_id = cursor
-        query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id)))
-    rows = list(
-        (await session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))).all()
-    )
+        if oldest_first:
+            query = query.where(
+                or_(Job.created_at > created, and_(Job.created_at == created, Job.id > job_id))
+            )
+        else:
+            query = query.where(
+                or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id))
+            )
+    order = (Job.created_at, Job.id) if oldest_first else (Job.created_at.desc(), Job.id.desc())
+    rows = list((await session.scalars(query.order_by(*order).limit(limit + 1))).all())
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(jobs=rows, next_cursor=encode_cursor(rows[-1]) if more and rows else None)
@@ -458,3 +466,23 @@ async def events_after(session: AsyncSession, job_id: str, after_id: int, limit:
 async def last_event_id(session: AsyncSession, job_id: str) -> int:
     value = await session.scalar(select(func.max(JobEvent.id)).where(JobEvent.job_id == job_id))
     return int(value or 0)
+
+
+async def recent_runs(
+    session: AsyncSession, model: str, *, limit: int
+) -> list[tuple[str, datetime, datetime]]:
+    """`(task kind, submitted_at, finished_at)` of the model's latest succeeded jobs that ran upstream
+    themselves (every tenant's: only their timing is read), newest first."""
+    rows = await session.execute(
+        select(Job.request, Job.submitted_at, Job.finished_at)
+        .where(
+            Job.model == model,
+            Job.status == JobStatus.SUCCEEDED,
+            Job.source_job_id.is_(None),
+            Job.submitted_at.is_not(None),
+            Job.finished_at.is_not(None),
+        )
+        .order_by(Job.finished_at.desc())
+        .limit(limit)
+    )
+    return [(task_kind(model, request), start, end) for request, start, end in rows.all()]

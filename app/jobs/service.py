@@ -17,12 +17,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.base import utcnow
 from app.errors import Conflict, FieldError, NotFound, ServiceUnavailable
-from app.jobs import admission, repository
+from app.jobs import admission, pacing, repository
 from app.jobs import schemas as api
 from app.jobs.feed import ChangeFeed, wait_changed
 from app.jobs.fetch import ImageFetcher
@@ -40,6 +42,9 @@ from app.tenants.quotas import QuotaLimits
 
 log = logging.getLogger(__name__)
 
+#: How long the run times of recent jobs are reused before being read again (per model, per process).
+RUN_HISTORY_TTL_S = 30.0
+
 
 @dataclass(frozen=True)
 class ServiceConfig:
@@ -50,6 +55,9 @@ class ServiceConfig:
     change_poll_interval_s: float
     idempotency_ttl_s: float
     result_cache: bool
+    #: POLL_MIN_INTERVAL_S / POLL_MAX_INTERVAL_S: the bounds of the wait suggested to polling clients.
+    poll_min_s: float
+    poll_max_s: float
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,8 @@ class JobService:
         )
         self._reuse = ResultReuse(sessions, storage, enabled=config.result_cache)
         self._keys = IdempotencyKeys(sessions, ttl_s=config.idempotency_ttl_s)
+        # model → (monotonic expiry, its recent runs): one small query per model per RUN_HISTORY_TTL_S.
+        self._runs: dict[str, tuple[float, list[tuple[str, datetime, datetime]]]] = {}
 
     # --- create -------------------------------------------------------------------------------
     async def create(
@@ -156,7 +166,13 @@ class JobService:
         return job
 
     async def page(
-        self, *, owner: str | None, statuses: list[str] | None, limit: int, cursor: str | None
+        self,
+        *,
+        owner: str | None,
+        statuses: list[str] | None,
+        limit: int,
+        cursor: str | None,
+        oldest_first: bool = False,
     ) -> repository.Page:
         position = None
         if cursor:
@@ -166,8 +182,57 @@ class JobService:
                 raise FieldError("cursor", "not a cursor issued by this service") from None
         async with self._reads() as session:
             return await repository.list_page(
-                session, owner=owner, statuses=statuses, limit=limit, cursor=position
+                session,
+                owner=owner,
+                statuses=statuses,
+                limit=limit,
+                cursor=position,
+                oldest_first=oldest_first,
             )
+
+    async def cursor_after(self, job_id: str, *, owner: str | None) -> str:
+        """The cursor of the page after the owner's job `job_id` (lists that page by the last id seen)."""
+        return repository.encode_cursor(await self.get(job_id, owner=owner))
+
+    async def get_with_body(self, job_id: str, *, owner: str | None = None) -> tuple[Job, dict[str, Any]]:
+        """The job and the body that is (or was) sent upstream for it, images as sent (a remix reuses
+        them: the bytes that were checked and hashed, whatever a URL serves now)."""
+        job = await self.get(job_id, owner=owner)
+        async with self._reads() as session:
+            full = await repository.get(session, job.id)
+        if full is None or full.owner != owner:
+            raise NotFound(f"no job {job_id}")
+        return job, dict(full.upstream_body or {})
+
+    # --- pacing clients -----------------------------------------------------------------------
+    async def poll_after_s(self, job: Job) -> float | None:
+        """How long a client polling `job` should wait before asking again; None once it has finished.
+
+        The expected end is the job's submit (or now, while queued) plus the mean time recent jobs of the
+        same kind took from submit to finish (`pacing.task_kind`, read from the database, so every
+        process of a deployment agrees), or `pacing.typical_run_s` before any has finished."""
+        status = JobStatus(job.status)
+        if status.terminal:
+            return None
+        now = utcnow()
+        if status is JobStatus.STORING:
+            expected_end = now  # the copy of a finished video: moments
+        else:
+            run_s = await self._expected_run_s(job)
+            expected_end = (job.submitted_at or now) + timedelta(seconds=run_s)
+        return pacing.client_poll_after_s(
+            now=now, expected_end=expected_end, min_s=self._config.poll_min_s, max_s=self._config.poll_max_s
+        )
+
+    async def _expected_run_s(self, job: Job) -> float:
+        cached = self._runs.get(job.model)
+        if cached is None or cached[0] < time.monotonic():
+            async with self._reads() as session:
+                history = await repository.recent_runs(session, job.model, limit=4 * pacing.HISTORY_JOBS)
+            cached = (time.monotonic() + RUN_HISTORY_TTL_S, history)
+            self._runs[job.model] = cached
+        learnt = pacing.mean_run_s(pacing.task_kind(job.model, job.request), cached[1])
+        return learnt if learnt is not None else pacing.typical_run_s(job.request)
 
     # --- cancel -------------------------------------------------------------------------------
     async def cancel(self, job_id: str, *, owner: str | None = None) -> Job:
