@@ -17,6 +17,7 @@ from app.api.deps import StreamTimings
 from app.config import Settings
 from app.jobs.images import ImageLimits
 from app.jobs.poller import PollerConfig
+from app.jobs.retention import RetentionConfig
 from app.jobs.service import ServiceConfig
 from app.sandbox.config import SandboxConfig
 from app.tenants.quotas import QuotaLimits
@@ -45,6 +46,19 @@ def poller_config(settings: Settings) -> PollerConfig:
         max_inflight=dict(settings.upstream_max_inflight),  # every family: merged with the defaults
         max_video_bytes=settings.max_video_bytes,
         download_timeout_s=settings.download_timeout_s,
+    )
+
+
+def retention_config(settings: Settings) -> RetentionConfig | None:
+    """STORAGE_RETENTION_S; None when videos are kept forever (no loop runs)."""
+    if not settings.storage_retention_s:
+        return None
+    return RetentionConfig(
+        retention_s=settings.storage_retention_s,
+        lease_s=settings.lease_s,
+        batch_size=settings.worker_batch_size,
+        # Retention counts in hours or days; a minute between looks is plenty, and never longer than it.
+        idle_max_s=min(60.0, settings.storage_retention_s),
     )
 
 
