@@ -84,6 +84,12 @@ class Conflict(AppError):
     title = "Conflict"
 
 
+class Gone(AppError):
+    status = 410
+    code = "gone"
+    title = "Gone"
+
+
 class ServiceUnavailable(AppError):
     status = 503
     code = "service_unavailable"

@@ -20,6 +20,9 @@ class Presenter:
     def content_url(self, job_id: str) -> str:
         return f"{self.public_base_url}/v1/jobs/{job_id}/content"
 
+    def thumbnail_url(self, job_id: str) -> str:
+        return f"{self.public_base_url}/v1/jobs/{job_id}/thumbnail"
+
     def job(self, job: Job) -> api.Job:
         upstream_doc = dict(job.upstream or {})
         usage = upstream_doc.pop("usage", None)
@@ -28,7 +31,9 @@ class Presenter:
             upstream = api.UpstreamInfo(task_id=job.task_id, status=job.upstream_status, **upstream_doc)
         result = None
         if job.result:
-            result = api.JobResult(video_url=self.content_url(job.id), **job.result)
+            result = api.JobResult(
+                video_url=self.content_url(job.id), expired_at=job.expired_at, **job.result
+            )
         return api.Job(
             id=job.id,
             status=job.status,

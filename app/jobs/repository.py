@@ -138,6 +138,7 @@ async def reusable_results(
         Job.status == JobStatus.SUCCEEDED,
         Job.source_job_id.is_(None),
         Job.storage_key.is_not(None),
+        holds_object(),  # never a deleted job's video, nor an expired one
     )
     if exclude:
         query = query.where(Job.id.not_in(list(exclude)))
@@ -151,6 +152,77 @@ async def lock_cache_key(session: AsyncSession, owner: str | None, cache_key: st
     """Serialize creates of identical requests of a tenant until commit, so two arriving together cannot
     both miss each other and both be submitted (Postgres; SQLite's write transactions are serialized)."""
     await xact_lock(session, LockSpace.RESULT_REUSE, f"{owner or ''}\0{cache_key}")
+
+
+async def lock_stored_object(session: AsyncSession, storage_key: str) -> None:
+    """Serialize, until commit, what decides the fate of one stored object (Postgres; SQLite's write
+    transactions are serialized): a delete or the retention loop counting the jobs that still hold it,
+    and a result reuse pointing a new job at it."""
+    await xact_lock(session, LockSpace.STORED_OBJECT, storage_key)
+
+
+def holds_object() -> ColumnElement[bool]:
+    """A job whose stored video is still its own to show: not deleted, not expired."""
+    return and_(Job.deleted_at.is_(None), Job.expired_at.is_(None))
+
+
+async def object_holders(session: AsyncSession, storage_key: str) -> list[Job]:
+    """Every job that still shows the stored object `storage_key` (result reuse shares one object)."""
+    rows = await session.scalars(select(Job).where(Job.storage_key == storage_key, holds_object()))
+    return list(rows.all())
+
+
+async def holds_object_now(session: AsyncSession, job_id: str) -> bool:
+    """Whether the job still shows its stored object (re-read: not deleted, not expired)."""
+    found = await session.scalar(select(Job.id).where(Job.id == job_id, holds_object()))
+    return found is not None
+
+
+async def mark_deleted(session: AsyncSession, job: Job, now: datetime) -> bool:
+    """Soft-delete `job` if it is still at its version: out of every read from now on. The body sent
+    upstream (the reference image's bytes) goes; what identifies the job (its task id, its key) stays."""
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.version == job.version, Job.deleted_at.is_(None))
+        .values(deleted_at=now, upstream_body=None, updated_at=now, version=job.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(result) == 1
+
+
+async def mark_expired(session: AsyncSession, storage_key: str, now: datetime) -> list[str]:
+    """Every job still showing `storage_key` no longer does (its object is being removed); their ids."""
+    holders = await object_holders(session, storage_key)
+    if holders:
+        await session.execute(
+            update(Job)
+            .where(Job.id.in_([j.id for j in holders]), holds_object())
+            .values(expired_at=now, lease_owner=None, lease_expires_at=None, version=Job.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+    return [j.id for j in holders]
+
+
+async def claim_expirable(
+    session: AsyncSession, count: int, owner: str, now: datetime, cutoff: datetime, lease_until: datetime
+) -> list[Job]:
+    """Succeeded jobs finished before `cutoff` whose stored video is still shown, oldest first, leased."""
+    if count <= 0:
+        return []
+    query = (
+        select(Job.id, Job.version)
+        .where(
+            Job.status == JobStatus.SUCCEEDED,
+            Job.finished_at < cutoff,
+            Job.storage_key.is_not(None),
+            holds_object(),
+            unleased(Job, now),
+        )
+        .order_by(Job.finished_at)
+        .limit(2 * count)
+    )
+    ranked = (await session.execute(query)).all()
+    return await leases.claim(session, Job, ranked, count=count, owner=owner, now=now, until=lease_until)
 
 
 async def lock_family(session: AsyncSession, limit_group: str) -> None:
@@ -188,7 +260,7 @@ async def list_page(
 ) -> Page:
     """Newest first (or oldest first); the cursor is the last row of the previous page. Rows as clients
     see them (`CLIENT_VIEW`)."""
-    query = select(Job).options(*CLIENT_VIEW).where(owned_by(owner))
+    query = select(Job).options(*CLIENT_VIEW).where(owned_by(owner), Job.deleted_at.is_(None))
     if statuses:
         query = query.where(Job.status.in_(statuses))
     if cursor is not None:

@@ -249,6 +249,11 @@ class JobResult(BaseModel):
     content_type: str
     video_codec: str | None = None
     has_audio: bool | None = None
+    expired_at: datetime | None = Field(
+        default=None,
+        description="When the stored video (and its thumbnails) was removed after STORAGE_RETENTION_S: "
+        "`/content` then answers `410 Gone`. Null while it is stored.",
+    )
 
 
 class JobError(BaseModel):

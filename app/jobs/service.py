@@ -1,4 +1,4 @@
-"""Job use cases for the API: create (validate, store, never call upstream), read, list, cancel.
+"""Job use cases for the API: create (validate, store, never call upstream), read, list, cancel, delete.
 
 Each method is one unit of work: it opens and commits its own transaction, and announces the jobs whose
 status changed (`ChangeFeed`) after the commit. Upstream is touched only by `cancel`, for a task that is
@@ -37,7 +37,8 @@ from app.jobs.states import JobStatus
 from app.jobs.transitions import Transitions
 from app.netguard import Resolver
 from app.providers.base import PermanentError, TransientError, VideoProvider
-from app.storage.base import Storage
+from app.storage.base import Storage, StorageError
+from app.storage.renditions import rendition_keys
 from app.tenants.quotas import QuotaLimits
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class ServiceConfig:
     #: POLL_MIN_INTERVAL_S / POLL_MAX_INTERVAL_S: the bounds of the wait suggested to polling clients.
     poll_min_s: float
     poll_max_s: float
+    #: STORAGE_RETENTION_S (None: stored videos are kept forever).
+    storage_retention_s: float | None
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class JobService:
         self._intake = Intake(
             provider, images, fetcher, allow_private_urls=config.allow_private_urls, resolver=resolver
         )
+        self._storage = storage
         self._reuse = ResultReuse(sessions, storage, enabled=config.result_cache)
         self._keys = IdempotencyKeys(sessions, ttl_s=config.idempotency_ttl_s)
         # model → (monotonic expiry, its recent runs): one small query per model per RUN_HISTORY_TTL_S.
@@ -161,7 +165,7 @@ class JobService:
             raise NotFound(f"no job {job_id[:100]!r}")
         async with self._reads() as session:
             job = await repository.get(session, job_id, client_view=True)
-        if job is None or job.owner != owner:
+        if job is None or job.owner != owner or job.deleted_at is not None:
             raise NotFound(f"no job {job_id}")
         return job
 
@@ -203,6 +207,18 @@ class JobService:
         if full is None or full.owner != owner:
             raise NotFound(f"no job {job_id}")
         return job, dict(full.upstream_body or {})
+
+    def expires_at(self, job: Job) -> datetime | None:
+        """When the job's stored video is removed by STORAGE_RETENTION_S (or was: `expired_at`); None
+        when it is kept forever or there is none. Its own end plus the retention: a video another job
+        still shows (result reuse) stays until that job is past retention too."""
+        if job.expired_at is not None:
+            return job.expired_at
+        if self._config.storage_retention_s is None or job.status != JobStatus.SUCCEEDED:
+            return None
+        if job.finished_at is None or not job.storage_key:
+            return None
+        return job.finished_at + timedelta(seconds=self._config.storage_retention_s)
 
     # --- pacing clients -----------------------------------------------------------------------
     async def poll_after_s(self, job: Job) -> float | None:
@@ -299,6 +315,49 @@ class JobService:
             return False
         self._feed.notify(*changed.jobs)
         return True
+
+    # --- delete -------------------------------------------------------------------------------
+    async def delete(self, job_id: str, *, owner: str | None) -> None:
+        """Delete a finished job of `owner`: from now on it is a 404 everywhere (NotFound for an unknown,
+        foreign or deleted job; Conflict `job_not_finished` for one still running: cancel it first).
+
+        Soft: the row stays with `deleted_at` (its upstream task id keeps reconciliation from adopting
+        the task for another job; its Idempotency-Key stays used), out of every read and of result
+        reuse; the body sent upstream (the image's bytes) is dropped. Its stored video and renditions
+        are removed when no other job shows them (result reuse shares one object among jobs), after
+        the commit; a store that fails then leaves the object behind (logged), never the job."""
+        for _ in range(5):  # re-read and retry when the row changed meanwhile
+            job = await self.get(job_id, owner=owner)
+            if not JobStatus(job.status).terminal:
+                raise Conflict(
+                    f"the job is {job.status}: only a finished job can be deleted; cancel it first "
+                    f"(POST /v1/jobs/{job.id}/cancel)",
+                    code="job_not_finished",
+                )
+            key = job.storage_key
+            async with self._sessions.begin() as session:
+                if key is not None:
+                    await repository.lock_stored_object(session, key)
+                if not await repository.mark_deleted(session, job, utcnow()):
+                    continue
+                orphaned = (
+                    key is not None
+                    and job.expired_at is None
+                    and not await repository.object_holders(session, key)
+                )
+            log.info("job %s deleted", job.id)
+            if orphaned:
+                assert key is not None
+                await self._remove_object(key)
+            return
+        raise ServiceUnavailable("the job kept changing; try again", headers={"Retry-After": "1"})
+
+    async def _remove_object(self, key: str) -> None:
+        for name in (key, *rendition_keys(key)):
+            try:
+                await self._storage.delete(name)
+            except (StorageError, OSError) as exc:
+                log.warning("cannot remove the stored object %s (left behind): %s", name, exc)
 
     # --- change waiting -------------------------------------------------------------------------
     async def events_after(self, job_id: str, after_id: int) -> list[JobEvent]:

@@ -17,6 +17,7 @@ import av
 import openai
 import pytest
 from openai import AsyncOpenAI
+from PIL import Image
 
 from app.config import Settings
 from tests.conftest import Served, make_settings, serve
@@ -88,6 +89,13 @@ async def test_a_tenants_videos_through_the_openai_sdk(
         stream = container.streams.video[0]
         assert (stream.width, stream.height) == (1280, 720)
 
+    # The poster frame and the sprite sheet: JPEGs, rendered once from the stored file.
+    for variant in ("thumbnail", "spritesheet"):
+        jpeg = await alice.videos.download_content(video.id, variant=variant)
+        with Image.open(io.BytesIO(jpeg.read())) as picture:
+            picture.load()
+            assert picture.format == "JPEG" and picture.width > 0, variant
+
     # A retrieve while queued says when to look again, within the gateway's own poll bounds (50–200 ms).
     queued = await alice.videos.with_raw_response.create(
         prompt="[sandbox:FAILED/DataInspectionFailed] a storm",
@@ -120,6 +128,13 @@ async def test_a_tenants_videos_through_the_openai_sdk(
     assert everything == [remix.id, failed.id, video.id]
     oldest = await alice.videos.list(order="asc", limit=10)
     assert [v.id for v in oldest.data] == [video.id, failed.id, remix.id] and not oldest.has_more
+
+    # delete: OpenAI's deleted object, then the video is gone everywhere.
+    deleted = await alice.videos.delete(video.id)
+    assert (deleted.id, deleted.object, deleted.deleted) == (video.id, "video.deleted", True)
+    with pytest.raises(openai.NotFoundError):
+        await alice.videos.retrieve(video.id)
+    assert [v.id async for v in alice.videos.list()] == [remix.id, failed.id]
 
 
 async def test_refusals_in_openai_s_envelope(
@@ -157,6 +172,8 @@ async def test_refusals_in_openai_s_envelope(
         await bob.videos.download_content(video_id)
     with pytest.raises(openai.NotFoundError):
         await bob.videos.remix(video_id, prompt="mine now")
+    with pytest.raises(openai.NotFoundError):
+        await bob.videos.delete(video_id)
     assert (await bob.videos.list()).data == []
 
     # No key: OpenAI's envelope here, problem+json on the native API.

@@ -13,12 +13,13 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from app.api import jobs as jobs_api
 from app.api.auth import PrincipalDep
-from app.api.deps import JobsDep, StorageDep
+from app.api.deps import JobsDep, RenditionsDep, StorageDep
 from app.api.routing import StrictRoute
+from app.api.stored import serve_stored
 from app.compat.openai import translate
 from app.compat.openai.errors import PREFIX, renamed
 from app.compat.openai.forms import create_params
-from app.compat.openai.schemas import OpenAIError, Video, VideoList
+from app.compat.openai.schemas import OpenAIError, Video, VideoDeleted, VideoList
 from app.errors import FieldError, NotFound
 from app.jobs.models import Job
 from app.jobs.schemas import JobCreate
@@ -34,6 +35,7 @@ _ERRORS = {
     401: "No API key, or one that is unknown or revoked",
     404: "No such video (or another tenant's)",
     409: "The video is not in a state that allows this",
+    410: "The stored video was removed (STORAGE_RETENTION_S)",
     429: "A quota of this key is used up; retry after `Retry-After`",
     503: "A dependency is unavailable; retry after `Retry-After`",
 }
@@ -155,11 +157,15 @@ async def _submit(
     return created
 
 
+def _video(jobs: JobService, job: Job) -> Video:
+    return translate.video(job, expires_at=jobs.expires_at(job))
+
+
 async def _answer(jobs: JobService, job: Job, response: Response) -> Video:
     wait = await jobs.poll_after_s(job)
     if wait is not None:
         response.headers["openai-poll-after-ms"] = str(max(1, round(wait * 1000)))
-    return translate.video(job)
+    return _video(jobs, job)
 
 
 @router.post(
@@ -209,7 +215,7 @@ async def list_videos(
     page = await jobs.page(
         owner=caller.tenant, statuses=None, limit=limit, cursor=cursor, oldest_first=order == "asc"
     )
-    data = [translate.video(job) for job in page.jobs]
+    data = [_video(jobs, job) for job in page.jobs]
     return VideoList(
         data=data,
         first_id=data[0].id if data else None,
@@ -228,6 +234,20 @@ async def retrieve_video(video_id: str, jobs: JobsDep, caller: PrincipalDep, res
     return await _answer(jobs, await jobs.get(video_id, owner=caller.tenant), response)
 
 
+@router.delete(
+    "/{video_id}",
+    response_model=VideoDeleted,
+    summary="Delete a video (OpenAI's videos.delete)",
+    responses=errors(401, 404, 409),
+)
+async def delete_video(video_id: str, jobs: JobsDep, caller: PrincipalDep) -> VideoDeleted:
+    """`DELETE /v1/jobs/{id}`: a finished video and its stored files go; it is a 404 from then on. One
+    still queued or in progress is a 409 (`job_not_finished`): cancel it first
+    (`POST /v1/jobs/{id}/cancel`)."""
+    await jobs.delete(video_id, owner=caller.tenant)
+    return VideoDeleted(id=video_id)
+
+
 @router.get(
     "/{video_id}/content",
     summary="Download the video, its thumbnail or its sprite sheet (OpenAI's videos.download_content)",
@@ -240,7 +260,7 @@ async def retrieve_video(video_id: str, jobs: JobsDep, caller: PrincipalDep, res
         304: {"description": "Not modified (If-None-Match matched the ETag)"},
         307: {"description": "S3 storage with `S3_CONTENT_MODE=redirect`: a presigned URL"},
         416: {"description": "Range not satisfiable"},
-        **errors(400, 401, 404, 409, 503),
+        **errors(400, 401, 404, 409, 410, 503),
     },
 )
 async def download_content(
@@ -248,6 +268,7 @@ async def download_content(
     request: Request,
     jobs: JobsDep,
     storage: StorageDep,
+    renditions: RenditionsDep,
     caller: PrincipalDep,
     variant: Annotated[
         Literal["video", "thumbnail", "spritesheet"],
@@ -258,12 +279,16 @@ async def download_content(
     if_range: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The stored MP4 (`Range`, `ETag` as `GET /v1/jobs/{id}/content`), or a JPEG rendered from it once
-    and stored beside it."""
-    if variant != "video":
-        raise NotFound(f"the {variant} of a video is not available yet", code="variant_unavailable")
-    return await jobs_api.get_content(
-        video_id, request, jobs, storage, caller, if_none_match, range_header, if_range
-    )
+    and stored beside it: `thumbnail` a poster frame, `spritesheet` frames across the video in a grid.
+    `409` before the video is completed, `410` once STORAGE_RETENTION_S removed it."""
+    if variant == "video":
+        return await jobs_api.get_content(
+            video_id, request, jobs, storage, caller, if_none_match, range_header, if_range
+        )
+    job = jobs_api.stored_video_of(await jobs.get(video_id, owner=caller.tenant))
+    assert job.storage_key is not None
+    image = await jobs_api.rendition(renditions, job.storage_key, variant)
+    return await serve_stored(request, storage, image, filename=f"{job.id}.{variant}.jpg", what=variant)
 
 
 @router.post(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -181,7 +182,8 @@ def remix_create(
     return validated(body, lax=lax)
 
 
-def video(job: Job) -> Video:
+def video(job: Job, *, expires_at: datetime | None = None) -> Video:
+    """The job as OpenAI's `Video`; `expires_at`: when its stored video goes (STORAGE_RETENTION_S)."""
     status = JobStatus(job.status)
     request = job.request or {}
     error = None
@@ -200,7 +202,7 @@ def video(job: Job) -> Video:
         progress=100 if status is JobStatus.SUCCEEDED else progress(job) or 0,
         created_at=int(job.created_at.timestamp()),
         completed_at=int(job.finished_at.timestamp()) if job.finished_at and status.terminal else None,
-        expires_at=None,
+        expires_at=int(expires_at.timestamp()) if expires_at is not None else None,
         seconds=_seconds_text(request.get("duration")),
         size=frame_size(job),
         error=error,
