@@ -117,6 +117,19 @@ def mean_run_s(
     return sum(runs[:limit]) / len(runs[:limit]) if runs else None
 
 
+#: A client's expected end is the mean run time stretched by this share (runs vary), plus one
+#: POLL_MIN_INTERVAL_S (the gateway's own lag in noticing the end).
+CLIENT_SLACK = 0.1
+
+
+def client_expected_end(start: datetime, run_s: float, *, min_s: float) -> datetime:
+    """When a job started at `start` (its submit, or now while queued), whose kind runs `run_s` on average,
+    is expected to be done, for a polling client. Late rather than early: a client polling on a fixed step
+    that arrives just before the end waits a whole further step (the `openai` SDK does), one that arrives
+    a little after loses only that little."""
+    return start + timedelta(seconds=run_s * (1 + CLIENT_SLACK) + min_s)
+
+
 def client_poll_after_s(*, now: datetime, expected_end: datetime, min_s: float, max_s: float) -> float:
     """How long a client should wait before asking about a job again (OpenAI's `openai-poll-after-ms`).
 

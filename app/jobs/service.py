@@ -44,7 +44,7 @@ from app.tenants.quotas import QuotaLimits
 log = logging.getLogger(__name__)
 
 #: How long the run times of recent jobs are reused before being read again (per model, per process).
-RUN_HISTORY_TTL_S = 30.0
+RUN_HISTORY_TTL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,8 @@ class JobService:
 
         The expected end is the job's submit (or now, while queued) plus the mean time recent jobs of the
         same kind took from submit to finish (`pacing.task_kind`, read from the database, so every
-        process of a deployment agrees), or `pacing.typical_run_s` before any has finished."""
+        process of a deployment agrees), or `pacing.typical_run_s` before any has finished, with a
+        margin (`pacing.client_expected_end`)."""
         status = JobStatus(job.status)
         if status.terminal:
             return None
@@ -235,7 +236,9 @@ class JobService:
             expected_end = now  # the copy of a finished video: moments
         else:
             run_s = await self._expected_run_s(job)
-            expected_end = (job.submitted_at or now) + timedelta(seconds=run_s)
+            expected_end = pacing.client_expected_end(
+                job.submitted_at or now, run_s, min_s=self._config.poll_min_s
+            )
         return pacing.client_poll_after_s(
             now=now, expected_end=expected_end, min_s=self._config.poll_min_s, max_s=self._config.poll_max_s
         )
