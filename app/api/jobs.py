@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse
 
 from app.api.auth import PrincipalDep
 from app.api.deps import JobsDep, PresenterDep, RenditionsDep, StorageDep
+from app.api.forms import multipart_body
 from app.api.problems import problem_responses
 from app.api.routing import StrictRoute
 from app.api.stored import serve_stored
@@ -33,6 +34,7 @@ _STATUSES = [s.value for s in JobStatus]
     status_code=202,
     response_model=schemas.Job,
     summary="Submit a video.generate job",
+    openapi_extra=multipart_body(schemas.JobCreate, files=("reference_image", "last_frame_image")),
     responses={
         202: {
             "description": "The job (new, reused, or the one an earlier request with this Idempotency-Key "
@@ -80,6 +82,11 @@ async def create_job(
 ) -> schemas.Job:
     """Validates the request against the model's capabilities and stores it as `queued`. DashScope is
     never called here: a background loop submits it, within the account's rate and concurrency limits.
+
+    The body is JSON, or `multipart/form-data` with the same fields as form fields and the images as
+    uploaded files (`curl -F reference_image=@cat.png -F prompt=hi`): numbers and booleans as text,
+    `metadata` as JSON text, `webhook_events` repeated (or one JSON array). An
+    `application/x-www-form-urlencoded` body (`curl -d`) is read the same way (images as URLs then).
 
     With an explicit `seed` (and `cache` not false), a request identical to a succeeded job answers with a
     new job that is already `succeeded` and reuses that video (`cached: true`); one identical to a job
