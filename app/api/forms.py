@@ -37,9 +37,10 @@ from pydantic import BaseModel
 from starlette.datastructures import FormData, UploadFile
 
 MULTIPART = "multipart/form-data"
-#: At most this many parts and text bytes per part (files are spooled to disk by Starlette).
+#: At most this many parts, and bytes in a text part (a data: URI given as text fits; MAX_REQUEST_BYTES bounds
+#: the whole body anyway; files are spooled to disk by Starlette).
 MAX_FIELDS = 100
-MAX_PART_BYTES = 1 << 20
+MAX_PART_BYTES = 16 << 20
 
 _INT = re.compile(r"^[+-]?\d{1,19}$")
 #: Image signatures, for the data: URI's type (the checker verifies the bytes anyway).
