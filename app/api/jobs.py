@@ -12,15 +12,13 @@ from fastapi.responses import FileResponse
 
 from app.api.auth import PrincipalDep
 from app.api.deps import JobsDep, PresenterDep, RenditionsDep, StorageDep
+from app.api.forms import multipart_body
 from app.api.problems import problem_responses
 from app.api.routing import StrictRoute
-from app.api.stored import serve_stored
-from app.errors import Conflict, FieldError, Gone, NotFound, ServiceUnavailable
+from app.api.stored import rendition, serve_stored, stored_video_of, video_object
+from app.errors import Conflict, FieldError
 from app.jobs import schemas
-from app.jobs.models import Job
 from app.jobs.states import JobStatus
-from app.storage.base import StorageError, StoredObject
-from app.storage.renditions import Renditions, Variant, VideoMissing
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictRoute)
 log = logging.getLogger(__name__)
@@ -33,6 +31,7 @@ _STATUSES = [s.value for s in JobStatus]
     status_code=202,
     response_model=schemas.Job,
     summary="Submit a video.generate job",
+    openapi_extra=multipart_body(schemas.JobCreate, files=("reference_image", "last_frame_image")),
     responses={
         202: {
             "description": "The job (new, reused, or the one an earlier request with this Idempotency-Key "
@@ -57,6 +56,10 @@ _STATUSES = [s.value for s in JobStatus]
             "description": "A request with this Idempotency-Key is still being processed "
             "(`idempotency_key_in_progress`): retry after `Retry-After`",
         },
+        410: {
+            **problem_responses(410)[410],
+            "description": "The job this Idempotency-Key created was deleted (`job_deleted`): use a new key",
+        },
     },
 )
 async def create_job(
@@ -80,6 +83,11 @@ async def create_job(
 ) -> schemas.Job:
     """Validates the request against the model's capabilities and stores it as `queued`. DashScope is
     never called here: a background loop submits it, within the account's rate and concurrency limits.
+
+    The body is JSON, or `multipart/form-data` with the same fields as form fields and the images as
+    uploaded files (`curl -F reference_image=@cat.png -F prompt=hi`): numbers and booleans as text,
+    `metadata` as JSON text, `webhook_events` repeated (or one JSON array). An
+    `application/x-www-form-urlencoded` body (`curl -d`) is read the same way (images as URLs then).
 
     With an explicit `seed` (and `cache` not false), a request identical to a succeeded job answers with a
     new job that is already `succeeded` and reuses that video (`cached: true`); one identical to a job
@@ -219,28 +227,8 @@ async def get_content(
     removed the video: `410 Gone` (`video_expired`)."""
     # The headers are read by serve_stored; declared here for the API reference.
     del if_none_match, range_header, if_range
-    job = stored_video_of(await jobs.get(job_id, owner=caller.tenant))
-    assert job.storage_key is not None and job.result is not None
-    stored = StoredObject(
-        key=job.storage_key,
-        size_bytes=int(job.result["bytes"]),
-        sha256=str(job.result["sha256"]),
-        content_type=job.result.get("content_type", "video/mp4"),
-    )
-    return await serve_stored(request, storage, stored, filename=f"{job.id}.mp4")
-
-
-def stored_video_of(job: Job) -> Job:
-    """`job` if its video is stored: a 409 `video_not_ready` problem before it succeeded, a 410
-    `video_expired` once STORAGE_RETENTION_S removed it."""
-    if job.status != JobStatus.SUCCEEDED.value or not job.storage_key or not job.result:
-        raise Conflict(f"the job is {job.status}; its video is not stored yet", code="video_not_ready")
-    if job.expired_at is not None:
-        raise Gone(
-            f"the stored video was removed at {job.expired_at.isoformat()} (STORAGE_RETENTION_S)",
-            code="video_expired",
-        )
-    return job
+    video = video_object(await jobs.get(job_id, owner=caller.tenant))
+    return await serve_stored(request, storage, video, filename=f"{job_id}.mp4")
 
 
 @router.get(
@@ -277,22 +265,6 @@ async def get_thumbnail(
     assert job.storage_key is not None
     thumbnail = await rendition(renditions, job.storage_key, "thumbnail")
     return await serve_stored(request, storage, thumbnail, filename=f"{job.id}.jpg", what="thumbnail")
-
-
-async def rendition(renditions: Renditions, video_key: str, variant: Variant) -> StoredObject:
-    """The stored rendition, rendered now if needed: 404 `video_missing` when the video is gone from the
-    store, 503 `storage_unavailable` when the store fails."""
-    try:
-        return await renditions.ensure(video_key, variant)
-    except VideoMissing:
-        raise NotFound("the stored video is missing", code="video_missing") from None
-    except StorageError as exc:
-        log.warning("cannot render the %s of %s: %s", variant, video_key, exc)
-        raise ServiceUnavailable(
-            "the video store cannot be reached; try again later",
-            code="storage_unavailable",
-            headers={"Retry-After": "5"},
-        ) from exc
 
 
 @router.delete(

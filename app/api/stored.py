@@ -6,6 +6,9 @@
 an S3 store set up for redirects a `307` to a presigned URL (not cached), anything else a stream from the
 store relayed chunk by chunk (a HEAD only stats the object). A store that fails is a 503 with
 `Retry-After`; an object that is gone a 404 `<what>_missing`.
+
+`stored_video_of` (409 `video_not_ready`, 410 `video_expired`) and `rendition` (a rendition rendered if
+needed, its failures as problems) are what a route checks before serving a job's video or rendition.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from app.api.byteranges import MalformedRange, UnsatisfiableRange, parse_range
-from app.errors import BadRequest, NotFound, ServiceUnavailable
+from app.errors import BadRequest, Conflict, Gone, NotFound, ServiceUnavailable
+from app.jobs.models import Job
+from app.jobs.states import JobStatus
 from app.storage.base import Storage, StorageError, StoredObject
+from app.storage.renditions import Renditions, Variant, VideoMissing
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +88,48 @@ async def serve_stored(
         log.warning("cannot serve the %s %s: %s", what, stored.key, exc)
         raise ServiceUnavailable(
             f"the {what} store cannot be reached; try again later",
+            code="storage_unavailable",
+            headers={"Retry-After": "5"},
+        ) from exc
+
+
+def stored_video_of(job: Job) -> Job:
+    """`job` if its video is stored: a 409 `video_not_ready` problem before it succeeded, a 410
+    `video_expired` once STORAGE_RETENTION_S removed it."""
+    if job.status != JobStatus.SUCCEEDED.value or not job.storage_key or not job.result:
+        raise Conflict(f"the job is {job.status}; its video is not stored yet", code="video_not_ready")
+    if job.expired_at is not None:
+        raise Gone(
+            f"the stored video was removed at {job.expired_at.isoformat()} (STORAGE_RETENTION_S)",
+            code="video_expired",
+        )
+    return job
+
+
+def video_object(job: Job) -> StoredObject:
+    """The stored video of a job, as its `result` recorded it (no store call), for `serve_stored`; the
+    problems of `stored_video_of` when there is none."""
+    job = stored_video_of(job)
+    assert job.storage_key is not None and job.result is not None
+    return StoredObject(
+        key=job.storage_key,
+        size_bytes=int(job.result["bytes"]),
+        sha256=str(job.result["sha256"]),
+        content_type=job.result.get("content_type", "video/mp4"),
+    )
+
+
+async def rendition(renditions: Renditions, video_key: str, variant: Variant) -> StoredObject:
+    """The stored rendition, rendered now if needed: 404 `video_missing` when the video is gone from the
+    store, 503 `storage_unavailable` when the store fails."""
+    try:
+        return await renditions.ensure(video_key, variant)
+    except VideoMissing:
+        raise NotFound("the stored video is missing", code="video_missing") from None
+    except StorageError as exc:
+        log.warning("cannot render the %s of %s: %s", variant, video_key, exc)
+        raise ServiceUnavailable(
+            "the video store cannot be reached; try again later",
             code="storage_unavailable",
             headers={"Retry-After": "5"},
         ) from exc

@@ -62,7 +62,8 @@ async def test_delete_a_finished_job_and_its_shared_video_goes_with_the_last_job
     settings = make_settings(tmp_path, database_url, gateway_api_keys=f"alice:{ALICE},bob:{BOB}")
     async with serve(settings) as gw:
         gw.headers = {"Authorization": f"Bearer {ALICE}"}
-        first = await create(gw, seeded(png_uri))
+        keyed = {**gw.headers, "Idempotency-Key": "k1"}
+        first = (await gw.client.post("/v1/jobs", json=seeded(png_uri), headers=keyed)).json()
         done = await gw.drive(first["id"], "succeeded")
         copy = await create(gw, seeded(png_uri))  # reuses the stored video: one object, two jobs
         assert copy["cached"] is True
@@ -106,6 +107,9 @@ async def test_delete_a_finished_job_and_its_shared_video_goes_with_the_last_job
         assert problem_code(await gw.client.delete(f"/v1/jobs/{first['id']}", headers=gw.headers), 404)
         listed = (await gw.client.get("/v1/jobs", headers=gw.headers)).json()["data"]
         assert first["id"] not in [j["id"] for j in listed]
+        # Its Idempotency-Key stays used: a late retry is told, not billed for a second job.
+        retried = await gw.client.post("/v1/jobs", json=seeded(png_uri), headers=keyed)
+        assert problem_code(retried, 410) == "job_deleted"
         assert video.is_file()
         assert (await gw.client.get(f"/v1/jobs/{copy['id']}/content", headers=gw.headers)).status_code == 200
 

@@ -2,9 +2,8 @@
 
 The `openai` SDK sends `videos.create` as multipart/form-data always, files or not (openai-python
 `_base_client.py`: `ForceMultipartDict`), nested values in brackets: `input_reference[image_url]=…`,
-`metadata[k]=v`, `webhook_events[]=…`. An uploaded file becomes a `data:` URI here, and the job service
-checks it like any other image; its declared type is kept when it is an image type (a wrong one is then
-refused naming the field), otherwise the bytes say what they are.
+`metadata[k]=v`, `webhook_events[]=…`. An uploaded file becomes a `data:` URI here, its type from the
+bytes' signature, and the job service checks it like any other image.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Any
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
+from app.api.forms import MAX_FIELDS, MAX_PART_BYTES
 from app.api.routing import parse_json
 from app.errors import BadRequest, FieldError
 from app.jobs.schemas import IMAGE_FIELD_MAX_CHARS
@@ -51,7 +51,8 @@ def json_object(raw: bytes) -> dict[str, Any]:
 
 
 async def form_params(request: Request) -> dict[str, Any]:
-    form = await request.form(max_files=2, max_fields=200)
+    # A text part may hold a whole data: URI (`input_reference[image_url]`), as on POST /v1/jobs.
+    form = await request.form(max_files=2, max_fields=MAX_FIELDS, max_part_size=MAX_PART_BYTES)
     params: dict[str, Any] = {}
     try:
         for key, value in form.multi_items():
@@ -108,9 +109,9 @@ async def upload_uri(upload: UploadFile, key: str) -> str:
     field = key.partition("[")[0]
     if len(data) > UPLOAD_MAX_BYTES:
         raise FieldError(field, f"the file is larger than {UPLOAD_MAX_BYTES} bytes")
-    declared = (upload.content_type or "").split(";")[0].strip().lower()
-    mime = declared if declared.startswith("image/") else _sniff(data)
-    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+    # The type comes from the bytes, never the part's header (clients guess it from the file name), as
+    # on POST /v1/jobs; the checker then verifies the bytes anyway.
+    return f"data:{_sniff(data)};base64," + base64.b64encode(data).decode("ascii")
 
 
 def _sniff(data: bytes) -> str:

@@ -11,11 +11,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from app.api import jobs as jobs_api
 from app.api.auth import PrincipalDep
 from app.api.deps import JobsDep, RenditionsDep, StorageDep
 from app.api.routing import StrictRoute
-from app.api.stored import serve_stored
+from app.api.stored import rendition, serve_stored, stored_video_of, video_object
 from app.compat.openai import translate
 from app.compat.openai.errors import PREFIX, renamed
 from app.compat.openai.forms import create_params
@@ -281,13 +280,13 @@ async def download_content(
     """The stored MP4 (`Range`, `ETag` as `GET /v1/jobs/{id}/content`), or a JPEG rendered from it once
     and stored beside it: `thumbnail` a poster frame, `spritesheet` frames across the video in a grid.
     `409` before the video is completed, `410` once STORAGE_RETENTION_S removed it."""
+    del if_none_match, range_header, if_range  # read by serve_stored; declared for the API reference
+    job = await jobs.get(video_id, owner=caller.tenant)
     if variant == "video":
-        return await jobs_api.get_content(
-            video_id, request, jobs, storage, caller, if_none_match, range_header, if_range
-        )
-    job = jobs_api.stored_video_of(await jobs.get(video_id, owner=caller.tenant))
-    assert job.storage_key is not None
-    image = await jobs_api.rendition(renditions, job.storage_key, variant)
+        return await serve_stored(request, storage, video_object(job), filename=f"{job.id}.mp4")
+    stored = stored_video_of(job)
+    assert stored.storage_key is not None
+    image = await rendition(renditions, stored.storage_key, variant)
     return await serve_stored(request, storage, image, filename=f"{job.id}.{variant}.jpg", what=variant)
 
 
