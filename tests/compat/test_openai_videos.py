@@ -155,12 +155,13 @@ async def test_refusals_in_openai_s_envelope(
         await alice.videos.create(prompt="a cat")
     assert no_image.value.param == "input_reference"
 
-    # A form with `input_reference[image_url]`, brackets as the SDK writes nested fields; text values typed.
-    form = {"prompt": "a cat", "input_reference[image_url]": png_uri, "size": "720x1280", "seed": "3"}
-    by_url = await served.client.post("/v1/videos", data=form, headers={"Authorization": f"Bearer {ALICE}"})
-    assert by_url.status_code == 200, by_url.text
+    # {"image_url": …}: the SDK's create() refuses a dict there (it expects a file), so it rides in
+    # extra_body, sent as the form field `input_reference[image_url]`; Wan options as text fields.
+    by_url = await alice.videos.create(
+        prompt="a cat", size="720x1280", extra_body={"input_reference": {"image_url": png_uri}, "seed": 3}
+    )
     # 720x1280 picks the 720P tier; the video keeps the 16:9 image's aspect ratio, and `size` says so.
-    assert (by_url.json()["size"], by_url.json()["seconds"]) == ("1280x720", "5")
+    assert (by_url.status, by_url.size, by_url.seconds) == ("queued", "1280x720", "5")
 
     # JSON with {"image_url": data:…} and an Idempotency-Key: replayed, not made twice.
     body = {"prompt": "a cat", "seconds": "2", "size": "1280x720", "input_reference": {"image_url": png_uri}}
