@@ -250,6 +250,7 @@ async def delete_video(video_id: str, jobs: JobsDep, caller: PrincipalDep) -> Vi
 @router.get(
     "/{video_id}/content",
     summary="Download the video, its thumbnail or its sprite sheet (OpenAI's videos.download_content)",
+    response_class=Response,
     responses={
         200: {
             "content": {"video/mp4": {}, "image/jpeg": {}},
