@@ -185,25 +185,30 @@ def allowed_methods(request: Request) -> str | None:
     return ", ".join(sorted(methods)) or None
 
 
+def render_error(request: Request, error: ErrorInfo, dialects: Mapping[str, ErrorRenderer]) -> Response:
+    """`error` as problem+json, or in the dialect of the first prefix of `dialects` the path is under."""
+    path = request.url.path
+    for prefix, render in dialects.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return render(request, error)
+    return problem(
+        error.status,
+        error.code,
+        error.title,
+        error.detail,
+        instance=path,
+        headers=error.headers,
+        **error.extra,
+    )
+
+
 def install_handlers(app: FastAPI, dialects: Mapping[str, ErrorRenderer] | None = None) -> None:
     """Every error → problem+json, or, for a path under one of `dialects`' prefixes (`/v1/videos`: that
     path and everything below it), that prefix's renderer."""
     prefixes = dict(dialects or {})
 
     def respond(request: Request, error: ErrorInfo) -> Response:
-        path = request.url.path
-        for prefix, render in prefixes.items():
-            if path == prefix or path.startswith(prefix + "/"):
-                return render(request, error)
-        return problem(
-            error.status,
-            error.code,
-            error.title,
-            error.detail,
-            instance=path,
-            headers=error.headers,
-            **error.extra,
-        )
+        return render_error(request, error, prefixes)
 
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:

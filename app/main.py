@@ -41,11 +41,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings or Settings()
-    install_handlers(app, dialects={openai_errors.PREFIX: openai_errors.render})
+    # Errors under a drop-in surface's prefix answer in its API's shape (the body limit's too).
+    dialects = {openai_errors.PREFIX: openai_errors.render}
+    install_handlers(app, dialects=dialects)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=app.state.settings.max_request_bytes,
         idle_timeout_s=app.state.settings.body_timeout_s,
+        dialects=dialects,
     )
     app.include_router(jobs.router)
     app.include_router(events.router)

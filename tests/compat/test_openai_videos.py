@@ -33,7 +33,11 @@ BOB = "bob-key-" + "b" * 32
 @pytest.fixture
 async def served(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
     settings: Settings = make_settings(
-        tmp_path, database_url, gateway_api_keys=f"alice:{ALICE},bob:{BOB}", workers_enabled=True
+        tmp_path,
+        database_url,
+        gateway_api_keys=f"alice:{ALICE},bob:{BOB}",
+        workers_enabled=True,
+        max_request_bytes=1 << 20,
     )
     async with serve(settings) as gateway:
         yield gateway
@@ -189,5 +193,9 @@ async def test_refusals_in_openai_s_envelope(
     assert denied.status_code == 401 and denied.json()["error"]["type"] == "authentication_error"
     native = await served.client.get("/v1/jobs")
     assert native.status_code == 401 and native.headers["content-type"] == "application/problem+json"
+    too_large = await served.client.post(
+        "/v1/videos", content=b"x" * ((1 << 20) + 1), headers={"Authorization": f"Bearer {ALICE}"}
+    )
+    assert too_large.status_code == 413 and too_large.json()["error"]["code"] == "request_too_large"
     unknown = await served.client.get("/v1/videos?stauts=1", headers={"Authorization": f"Bearer {ALICE}"})
     assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "stauts"
