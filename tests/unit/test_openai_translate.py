@@ -10,7 +10,7 @@ import pytest
 
 from app.compat.openai import translate
 from app.compat.openai.errors import param_name
-from app.compat.openai.forms import place
+from app.compat.openai.forms import place, structured
 from app.errors import FieldError
 from app.jobs.models import Job
 from app.jobs.pacing import client_poll_after_s, mean_run_s
@@ -111,6 +111,12 @@ def test_form_keys_nest_as_the_sdk_writes_them() -> None:
         place(params, "metadata[a][b]", "again")
     with pytest.raises(FieldError):
         place(params, "bad key!", "x")
+    # One text field for an object or a list, as on POST /v1/jobs.
+    assert structured({"metadata": '{"k": 1}', "webhook_events": "job.failed", "prompt": "{x}"}) == {
+        "metadata": {"k": 1},
+        "webhook_events": ["job.failed"],
+        "prompt": "{x}",
+    }
 
 
 def test_the_poll_after_step_lands_on_the_expected_end() -> None:

@@ -16,10 +16,10 @@ from typing import Any
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
-from app.api.forms import MAX_FIELDS, MAX_PART_BYTES
+from app.api.forms import MAX_FIELDS, MAX_PART_BYTES, field_kind
 from app.api.routing import parse_json
 from app.errors import BadRequest, FieldError
-from app.jobs.schemas import IMAGE_FIELD_MAX_CHARS
+from app.jobs.schemas import IMAGE_FIELD_MAX_CHARS, JobCreate
 
 #: The largest upload taken as an image: what fits in an image field as a data: URI.
 UPLOAD_MAX_BYTES = IMAGE_FIELD_MAX_CHARS * 3 // 4 - 64
@@ -62,6 +62,24 @@ async def form_params(request: Request) -> dict[str, Any]:
             place(params, key, item)
     finally:
         await form.close()
+    return structured(params)
+
+
+def structured(params: dict[str, Any]) -> dict[str, Any]:
+    """Object and list fields of the job body given as one text field, as on `POST /v1/jobs`: JSON text
+    (`metadata={"k": 1}`, `webhook_events=["job.failed"]`), or a list's single value."""
+    for name, value in params.items():
+        field = JobCreate.model_fields.get(name)
+        if field is None or not isinstance(value, str):
+            continue
+        kind = field_kind(field.annotation)
+        if kind == "object" or (kind == "list" and value.lstrip().startswith("[")):
+            try:
+                params[name] = parse_json(value.encode())
+            except json.JSONDecodeError as exc:
+                raise FieldError(name, f"not valid JSON: {exc.msg}") from None
+        elif kind == "list":
+            params[name] = [value]
     return params
 
 
