@@ -85,3 +85,7 @@ async def test_form_errors_name_the_field(tmp_path: Path, database_url: str) -> 
         assert too_big["field"] == "reference_image" and "larger than 100000 bytes" in str(too_big["detail"])
         wrong = {"prompt": ("p.txt", b"hi", "text/plain"), "reference_image": small["reference_image"]}
         assert (await refused({}, files=wrong))["field"] == "prompt"
+        garbled = await gw.client.post(
+            "/v1/jobs", content=b"garbage", headers={"content-type": "multipart/form-data; boundary=x"}
+        )
+        assert garbled.status_code == 400 and garbled.json()["code"] == "invalid_form"
