@@ -19,7 +19,8 @@
   makes them `inf`, which would be stored as `null`.
 - A route that documents a `multipart/form-data` body (`forms.multipart_body`) also takes its body as
   form fields and files: read here, after authentication, into the JSON body they stand for
-  (`forms.form_body`), which FastAPI validates like any JSON body.
+  (`forms.form_body`), which FastAPI validates like any JSON body; a form that cannot be read (no
+  boundary, broken parts, more files than the route takes) is a `400 invalid_form`.
 - Unknown query parameters are refused with 422 naming the parameter, as unknown body fields are
   (`extra="forbid"` on the body models): a typo (`?stauts=queued`) never silently widens an answer.
   Headers are not checked: proxies and clients add their own.
@@ -44,6 +45,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.api.auth import authenticate, principal
 from app.api.forms import MAX_FIELDS, MAX_PART_BYTES, file_fields, form_body, is_form
+from app.errors import BadRequest
 
 #: Deeper JSON is refused; the deepest body the API defines nests 3 levels (metadata may nest up to 8).
 MAX_JSON_DEPTH = 32
@@ -214,10 +216,20 @@ class StrictRoute(APIRoute):
                 )
             if takes_forms and is_form(request.headers.get("content-type")):
                 assert files is not None and isinstance(model, type) and issubclass(model, BaseModel)
-                async with request.form(
-                    max_files=len(files), max_fields=MAX_FIELDS, max_part_size=MAX_PART_BYTES
-                ) as form:
+                try:
+                    form = await request.form(
+                        max_files=len(files), max_fields=MAX_FIELDS, max_part_size=MAX_PART_BYTES
+                    )
+                except HTTPException as exc:  # Starlette's answer to a body python-multipart cannot read
+                    if exc.status_code != 400:
+                        raise
+                    raise BadRequest(
+                        f"the form body cannot be read: {exc.detail}", code="invalid_form"
+                    ) from None
+                try:
                     body = await form_body(form, model, files, parse_json)
+                finally:
+                    await form.close()  # the spooled files
                 return await handler(_as_json_request(request, body))
             return await handler(StrictJSONRequest(request.scope, request.receive))
 

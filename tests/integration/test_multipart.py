@@ -51,6 +51,15 @@ async def test_a_form_with_an_uploaded_png_makes_a_job_that_succeeds(gateway: Se
     assert done["result"]["width"] == 1280
 
 
+async def test_the_api_references_example_body_makes_a_job(gateway: Served) -> None:
+    """Swagger UI's "Try it out" sends the documented example as it is."""
+    schema = (await gateway.client.get("/openapi.json")).json()
+    job_create = schema["components"]["schemas"]["JobCreate"]
+    response = await gateway.client.post("/v1/jobs", json=job_create["examples"][0])
+    assert response.status_code == 202, response.text
+    await gateway.drive(response.json()["id"], "succeeded")
+
+
 @pytest.mark.one_database(reason="refused before the database")
 async def test_form_errors_name_the_field(tmp_path: Path, database_url: str) -> None:
     async with serve(make_settings(tmp_path, database_url, image_max_bytes=100_000)) as gw:
@@ -76,3 +85,7 @@ async def test_form_errors_name_the_field(tmp_path: Path, database_url: str) -> 
         assert too_big["field"] == "reference_image" and "larger than 100000 bytes" in str(too_big["detail"])
         wrong = {"prompt": ("p.txt", b"hi", "text/plain"), "reference_image": small["reference_image"]}
         assert (await refused({}, files=wrong))["field"] == "prompt"
+        garbled = await gw.client.post(
+            "/v1/jobs", content=b"garbage", headers={"content-type": "multipart/form-data; boundary=x"}
+        )
+        assert garbled.status_code == 400 and garbled.json()["code"] == "invalid_form"
