@@ -197,5 +197,11 @@ async def test_refusals_in_openai_s_envelope(
         "/v1/videos", content=b"x" * ((1 << 20) + 1), headers={"Authorization": f"Bearer {ALICE}"}
     )
     assert too_large.status_code == 413 and too_large.json()["error"]["code"] == "request_too_large"
+    broken = await served.client.post(
+        "/v1/videos",
+        content=b"--x\r\nContent-Disposition: form-data\r\n\r\n",
+        headers={"Authorization": f"Bearer {ALICE}", "Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_form", broken.text
     unknown = await served.client.get("/v1/videos?stauts=1", headers={"Authorization": f"Bearer {ALICE}"})
     assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "stauts"

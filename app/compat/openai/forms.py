@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from app.api.forms import MAX_FIELDS, MAX_PART_BYTES, field_kind
 from app.api.routing import parse_json
@@ -52,7 +53,12 @@ def json_object(raw: bytes) -> dict[str, Any]:
 
 async def form_params(request: Request) -> dict[str, Any]:
     # A text part may hold a whole data: URI (`input_reference[image_url]`), as on POST /v1/jobs.
-    form = await request.form(max_files=2, max_fields=MAX_FIELDS, max_part_size=MAX_PART_BYTES)
+    try:
+        form = await request.form(max_files=2, max_fields=MAX_FIELDS, max_part_size=MAX_PART_BYTES)
+    except HTTPException as exc:  # Starlette's answer to a body python-multipart cannot read
+        if exc.status_code != 400:
+            raise
+        raise BadRequest(f"the form body cannot be read: {exc.detail}", code="invalid_form") from None
     params: dict[str, Any] = {}
     try:
         for key, value in form.multi_items():
