@@ -48,6 +48,8 @@ def test_create_parameters_become_a_job_body() -> None:
     assert refused({"input_reference": IMAGE, "size": "1280*720"}).errors[0]["field"] == "size"
     assert refused({"input_reference": IMAGE, "duration": 5}).errors[0]["field"] == "duration"
     assert refused({"input_reference": IMAGE, "seed": "42"}).errors[0]["field"] == "seed"  # JSON is strict
+    forged = refused({"input_reference": IMAGE, "metadata": {translate.REMIX_KEY: "job_x"}})
+    assert forged.errors[0]["field"].startswith("metadata[")
     assert param_name("reference_image") == "input_reference" and param_name("metadata[k]") == "metadata[k]"
 
 

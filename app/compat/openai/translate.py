@@ -144,6 +144,8 @@ def job_create(params: Mapping[str, Any], *, lax: bool = False) -> JobCreate:
     if params.get("size") is not None:
         body["size"] = job_size(params["size"])
     body["reference_image"] = reference_image(params.get("input_reference"))
+    if isinstance(body.get("metadata"), dict) and REMIX_KEY in body["metadata"]:
+        raise FieldError(f"metadata[{REMIX_KEY!r}]", "is set by remix only")
     return validated(body, lax=lax)
 
 
@@ -178,7 +180,10 @@ def remix_create(
     body.update(model=source.model, prompt=prompt, reference_image=reference)
     if last is not None:
         body["last_frame_image"] = last
-    body["metadata"] = {**(source.meta or {}), **(body.get("metadata") or {}), REMIX_KEY: source.id}
+    given = body.get("metadata") or {}
+    if not isinstance(given, dict):
+        raise FieldError("metadata", "must be an object")
+    body["metadata"] = {**(source.meta or {}), **given, REMIX_KEY: source.id}
     return validated(body, lax=lax)
 
 
