@@ -186,6 +186,14 @@ class Settings(BaseSettings):
         "store's, or S3's staging directory) has less free space than this (0: no minimum). A copy "
         "that runs out of space also makes it not ready until there is room for that video again.",
     )
+    storage_retention_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Stored videos (and their thumbnails) of jobs that finished longer ago than this are "
+        "removed by a background loop; the job stays, with `result.expired_at`, and `/content` answers "
+        "`410 Gone` (`video_expired`). A video shared by reused jobs goes once every one of them is this "
+        "old. 0: keep videos forever.",
+    )
     public_base_url: str = Field(
         default="http://127.0.0.1:8000",
         description="How clients reach the gateway; used to build `result.video_url`.",

@@ -1,12 +1,17 @@
 """One error base class that carries its HTTP status and code, and the handlers that turn every error into
-RFC 9457 `application/problem+json` with a stable machine `code` (validation errors name the field)."""
+RFC 9457 `application/problem+json` with a stable machine `code` (validation errors name the field).
+
+A drop-in surface that must answer in another API's error shape (the OpenAI-compatible `/v1/videos`)
+registers an `ErrorRenderer` for its path prefix: the same errors, the same handlers, its own envelope.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -79,6 +84,12 @@ class Conflict(AppError):
     title = "Conflict"
 
 
+class Gone(AppError):
+    status = 410
+    code = "gone"
+    title = "Gone"
+
+
 class ServiceUnavailable(AppError):
     status = 503
     code = "service_unavailable"
@@ -103,6 +114,23 @@ def problem(
     body["code"] = code
     body.update(extra)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """One error as every handler sees it, before it is rendered."""
+
+    status: int
+    code: str
+    title: str
+    detail: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Problem members beyond the standard ones (`field`, `errors`, quota figures, …).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: Renders an error for the paths under one prefix (see `install_handlers`).
+ErrorRenderer = Callable[[Request, ErrorInfo], Response]
 
 
 def field_name(loc: Sequence[int | str]) -> str:
@@ -157,17 +185,35 @@ def allowed_methods(request: Request) -> str | None:
     return ", ".join(sorted(methods)) or None
 
 
-def install_handlers(app: FastAPI) -> None:
+def render_error(request: Request, error: ErrorInfo, dialects: Mapping[str, ErrorRenderer]) -> Response:
+    """`error` as problem+json, or in the dialect of the first prefix of `dialects` the path is under."""
+    path = request.url.path
+    for prefix, render in dialects.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return render(request, error)
+    return problem(
+        error.status,
+        error.code,
+        error.title,
+        error.detail,
+        instance=path,
+        headers=error.headers,
+        **error.extra,
+    )
+
+
+def install_handlers(app: FastAPI, dialects: Mapping[str, ErrorRenderer] | None = None) -> None:
+    """Every error → problem+json, or, for a path under one of `dialects`' prefixes (`/v1/videos`: that
+    path and everything below it), that prefix's renderer."""
+    prefixes = dict(dialects or {})
+
+    def respond(request: Request, error: ErrorInfo) -> Response:
+        return render_error(request, error, prefixes)
+
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
-        return problem(
-            exc.status,
-            exc.code,
-            exc.title,
-            exc.detail,
-            instance=request.url.path,
-            headers=exc.headers,
-            **exc.extra,
+        return respond(
+            request, ErrorInfo(exc.status, exc.code, exc.title, exc.detail, exc.headers, exc.extra)
         )
 
     @app.exception_handler(RequestValidationError)
@@ -175,24 +221,26 @@ def install_handlers(app: FastAPI) -> None:
         errors = _validation_errors(exc)
         if any(e["type"] == "json_invalid" for e in errors):
             reason = next(e["message"] for e in errors if e["type"] == "json_invalid")
-            return problem(
-                400,
-                "invalid_json",
-                "Malformed JSON",
-                f"the request body is {reason}",
-                instance=request.url.path,
-                field="body",
-                errors=errors,
+            return respond(
+                request,
+                ErrorInfo(
+                    400,
+                    "invalid_json",
+                    "Malformed JSON",
+                    f"the request body is {reason}",
+                    extra={"field": "body", "errors": errors},
+                ),
             )
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
-        return problem(
-            422,
-            "validation_error",
-            "Invalid request",
-            f"{first['field']}: {first['message']}",
-            instance=request.url.path,
-            field=first["field"],
-            errors=errors,
+        return respond(
+            request,
+            ErrorInfo(
+                422,
+                "validation_error",
+                "Invalid request",
+                f"{first['field']}: {first['message']}",
+                extra={"field": first["field"], "errors": errors},
+            ),
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -203,7 +251,7 @@ def install_handlers(app: FastAPI) -> None:
         allow = allowed_methods(request) if exc.status_code == 405 else None
         if allow:
             headers["Allow"] = allow
-        return problem(exc.status_code, code, detail, None, instance=request.url.path, headers=headers)
+        return respond(request, ErrorInfo(exc.status_code, code, detail, None, headers))
 
     async def _database(request: Request, exc: Exception) -> Response:
         """The database is unreachable, gone or locked: 503 with Retry-After (and the connection kept),
@@ -211,13 +259,15 @@ def install_handlers(app: FastAPI) -> None:
         if not is_unavailable(exc):
             raise exc
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
-        return problem(
-            503,
-            "database_unavailable",
-            "Database unavailable",
-            "the database cannot be used right now; retry after Retry-After",
-            instance=request.url.path,
-            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        return respond(
+            request,
+            ErrorInfo(
+                503,
+                "database_unavailable",
+                "Database unavailable",
+                "the database cannot be used right now; retry after Retry-After",
+                {"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+            ),
         )
 
     # OSError: a connect refused or reset below SQLAlchemy; is_unavailable checks it came from there.
@@ -227,4 +277,4 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "internal_error", "Internal error", None, instance=request.url.path)
+        return respond(request, ErrorInfo(500, "internal_error", "Internal error"))

@@ -31,6 +31,7 @@ from app.jobs.fetch import ImageFetcher, fetch_client
 from app.jobs.images import ImageChecker
 from app.jobs.poller import JobPoller, make_worker_id
 from app.jobs.presenter import Presenter
+from app.jobs.retention import RetentionLoop
 from app.jobs.service import JobService
 from app.jobs.transitions import Transitions
 from app.ops.metrics import Metrics
@@ -41,6 +42,7 @@ from app.runner import LoopRunner
 from app.sandbox.extra import require_extra
 from app.storage.base import Storage
 from app.storage.factory import open_storage
+from app.storage.renditions import Renditions
 from app.storage.space import StorageSpace
 from app.tenants.auth import Authenticator
 from app.tenants.keys import ConfiguredKey, KeyProblem, parse_configured_keys
@@ -66,12 +68,15 @@ class Gateway:
     sessions: async_sessionmaker[AsyncSession]
     provider: DashScopeClient
     storage: Storage
+    renditions: Renditions
     space: StorageSpace
     presenter: Presenter
     feed: ChangeFeed
     service: JobService
     poller: JobPoller
     dispatcher: Dispatcher
+    #: STORAGE_RETENTION_S's loop; None when videos are kept forever.
+    retention: RetentionLoop | None
     deliveries: DeliveryService
     secrets: SecretSource
     auth: Authenticator
@@ -91,6 +96,7 @@ class Gateway:
             presenter=self.presenter,
             authenticator=self.auth,
             storage=self.storage,
+            renditions=self.renditions,
             deliveries=self.deliveries,
             feed=self.feed,
             streams=wiring.stream_timings(self.settings),
@@ -214,23 +220,36 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             disabled=settings.auth_disabled,
             cache_ttl_s=settings.auth_cache_ttl_s,
         )
+        retention_config = wiring.retention_config(settings)
+        retention = (
+            RetentionLoop(sessions, storage, retention_config, worker_id=worker_id)
+            if retention_config is not None
+            else None
+        )
         loops = None
         if settings.workers_enabled if start_loops is None else start_loops:
-            runner = LoopRunner([poller, dispatcher], drain_grace_s=settings.shutdown_grace_s)
+            runner = LoopRunner(
+                [poller, dispatcher, *([retention] if retention else [])],
+                drain_grace_s=settings.shutdown_grace_s,
+            )
             loops = await stack.enter_async_context(runner)  # stopped first on the way out
         watched: dict[str, Heartbeat] = {"job_poller": poller, "webhook_dispatcher": dispatcher}
+        if retention is not None:
+            watched[retention.name] = retention
         yield Gateway(
             settings=settings,
             engine=engine,
             sessions=sessions,
             provider=provider,
             storage=storage,
+            renditions=Renditions(storage),
             space=space,
             presenter=presenter,
             feed=feed,
             service=service,
             poller=poller,
             dispatcher=dispatcher,
+            retention=retention,
             deliveries=deliveries,
             secrets=secrets,
             auth=auth,

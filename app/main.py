@@ -15,6 +15,8 @@ from app import __version__
 from app.api import deliveries, docs, events, health, jobs
 from app.api.body_limit import BodySizeLimit
 from app.compat.dashscope import routes as dashscope
+from app.compat.openai import errors as openai_errors
+from app.compat.openai import routes as openai_videos
 from app.config import Settings
 from app.errors import PROBLEM_JSON, install_handlers
 from app.jobs.schemas import WebhookPayload
@@ -40,17 +42,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings or Settings()
-    install_handlers(app)
+    # Errors under a drop-in surface's prefix answer in its API's shape (the body limit's too).
+    dialects = {openai_errors.PREFIX: openai_errors.render}
+    install_handlers(app, dialects=dialects)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=app.state.settings.max_request_bytes,
         idle_timeout_s=app.state.settings.body_timeout_s,
+        dialects=dialects,
     )
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(deliveries.router)
     app.include_router(health.router)
     dashscope.install(app)
+    app.include_router(openai_videos.router)
     document_webhooks(app)
     docs.install_docs(app)
 
@@ -121,6 +127,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             for operation in path_item.values():
                 operation.get("responses", {}).pop("422", None)
             continue
+        if path == openai_errors.PREFIX or path.startswith(openai_errors.PREFIX + "/"):
+            _openai_errors(path_item)
+            continue
         for operation in path_item.values():
             # Every route refuses unknown query parameters (app/api/routing.py), even one that has none.
             operation.setdefault("responses", {}).setdefault("422", {})
@@ -142,3 +151,16 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
     return schema
+
+
+def _openai_errors(path_item: dict[str, Any]) -> None:
+    """The OpenAI-compatible routes answer every error in OpenAI's envelope, a refused parameter (or
+    unknown query parameter) as 400: FastAPI's 422 is not what they send."""
+    error_ref = {"$ref": "#/components/schemas/OpenAIError"}
+    for operation in path_item.values():
+        responses = operation.setdefault("responses", {})
+        responses.pop("422", None)
+        responses.setdefault("400", {"description": "A parameter is invalid or unknown: `param` names it"})
+        for status, response in responses.items():
+            if status[0] in "45":
+                response["content"] = {"application/json": {"schema": error_ref}}

@@ -17,6 +17,7 @@ from app.api.deps import StreamTimings
 from app.config import Settings
 from app.jobs.images import ImageLimits
 from app.jobs.poller import PollerConfig
+from app.jobs.retention import RetentionConfig
 from app.jobs.service import ServiceConfig
 from app.sandbox.config import SandboxConfig
 from app.tenants.quotas import QuotaLimits
@@ -48,6 +49,19 @@ def poller_config(settings: Settings) -> PollerConfig:
     )
 
 
+def retention_config(settings: Settings) -> RetentionConfig | None:
+    """STORAGE_RETENTION_S; None when videos are kept forever (no loop runs)."""
+    if not settings.storage_retention_s:
+        return None
+    return RetentionConfig(
+        retention_s=settings.storage_retention_s,
+        lease_s=settings.lease_s,
+        batch_size=settings.worker_batch_size,
+        # Retention counts in hours or days; a minute between looks is plenty, and never longer than it.
+        idle_max_s=min(60.0, settings.storage_retention_s),
+    )
+
+
 def service_config(settings: Settings) -> ServiceConfig:
     return ServiceConfig(
         job_deadline_s=settings.job_deadline_s,
@@ -55,6 +69,9 @@ def service_config(settings: Settings) -> ServiceConfig:
         change_poll_interval_s=settings.change_poll_interval_s,
         idempotency_ttl_s=settings.idempotency_ttl_s,
         result_cache=settings.result_cache,
+        poll_min_s=settings.poll_min_interval_s,
+        poll_max_s=settings.poll_max_interval_s,
+        storage_retention_s=settings.storage_retention_s or None,
     )
 
 

@@ -18,7 +18,8 @@ is discarded the same way and `408` (`code=request_timeout`, `Connection: close`
 will never be read) is sent instead. The head has its own bound (`serving.py`, HEADER_TIMEOUT_S). Once
 the body is complete, `receive` is not timed: streaming answers wait on it for the client's disconnect.
 
-The 413 is `application/problem+json` (`code=request_too_large`, `limit` in bytes). It does not ask for
+The 413 is `application/problem+json` (`code=request_too_large`, `limit` in bytes), or, under the
+prefix of an error dialect (`errors.render_error`: `/v1/videos`), that API's envelope. It does not ask for
 `Connection: close`: closing a socket with unread input makes the kernel send a reset, which can destroy
 the 413 before a client still uploading reads it. The server (uvicorn) knows the body's framing and
 discards whatever of it still arrives, so the connection stays usable.
@@ -27,11 +28,13 @@ discards whatever of it still arrives, so the connection stays usable.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import problem
+from app.errors import ErrorInfo, ErrorRenderer, render_error
 
 
 class BodyTooLarge(Exception):
@@ -58,10 +61,13 @@ class BodySizeLimit:
         app: ASGIApp,
         max_bytes: int,
         idle_timeout_s: float,
+        dialects: Mapping[str, ErrorRenderer] | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.idle_timeout_s = idle_timeout_s
+        #: The error dialects of `errors.install_handlers` (`/v1/videos` answers in OpenAI's envelope).
+        self.dialects = dict(dialects or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -123,26 +129,24 @@ class BodySizeLimit:
             await self._stalled(scope, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        response = problem(
+        error = ErrorInfo(
             413,
             "request_too_large",
             "Request too large",
             f"the request body is larger than {self.max_bytes} bytes (MAX_REQUEST_BYTES)",
-            instance=scope.get("path"),
-            limit=self.max_bytes,
+            extra={"limit": self.max_bytes},
         )
-        await self._answer(response, scope, send)
+        await self._answer(render_error(Request(scope), error, self.dialects), scope, send)
 
     async def _stalled(self, scope: Scope, send: Send) -> None:
-        response = problem(
+        error = ErrorInfo(
             408,
             "request_timeout",
             "Request timeout",
             f"the request body stopped arriving for {self.idle_timeout_s:g} s (BODY_TIMEOUT_S)",
-            instance=scope.get("path"),
+            headers={"Connection": "close"},
         )
-        response.headers["Connection"] = "close"
-        await self._answer(response, scope, send)
+        await self._answer(render_error(Request(scope), error, self.dialects), scope, send)
 
     @staticmethod
     async def _answer(response: Response, scope: Scope, send: Send) -> None:

@@ -17,6 +17,7 @@ from app.jobs.service import JobService
 from app.ops.metrics import Metrics
 from app.ops.readiness import Readiness
 from app.storage.base import Storage
+from app.storage.renditions import Renditions
 from app.tenants.auth import Authenticator
 from app.webhooks.service import DeliveryService
 
@@ -40,6 +41,7 @@ class Resources:
     presenter: Presenter
     authenticator: Authenticator
     storage: Storage
+    renditions: Renditions
     deliveries: DeliveryService
     feed: ChangeFeed
     streams: StreamTimings
@@ -73,6 +75,10 @@ async def get_storage(request: Request) -> Storage:
     return _resources(request).storage
 
 
+async def get_renditions(request: Request) -> Renditions:
+    return _resources(request).renditions
+
+
 async def get_deliveries(request: Request) -> DeliveryService:
     return _resources(request).deliveries
 
@@ -96,6 +102,7 @@ async def get_metrics(request: Request) -> Metrics:
 JobsDep = Annotated[JobService, Depends(get_jobs)]
 PresenterDep = Annotated[Presenter, Depends(get_presenter)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
+RenditionsDep = Annotated[Renditions, Depends(get_renditions)]
 DeliveriesDep = Annotated[DeliveryService, Depends(get_deliveries)]
 FeedDep = Annotated[ChangeFeed, Depends(get_feed)]
 StreamsDep = Annotated[StreamTimings, Depends(get_streams)]

@@ -1,4 +1,5 @@
-"""`/v1/jobs`: submit, read, list, cancel jobs, and download the stored video."""
+"""`/v1/jobs`: submit, read, list, cancel and delete jobs, and download the stored video and its poster
+frame (both served by `stored.serve_stored`)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,17 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
-from starlette.background import BackgroundTask
+from fastapi.responses import FileResponse
 
 from app.api.auth import PrincipalDep
-from app.api.byteranges import MalformedRange, UnsatisfiableRange, parse_range
-from app.api.deps import JobsDep, PresenterDep, StorageDep
+from app.api.deps import JobsDep, PresenterDep, RenditionsDep, StorageDep
+from app.api.forms import multipart_body
 from app.api.problems import problem_responses
 from app.api.routing import StrictRoute
-from app.errors import BadRequest, Conflict, FieldError, NotFound, ServiceUnavailable
+from app.api.stored import rendition, serve_stored, stored_video_of, video_object
+from app.errors import Conflict, FieldError
 from app.jobs import schemas
-from app.jobs.models import Job
 from app.jobs.states import JobStatus
-from app.storage.base import Storage, StorageError
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictRoute)
 log = logging.getLogger(__name__)
@@ -32,6 +31,7 @@ _STATUSES = [s.value for s in JobStatus]
     status_code=202,
     response_model=schemas.Job,
     summary="Submit a video.generate job",
+    openapi_extra=multipart_body(schemas.JobCreate, files=("reference_image", "last_frame_image")),
     responses={
         202: {
             "description": "The job (new, reused, or the one an earlier request with this Idempotency-Key "
@@ -56,6 +56,10 @@ _STATUSES = [s.value for s in JobStatus]
             "description": "A request with this Idempotency-Key is still being processed "
             "(`idempotency_key_in_progress`): retry after `Retry-After`",
         },
+        410: {
+            **problem_responses(410)[410],
+            "description": "The job this Idempotency-Key created was deleted (`job_deleted`): use a new key",
+        },
     },
 )
 async def create_job(
@@ -79,6 +83,11 @@ async def create_job(
 ) -> schemas.Job:
     """Validates the request against the model's capabilities and stores it as `queued`. DashScope is
     never called here: a background loop submits it, within the account's rate and concurrency limits.
+
+    The body is JSON, or `multipart/form-data` with the same fields as form fields and the images as
+    uploaded files (`curl -F reference_image=@cat.png -F prompt=hi`): numbers and booleans as text,
+    `metadata` as JSON text, `webhook_events` repeated (or one JSON array). An
+    `application/x-www-form-urlencoded` body (`curl -d`) is read the same way (images as URLs then).
 
     With an explicit `seed` (and `cache` not false), a request identical to a succeeded job answers with a
     new job that is already `succeeded` and reuses that video (`cached: true`); one identical to a job
@@ -193,7 +202,7 @@ async def cancel_job(
             "video, valid for `S3_PRESIGN_TTL_S` seconds (it honours `Range` too)"
         },
         416: {"description": "Range not satisfiable"},
-        **problem_responses(400, 401, 404, 409, 503),
+        **problem_responses(400, 401, 404, 409, 410, 503),
     },
 )
 async def get_content(
@@ -214,97 +223,61 @@ async def get_content(
     """The video copied into the gateway's storage. Supports `Range` (206) and `If-None-Match` (304);
     the ETag is the file's sha256. With S3 storage the video is streamed from the bucket (the default) or,
     with `S3_CONTENT_MODE=redirect`, a `307` sends the client to a short-lived presigned URL. HEAD answers
-    the same status and headers (the video's `Content-Length`) without the body."""
-    job = await jobs.get(job_id, owner=caller.tenant)
-    if job.status != JobStatus.SUCCEEDED.value or not job.storage_key or not job.result:
-        raise Conflict(f"the job is {job.status}; its video is not stored yet", code="video_not_ready")
-    etag = f'"{job.result["sha256"]}"'
-    headers = {"ETag": etag, "Cache-Control": "private, max-age=86400, immutable"}
-    if if_none_match is not None:
-        tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
-        if "*" in tags or etag in tags:
-            return Response(status_code=304, headers=headers)
-    # A Range that does not match the client's copy (If-Range) is ignored: it gets the whole video. One
-    # that does is checked here, for every store alike: a malformed one is a problem+json 400.
-    wanted = range_header if if_range is None or if_range == etag else None
-    size = int(job.result["bytes"])
-    byte_range = None
-    if wanted is not None:
-        try:
-            byte_range = parse_range(wanted, size)
-        except MalformedRange as exc:
-            raise BadRequest(f"Range: {exc}", code="invalid_range") from None
-        except UnsatisfiableRange:
-            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
-    media_type = job.result.get("content_type", "video/mp4")
-    filename = f"{job.id}.mp4"
-    path = storage.local_path(job.storage_key)
-    if path is not None and path.is_file():
-        return FileResponse(
-            path,
-            media_type=media_type,
-            filename=filename,
-            content_disposition_type="inline",
-            headers=headers,
-        )
-    try:
-        url = await storage.redirect_url(job.storage_key, filename=filename, content_type=media_type)
-        if url is not None:
-            # The URL expires within minutes: the redirect itself must not be cached (the ETag still is
-            # the video's, so If-None-Match keeps working).
-            return Response(
-                status_code=307, headers={"Location": url, "ETag": etag, "Cache-Control": "private, no-store"}
-            )
-        return await _stream(
-            storage, job, byte_range, media_type, filename, headers, head=request.method == "HEAD"
-        )
-    except StorageError as exc:
-        log.warning("job %s: cannot serve its video: %s", job.id, exc)
-        raise ServiceUnavailable(
-            "the video store cannot be reached; try again later",
-            code="storage_unavailable",
-            headers={"Retry-After": "5"},
-        ) from exc
+    the same status and headers (the video's `Content-Length`) without the body. Once STORAGE_RETENTION_S
+    removed the video: `410 Gone` (`video_expired`)."""
+    # The headers are read by serve_stored; declared here for the API reference.
+    del if_none_match, range_header, if_range
+    video = video_object(await jobs.get(job_id, owner=caller.tenant))
+    return await serve_stored(request, storage, video, filename=f"{job_id}.mp4")
 
 
-async def _stream(
-    storage: Storage,
-    job: Job,
-    byte_range: tuple[int, int] | None,
-    media_type: str,
-    filename: str,
-    headers: dict[str, str],
-    *,
-    head: bool,
+@router.get(
+    "/{job_id}/thumbnail",
+    summary="A JPEG poster frame of the stored video",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "The poster frame"},
+        304: {"description": "Not modified (If-None-Match matched the ETag)"},
+        307: {"description": "S3 storage with `S3_CONTENT_MODE=redirect`: a presigned URL of the JPEG"},
+        **problem_responses(401, 404, 409, 410, 503),
+    },
+)
+async def get_thumbnail(
+    job_id: str,
+    request: Request,
+    jobs: JobsDep,
+    storage: StorageDep,
+    renditions: RenditionsDep,
+    caller: PrincipalDep,
+    if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """Stream the stored video (or one range of it) through the gateway, as FileResponse does a file.
-    A HEAD only asks the store whether the object is there: no stream is opened for it."""
-    assert job.storage_key is not None and job.result is not None
-    size = int(job.result["bytes"])
-    start, stop, status = 0, size, 200
-    if byte_range is not None:
-        (start, stop), status = byte_range, 206
-    headers = {
-        **headers,
-        "Accept-Ranges": "bytes",
-        "Content-Length": str(stop - start),
-        "Content-Disposition": f'inline; filename="{filename}"',
-    }
-    if status == 206:
-        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
-    if head:
-        if await storage.stat(job.storage_key) is None:
-            raise NotFound("the stored video is missing", code="video_missing")
-        return Response(status_code=status, media_type=media_type, headers=headers)
-    stream = await storage.open_range(job.storage_key, start, stop)
-    if stream is None:
-        raise NotFound("the stored video is missing", code="video_missing")
-    # The body is relayed chunk by chunk, never buffered; the background task releases the connection to
-    # the store even when the client hangs up before the first chunk.
-    return StreamingResponse(
-        stream,
-        status_code=status,
-        media_type=media_type,
-        headers=headers,
-        background=BackgroundTask(stream.aclose),
-    )
+    """A frame from about one second into the stored video (the video's size, at most 1280 px wide), as
+    JPEG. Rendered from the stored file on the first request and stored beside it; later requests get
+    the stored JPEG (ETag: its sha256). `409` (`job_not_succeeded`) while the job has no video, `410`
+    (`video_expired`) once STORAGE_RETENTION_S removed it."""
+    del if_none_match  # read by serve_stored; declared here for the API reference
+    job = await jobs.get(job_id, owner=caller.tenant)
+    if job.status != JobStatus.SUCCEEDED.value or not job.storage_key:
+        raise Conflict(
+            f"the job is {job.status}; it has no video to take a frame of", code="job_not_succeeded"
+        )
+    job = stored_video_of(job)
+    assert job.storage_key is not None
+    thumbnail = await rendition(renditions, job.storage_key, "thumbnail")
+    return await serve_stored(request, storage, thumbnail, filename=f"{job.id}.jpg", what="thumbnail")
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a finished job",
+    responses={204: {"description": "Deleted"}, **problem_responses(401, 404, 409)},
+)
+async def delete_job(job_id: str, jobs: JobsDep, caller: PrincipalDep) -> Response:
+    """Deletes a finished job (succeeded, failed or canceled) with its stored video and thumbnails: from
+    then on it is a 404 on every route and out of the list. A video that result reuse shares with other
+    jobs stays until the last of them is deleted. An unfinished job is a `409` (`job_not_finished`):
+    cancel it first. The job's `Idempotency-Key` stays used until it expires (a retry gets `410`)."""
+    await jobs.delete(job_id, owner=caller.tenant)
+    return Response(status_code=204)

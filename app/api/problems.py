@@ -37,6 +37,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "The key may not do this",
         404: "No such job",
         409: "The job is not in a state that allows this",
+        410: "The stored video was removed after STORAGE_RETENTION_S (`video_expired`)",
         413: "The request body is larger than MAX_REQUEST_BYTES (`limit` says how large it may be)",
         422: "A field or query parameter is invalid or unknown; `field` names it",
         429: "A quota of this key is used up; retry after `Retry-After` (see the `RateLimit-*` headers)",

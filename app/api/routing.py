@@ -17,6 +17,10 @@
   `json.JSONDecodeError`, which FastAPI turns into the same `400 invalid_json` problem as any malformed
   body, with the reason in `detail`. So are numbers too large for a float (`1e400`): the standard parser
   makes them `inf`, which would be stored as `null`.
+- A route that documents a `multipart/form-data` body (`forms.multipart_body`) also takes its body as
+  form fields and files: read here, after authentication, into the JSON body they stand for
+  (`forms.form_body`), which FastAPI validates like any JSON body; a form that cannot be read (no
+  boundary, broken parts, more files than the route takes) is a `400 invalid_form`.
 - Unknown query parameters are refused with 422 naming the parameter, as unknown body fields are
   (`extra="forbid"` on the body models): a typo (`?stauts=queued`) never silently widens an answer.
   Headers are not checked: proxies and clients add their own.
@@ -40,6 +44,8 @@ from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
 from app.api.auth import authenticate, principal
+from app.api.forms import MAX_FIELDS, MAX_PART_BYTES, file_fields, form_body, is_form
+from app.errors import BadRequest
 
 #: Deeper JSON is refused; the deepest body the API defines nests 3 levels (metadata may nest up to 8).
 MAX_JSON_DEPTH = 32
@@ -157,6 +163,16 @@ class StrictJSONRequest(Request):
         return self._json
 
 
+def _as_json_request(request: Request, body: dict[str, Any]) -> StrictJSONRequest:
+    """`request` as if its body had been `body` in JSON: FastAPI reads and validates it as any JSON body."""
+    headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+    scope = {**request.scope, "headers": [*headers, (b"content-type", b"application/json")]}
+    converted = StrictJSONRequest(scope, request.receive)
+    converted._body = b"{}"  # read already: FastAPI only needs to see that there was one
+    converted._json = body
+    return converted
+
+
 class StrictRoute(APIRoute):
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child_scope = super().matches(scope)
@@ -180,6 +196,9 @@ class StrictRoute(APIRoute):
         handler = super().get_route_handler()
         declared = query_names(self.dependant)
         authenticates = depends_on(self.dependant, principal)
+        files = file_fields(self.openapi_extra)
+        model = self.body_field.field_info.annotation if self.body_field is not None else None
+        takes_forms = files is not None and isinstance(model, type) and issubclass(model, BaseModel)
 
         async def strict_handler(request: Request) -> Response:
             if request.scope.pop(_HEAD_AS_GET, False):
@@ -195,6 +214,23 @@ class StrictRoute(APIRoute):
                         for name in dict.fromkeys(unknown)
                     ]
                 )
+            if takes_forms and is_form(request.headers.get("content-type")):
+                assert files is not None and isinstance(model, type) and issubclass(model, BaseModel)
+                try:
+                    form = await request.form(
+                        max_files=len(files), max_fields=MAX_FIELDS, max_part_size=MAX_PART_BYTES
+                    )
+                except HTTPException as exc:  # Starlette's answer to a body python-multipart cannot read
+                    if exc.status_code != 400:
+                        raise
+                    raise BadRequest(
+                        f"the form body cannot be read: {exc.detail}", code="invalid_form"
+                    ) from None
+                try:
+                    body = await form_body(form, model, files, parse_json)
+                finally:
+                    await form.close()  # the spooled files
+                return await handler(_as_json_request(request, body))
             return await handler(StrictJSONRequest(request.scope, request.receive))
 
         return strict_handler

@@ -11,7 +11,8 @@ SQLite needs none of this: every write transaction is `BEGIN IMMEDIATE` (db/engi
 serialized already, and the helper does nothing there.
 
 Deadlocks: a transaction that takes several locks takes them in a fixed order (the poller's families in
-name order, then nothing else; a create takes its cache key, then its tenant).
+name order, then nothing else; a create takes its cache key, then the stored object it reuses, then its
+tenant; a delete and the retention loop take only the stored object's).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class LockSpace(IntEnum):
     TENANT_QUOTA = 3
     #: Webhook claims (one lock): count the deliveries in flight per origin, then claim under the cap.
     WEBHOOK_CLAIMS = 4
+    #: The jobs pointing at one stored object (key: the storage key): a delete or the retention loop
+    #: deciding the object goes, against a result reuse handing it to a new job.
+    STORED_OBJECT = 5
 
 
 def lock_key(space: LockSpace, key: str = "") -> tuple[int, int]:

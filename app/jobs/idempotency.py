@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.base import rowcount, utcnow
-from app.errors import Conflict, FieldError
+from app.errors import Conflict, FieldError, Gone
 from app.jobs import repository
 from app.jobs.fingerprint import request_fingerprint
 from app.jobs.models import IdempotencyKey, Job
@@ -193,6 +193,12 @@ class IdempotencyKeys:
                 if held.job_id is None:
                     break
                 job = await repository.get(session, held.job_id)
+                if job is not None and job.deleted_at is not None:
+                    # The key stays used: a late retry of that request must not make (and bill) it again.
+                    raise Gone(
+                        "the job this Idempotency-Key created was deleted; use a new key for a new job",
+                        code="job_deleted",
+                    )
                 if job is not None:
                     return job
         raise _in_progress()

@@ -43,6 +43,10 @@ class Job(Leased, Base):
         # Result reuse: identical seeded requests of a tenant (jobs/fingerprint.py), and followers.
         Index("ix_jobs_cache_key_owner", "cache_key", "owner"),
         Index("ix_jobs_source_job_id", "source_job_id"),
+        # Every job pointing at one stored object (reuse shares it): removed only with the last of them.
+        Index("ix_jobs_storage_key", "storage_key"),
+        # The retention loop: old succeeded jobs, oldest first.
+        Index("ix_jobs_status_finished_at", "status", "finished_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_job_id)
@@ -103,6 +107,10 @@ class Job(Leased, Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    #: `DELETE /v1/jobs/{id}`: the row stays (audit, its task id, its Idempotency-Key) but no read shows it.
+    deleted_at: Mapped[datetime | None]
+    #: The stored video (and its renditions) was removed by STORAGE_RETENTION_S; the job stays.
+    expired_at: Mapped[datetime | None]
 
     @property
     def cached(self) -> bool:

@@ -15,6 +15,7 @@ The estimates live in each worker's memory: they are a hint, learnt again within
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 #: Weight of the newest observation in the moving average.
@@ -91,3 +92,57 @@ def next_poll_delay(
     if remaining <= 0:
         return min_s  # due: look often
     return max(min(min_s, FLOOR_S), min(backoff, remaining + MARGIN_S))
+
+
+# --- clients' polls ------------------------------------------------------------------------------------
+#: How many recent finished jobs of a kind the client-facing estimate averages.
+HISTORY_JOBS = 20
+#: Rough DashScope run time when no job of the kind has finished yet: a minute plus 12 s per video second.
+_TYPICAL_BASE_S, _TYPICAL_PER_VIDEO_S = 60.0, 12.0
+
+
+def typical_run_s(request: dict[str, object] | None) -> float:
+    """A guess at a job's run time from its duration alone (the `progress` estimate uses it too)."""
+    duration = (request or {}).get("duration")
+    seconds = float(duration) if isinstance(duration, int | float) and duration else 5.0
+    return _TYPICAL_BASE_S + _TYPICAL_PER_VIDEO_S * seconds
+
+
+def mean_run_s(
+    kind: str, history: list[tuple[str, datetime, datetime]], *, limit: int = HISTORY_JOBS
+) -> float | None:
+    """Mean seconds from submit to finish of the latest `limit` jobs of `kind` in `history`
+    (`(kind, submitted_at, finished_at)`, newest first); None when none is of that kind."""
+    runs = [(end - start).total_seconds() for k, start, end in history if k == kind and end > start]
+    return sum(runs[:limit]) / len(runs[:limit]) if runs else None
+
+
+#: A client's expected end is the mean run time stretched by this share (runs vary), plus one
+#: POLL_MIN_INTERVAL_S (the gateway's own lag in noticing the end).
+CLIENT_SLACK = 0.1
+
+
+def client_expected_end(start: datetime, run_s: float, *, min_s: float) -> datetime:
+    """When a job started at `start` (its submit, or now while queued), whose kind runs `run_s` on average,
+    is expected to be done, for a polling client. Late rather than early: a client polling on a fixed step
+    that arrives just before the end waits a whole further step (the `openai` SDK does), one that arrives
+    a little after loses only that little."""
+    return start + timedelta(seconds=run_s * (1 + CLIENT_SLACK) + min_s)
+
+
+def client_poll_after_s(*, now: datetime, expected_end: datetime, min_s: float, max_s: float) -> float:
+    """How long a client should wait before asking about a job again (OpenAI's `openai-poll-after-ms`).
+
+    The gateway itself looks at a task at most every `max_s` (POLL_MAX_INTERVAL_S), so asking more often
+    than `min_s` learns nothing, and asking less often than `max_s` can leave a finished job unseen. Within
+    those bounds the wait divides the time left until `expected_end` into equal steps, so one of the
+    client's polls lands on the expected end itself. That matters for the `openai` SDK's `poll` helper: it
+    reads the header on its first poll only and keeps that interval for every later one (openai-python
+    `resources/videos.py`), so the first answer must already be a step that ends on time; a client that
+    reads the header each time gets the same grid. Past the expected end: every `min_s`.
+    """
+    remaining = (expected_end - now).total_seconds()
+    if remaining <= min_s:
+        return min_s
+    steps = math.ceil(remaining / max_s)
+    return max(min_s, remaining / steps)

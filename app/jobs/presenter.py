@@ -9,10 +9,8 @@ from app.db.base import utcnow
 from app.jobs import schemas as api
 from app.jobs.delivery import delivery_warnings
 from app.jobs.models import Job
+from app.jobs.pacing import typical_run_s
 from app.jobs.states import JobStatus
-
-#: Rough DashScope run time used only for the `progress` estimate: a minute plus 12 s per video second.
-_TYPICAL_BASE_S, _TYPICAL_PER_VIDEO_S = 60.0, 12.0
 
 
 @dataclass(frozen=True)
@@ -22,6 +20,9 @@ class Presenter:
     def content_url(self, job_id: str) -> str:
         return f"{self.public_base_url}/v1/jobs/{job_id}/content"
 
+    def thumbnail_url(self, job_id: str) -> str:
+        return f"{self.public_base_url}/v1/jobs/{job_id}/thumbnail"
+
     def job(self, job: Job) -> api.Job:
         upstream_doc = dict(job.upstream or {})
         usage = upstream_doc.pop("usage", None)
@@ -30,7 +31,9 @@ class Presenter:
             upstream = api.UpstreamInfo(task_id=job.task_id, status=job.upstream_status, **upstream_doc)
         result = None
         if job.result:
-            result = api.JobResult(video_url=self.content_url(job.id), **job.result)
+            result = api.JobResult(
+                video_url=self.content_url(job.id), expired_at=job.expired_at, **job.result
+            )
         return api.Job(
             id=job.id,
             status=job.status,
@@ -79,7 +82,6 @@ def progress(job: Job) -> int | None:
     if status in fixed:
         return fixed[status]
     started = job.submitted_at or job.created_at
-    seconds = float(job.request.get("duration") or 5)
-    typical = _TYPICAL_BASE_S + _TYPICAL_PER_VIDEO_S * seconds
+    typical = typical_run_s(job.request)
     share = min(1.0, (utcnow() - started).total_seconds() / typical)
     return 10 + int(80 * share)

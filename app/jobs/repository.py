@@ -39,6 +39,7 @@ from app.db.base import rowcount, utcnow
 from app.db.leases import unleased
 from app.db.locks import LockSpace, xact_lock
 from app.jobs.models import Job, JobEvent, plausible_id
+from app.jobs.pacing import task_kind
 from app.jobs.states import ACTIVE, JobStatus
 
 UPSTREAM_ACTIVE = (JobStatus.SUBMITTED, JobStatus.RUNNING)
@@ -137,6 +138,7 @@ async def reusable_results(
         Job.status == JobStatus.SUCCEEDED,
         Job.source_job_id.is_(None),
         Job.storage_key.is_not(None),
+        holds_object(),  # never a deleted job's video, nor an expired one
     )
     if exclude:
         query = query.where(Job.id.not_in(list(exclude)))
@@ -150,6 +152,77 @@ async def lock_cache_key(session: AsyncSession, owner: str | None, cache_key: st
     """Serialize creates of identical requests of a tenant until commit, so two arriving together cannot
     both miss each other and both be submitted (Postgres; SQLite's write transactions are serialized)."""
     await xact_lock(session, LockSpace.RESULT_REUSE, f"{owner or ''}\0{cache_key}")
+
+
+async def lock_stored_object(session: AsyncSession, storage_key: str) -> None:
+    """Serialize, until commit, what decides the fate of one stored object (Postgres; SQLite's write
+    transactions are serialized): a delete or the retention loop counting the jobs that still hold it,
+    and a result reuse pointing a new job at it."""
+    await xact_lock(session, LockSpace.STORED_OBJECT, storage_key)
+
+
+def holds_object() -> ColumnElement[bool]:
+    """A job whose stored video is still its own to show: not deleted, not expired."""
+    return and_(Job.deleted_at.is_(None), Job.expired_at.is_(None))
+
+
+async def object_holders(session: AsyncSession, storage_key: str) -> list[Job]:
+    """Every job that still shows the stored object `storage_key` (result reuse shares one object)."""
+    rows = await session.scalars(select(Job).where(Job.storage_key == storage_key, holds_object()))
+    return list(rows.all())
+
+
+async def holds_object_now(session: AsyncSession, job_id: str) -> bool:
+    """Whether the job still shows its stored object (re-read: not deleted, not expired)."""
+    found = await session.scalar(select(Job.id).where(Job.id == job_id, holds_object()))
+    return found is not None
+
+
+async def mark_deleted(session: AsyncSession, job: Job, now: datetime) -> bool:
+    """Soft-delete `job` if it is still at its version: out of every read from now on. The body sent
+    upstream (the reference image's bytes) goes; what identifies the job (its task id, its key) stays."""
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.version == job.version, Job.deleted_at.is_(None))
+        .values(deleted_at=now, upstream_body=None, updated_at=now, version=job.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(result) == 1
+
+
+async def mark_expired(session: AsyncSession, storage_key: str, now: datetime) -> list[str]:
+    """Every job still showing `storage_key` no longer does (its object is being removed); their ids."""
+    holders = await object_holders(session, storage_key)
+    if holders:
+        await session.execute(
+            update(Job)
+            .where(Job.id.in_([j.id for j in holders]), holds_object())
+            .values(expired_at=now, lease_owner=None, lease_expires_at=None, version=Job.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+    return [j.id for j in holders]
+
+
+async def claim_expirable(
+    session: AsyncSession, count: int, owner: str, now: datetime, cutoff: datetime, lease_until: datetime
+) -> list[Job]:
+    """Succeeded jobs finished before `cutoff` whose stored video is still shown, oldest first, leased."""
+    if count <= 0:
+        return []
+    query = (
+        select(Job.id, Job.version)
+        .where(
+            Job.status == JobStatus.SUCCEEDED,
+            Job.finished_at < cutoff,
+            Job.storage_key.is_not(None),
+            holds_object(),
+            unleased(Job, now),
+        )
+        .order_by(Job.finished_at)
+        .limit(2 * count)
+    )
+    ranked = (await session.execute(query)).all()
+    return await leases.claim(session, Job, ranked, count=count, owner=owner, now=now, until=lease_until)
 
 
 async def lock_family(session: AsyncSession, limit_group: str) -> None:
@@ -183,18 +256,25 @@ async def list_page(
     statuses: Sequence[str] | None,
     limit: int,
     cursor: tuple[datetime, str] | None,
+    oldest_first: bool = False,
 ) -> Page:
-    """Newest first; the cursor is the last row of the previous page. Rows as clients see them
-    (`CLIENT_VIEW`)."""
-    query = select(Job).options(*CLIENT_VIEW).where(owned_by(owner))
+    """Newest first (or oldest first); the cursor is the last row of the previous page. Rows as clients
+    see them (`CLIENT_VIEW`)."""
+    query = select(Job).options(*CLIENT_VIEW).where(owned_by(owner), Job.deleted_at.is_(None))
     if statuses:
         query = query.where(Job.status.in_(statuses))
     if cursor is not None:
         created, job_id = cursor
-        query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id)))
-    rows = list(
-        (await session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))).all()
-    )
+        if oldest_first:
+            query = query.where(
+                or_(Job.created_at > created, and_(Job.created_at == created, Job.id > job_id))
+            )
+        else:
+            query = query.where(
+                or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id))
+            )
+    order = (Job.created_at, Job.id) if oldest_first else (Job.created_at.desc(), Job.id.desc())
+    rows = list((await session.scalars(query.order_by(*order).limit(limit + 1))).all())
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(jobs=rows, next_cursor=encode_cursor(rows[-1]) if more and rows else None)
@@ -494,3 +574,23 @@ async def events_after(session: AsyncSession, job_id: str, after_id: int, limit:
 async def last_event_id(session: AsyncSession, job_id: str) -> int:
     value = await session.scalar(select(func.max(JobEvent.id)).where(JobEvent.job_id == job_id))
     return int(value or 0)
+
+
+async def recent_runs(
+    session: AsyncSession, model: str, *, limit: int
+) -> list[tuple[str, datetime, datetime]]:
+    """`(task kind, submitted_at, finished_at)` of the model's latest succeeded jobs that ran upstream
+    themselves (every tenant's: only their timing is read), newest first."""
+    rows = await session.execute(
+        select(Job.request, Job.submitted_at, Job.finished_at)
+        .where(
+            Job.model == model,
+            Job.status == JobStatus.SUCCEEDED,
+            Job.source_job_id.is_(None),
+            Job.submitted_at.is_not(None),
+            Job.finished_at.is_not(None),
+        )
+        .order_by(Job.finished_at.desc())
+        .limit(limit)
+    )
+    return [(task_kind(model, request), start, end) for request, start, end in rows.all()]

@@ -9,7 +9,9 @@ Two steps, around the create transaction:
   (`queued`, `source_job_id` set, due at its deadline; the original resolves it when it ends,
   `transitions.py`). Locked, the original cannot end before this transaction commits, and once it has
   ended it is not found, so the succeeded lookup is repeated here (its video was stored a moment ago).
-  A stored video makes the new job a finished copy: `succeeded`, the same `storage_key` and `result`.
+  A stored video makes the new job a finished copy: `succeeded`, the same `storage_key` and `result` —
+  checked again under the object's lock (a delete or the retention loop may have just removed it; then
+  the job is generated anew).
 """
 
 from __future__ import annotations
@@ -94,8 +96,17 @@ class ResultReuse:
                 limit=1,
             )
             source = found[0] if found else None
-        if source is not None:
+        if source is not None and await self._still_stored(session, source):
             _copy_result(job, source, now)
+
+    @staticmethod
+    async def _still_stored(session: AsyncSession, source: Job) -> bool:
+        """Under the stored object's lock (held to commit): `source` still shows its video, so a delete or
+        the retention loop cannot remove the object this new job is about to point at. Otherwise the job
+        is generated anew."""
+        assert source.storage_key is not None
+        await repository.lock_stored_object(session, source.storage_key)
+        return await repository.holds_object_now(session, source.id)
 
 
 def _copy_result(job: Job, source: Job, now: datetime) -> None:

@@ -24,6 +24,14 @@ METADATA_MAX_KEY_CHARS = 128
 METADATA_MAX_STRING_CHARS = 4096
 METADATA_MAX_BYTES = 16 * 1024
 
+#: A real 640x360 PNG (white, 185 bytes), so the example body of the API reference ("Try it out") makes a
+#: job as it is.
+EXAMPLE_IMAGE = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAoAAAAFoAQAAAADvSXf8AAAAgElEQVR42u3MQQ0AAAgEoNP+nbWEHz"
+    "cIQE1udYRCoVAoFAqFQqFQKBQKhUKhUCgUCoVCoVAoFAqFQqFQKBQKhUKhUCgUCoVCoVAoFAqFQqFQKBQKhUKhUCgUCoVCoVAo"
+    "FAqFQqFQKBQKhUKhUCgUCoVCoVAoFAqFQqFQKBQKX4YLJU8Dz0suLi8AAAAASUVORK5CYII="
+)
+
 _SIZE = re.compile(r"^\s*(\d{2,5})\s*[*xX×]\s*(\d{2,5})\s*$")
 
 # The status and event words, as the API's types: Literals built from `states.JobStatus` (where they are
@@ -97,7 +105,7 @@ class JobCreate(BaseModel):
                     "duration": 5,
                     "size": "1280*720",
                     "seed": 42,
-                    "reference_image": "data:image/png;base64,iVBORw0KGgo...",
+                    "reference_image": EXAMPLE_IMAGE,
                 }
             ]
         },
@@ -249,6 +257,11 @@ class JobResult(BaseModel):
     content_type: str
     video_codec: str | None = None
     has_audio: bool | None = None
+    expired_at: datetime | None = Field(
+        default=None,
+        description="When the stored video (and its thumbnails) was removed after STORAGE_RETENTION_S: "
+        "`/content` then answers `410 Gone`. Null while it is stored.",
+    )
 
 
 class JobError(BaseModel):

@@ -1,4 +1,4 @@
-"""Job use cases for the API: create (validate, store, never call upstream), read, list, cancel.
+"""Job use cases for the API: create (validate, store, never call upstream), read, list, cancel, delete.
 
 Each method is one unit of work: it opens and commits its own transaction, and announces the jobs whose
 status changed (`ChangeFeed`) after the commit. Upstream is touched only by `cancel`, for a task that is
@@ -17,12 +17,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.base import utcnow
 from app.errors import Conflict, FieldError, NotFound, ServiceUnavailable
-from app.jobs import admission, repository
+from app.jobs import admission, pacing, repository
 from app.jobs import schemas as api
 from app.jobs.feed import ChangeFeed, wait_changed
 from app.jobs.fetch import ImageFetcher
@@ -35,10 +37,14 @@ from app.jobs.states import JobStatus
 from app.jobs.transitions import Transitions
 from app.netguard import Resolver
 from app.providers.base import PermanentError, TransientError, VideoProvider
-from app.storage.base import Storage
+from app.storage.base import Storage, StorageError
+from app.storage.renditions import rendition_keys
 from app.tenants.quotas import QuotaLimits
 
 log = logging.getLogger(__name__)
+
+#: How long the run times of recent jobs are reused before being read again (per model, per process).
+RUN_HISTORY_TTL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,11 @@ class ServiceConfig:
     change_poll_interval_s: float
     idempotency_ttl_s: float
     result_cache: bool
+    #: POLL_MIN_INTERVAL_S / POLL_MAX_INTERVAL_S: the bounds of the wait suggested to polling clients.
+    poll_min_s: float
+    poll_max_s: float
+    #: STORAGE_RETENTION_S (None: stored videos are kept forever).
+    storage_retention_s: float | None
 
 
 @dataclass(frozen=True)
@@ -88,8 +99,11 @@ class JobService:
         self._intake = Intake(
             provider, images, fetcher, allow_private_urls=config.allow_private_urls, resolver=resolver
         )
+        self._storage = storage
         self._reuse = ResultReuse(sessions, storage, enabled=config.result_cache)
         self._keys = IdempotencyKeys(sessions, ttl_s=config.idempotency_ttl_s)
+        # model → (monotonic expiry, its recent runs): one small query per model per RUN_HISTORY_TTL_S.
+        self._runs: dict[str, tuple[float, list[tuple[str, datetime, datetime]]]] = {}
 
     # --- create -------------------------------------------------------------------------------
     async def create(
@@ -151,12 +165,18 @@ class JobService:
             raise NotFound(f"no job {job_id[:100]!r}")
         async with self._reads() as session:
             job = await repository.get(session, job_id, client_view=True)
-        if job is None or job.owner != owner:
+        if job is None or job.owner != owner or job.deleted_at is not None:
             raise NotFound(f"no job {job_id}")
         return job
 
     async def page(
-        self, *, owner: str | None, statuses: list[str] | None, limit: int, cursor: str | None
+        self,
+        *,
+        owner: str | None,
+        statuses: list[str] | None,
+        limit: int,
+        cursor: str | None,
+        oldest_first: bool = False,
     ) -> repository.Page:
         position = None
         if cursor:
@@ -166,13 +186,77 @@ class JobService:
                 raise FieldError("cursor", "not a cursor issued by this service") from None
         async with self._reads() as session:
             return await repository.list_page(
-                session, owner=owner, statuses=statuses, limit=limit, cursor=position
+                session,
+                owner=owner,
+                statuses=statuses,
+                limit=limit,
+                cursor=position,
+                oldest_first=oldest_first,
             )
 
     async def search(self, query: repository.Search) -> tuple[list[Job], int]:
         """A filtered page by offset, and the number of matches (the DashScope facade's task list)."""
         async with self._reads() as session:
             return await repository.search(session, query)
+
+    async def cursor_after(self, job_id: str, *, owner: str | None) -> str:
+        """The cursor of the page after the owner's job `job_id` (lists that page by the last id seen)."""
+        return repository.encode_cursor(await self.get(job_id, owner=owner))
+
+    async def get_with_body(self, job_id: str, *, owner: str | None = None) -> tuple[Job, dict[str, Any]]:
+        """The job and the body that is (or was) sent upstream for it, images as sent (a remix reuses
+        them: the bytes that were checked and hashed, whatever a URL serves now)."""
+        job = await self.get(job_id, owner=owner)
+        async with self._reads() as session:
+            full = await repository.get(session, job.id)
+        if full is None or full.owner != owner:
+            raise NotFound(f"no job {job_id}")
+        return job, dict(full.upstream_body or {})
+
+    def expires_at(self, job: Job) -> datetime | None:
+        """When the job's stored video is removed by STORAGE_RETENTION_S (or was: `expired_at`); None
+        when it is kept forever or there is none. Its own end plus the retention: a video another job
+        still shows (result reuse) stays until that job is past retention too."""
+        if job.expired_at is not None:
+            return job.expired_at
+        if self._config.storage_retention_s is None or job.status != JobStatus.SUCCEEDED:
+            return None
+        if job.finished_at is None or not job.storage_key:
+            return None
+        return job.finished_at + timedelta(seconds=self._config.storage_retention_s)
+
+    # --- pacing clients -----------------------------------------------------------------------
+    async def poll_after_s(self, job: Job) -> float | None:
+        """How long a client polling `job` should wait before asking again; None once it has finished.
+
+        The expected end is the job's submit (or now, while queued) plus the mean time recent jobs of the
+        same kind took from submit to finish (`pacing.task_kind`, read from the database, so every
+        process of a deployment agrees), or `pacing.typical_run_s` before any has finished, with a
+        margin (`pacing.client_expected_end`)."""
+        status = JobStatus(job.status)
+        if status.terminal:
+            return None
+        now = utcnow()
+        if status is JobStatus.STORING:
+            expected_end = now  # the copy of a finished video: moments
+        else:
+            run_s = await self._expected_run_s(job)
+            expected_end = pacing.client_expected_end(
+                job.submitted_at or now, run_s, min_s=self._config.poll_min_s
+            )
+        return pacing.client_poll_after_s(
+            now=now, expected_end=expected_end, min_s=self._config.poll_min_s, max_s=self._config.poll_max_s
+        )
+
+    async def _expected_run_s(self, job: Job) -> float:
+        cached = self._runs.get(job.model)
+        if cached is None or cached[0] < time.monotonic():
+            async with self._reads() as session:
+                history = await repository.recent_runs(session, job.model, limit=4 * pacing.HISTORY_JOBS)
+            cached = (time.monotonic() + RUN_HISTORY_TTL_S, history)
+            self._runs[job.model] = cached
+        learnt = pacing.mean_run_s(pacing.task_kind(job.model, job.request), cached[1])
+        return learnt if learnt is not None else pacing.typical_run_s(job.request)
 
     # --- cancel -------------------------------------------------------------------------------
     async def cancel(self, job_id: str, *, owner: str | None = None) -> Job:
@@ -239,6 +323,49 @@ class JobService:
             return False
         self._feed.notify(*changed.jobs)
         return True
+
+    # --- delete -------------------------------------------------------------------------------
+    async def delete(self, job_id: str, *, owner: str | None) -> None:
+        """Delete a finished job of `owner`: from now on it is a 404 everywhere (NotFound for an unknown,
+        foreign or deleted job; Conflict `job_not_finished` for one still running: cancel it first).
+
+        Soft: the row stays with `deleted_at` (its upstream task id keeps reconciliation from adopting
+        the task for another job; its Idempotency-Key stays used), out of every read and of result
+        reuse; the body sent upstream (the image's bytes) is dropped. Its stored video and renditions
+        are removed when no other job shows them (result reuse shares one object among jobs), after
+        the commit; a store that fails then leaves the object behind (logged), never the job."""
+        for _ in range(5):  # re-read and retry when the row changed meanwhile
+            job = await self.get(job_id, owner=owner)
+            if not JobStatus(job.status).terminal:
+                raise Conflict(
+                    f"the job is {job.status}: only a finished job can be deleted; cancel it first "
+                    f"(POST /v1/jobs/{job.id}/cancel)",
+                    code="job_not_finished",
+                )
+            key = job.storage_key
+            async with self._sessions.begin() as session:
+                if key is not None:
+                    await repository.lock_stored_object(session, key)
+                if not await repository.mark_deleted(session, job, utcnow()):
+                    continue
+                orphaned = (
+                    key is not None
+                    and job.expired_at is None
+                    and not await repository.object_holders(session, key)
+                )
+            log.info("job %s deleted", job.id)
+            if orphaned:
+                assert key is not None
+                await self._remove_object(key)
+            return
+        raise ServiceUnavailable("the job kept changing; try again", headers={"Retry-After": "1"})
+
+    async def _remove_object(self, key: str) -> None:
+        for name in (key, *rendition_keys(key)):
+            try:
+                await self._storage.delete(name)
+            except (StorageError, OSError) as exc:
+                log.warning("cannot remove the stored object %s (left behind): %s", name, exc)
 
     # --- change waiting -------------------------------------------------------------------------
     async def events_after(self, job_id: str, after_id: int) -> list[JobEvent]:

@@ -53,7 +53,10 @@ async def queue_stats(session: AsyncSession, now: datetime) -> QueueStats:
             )
         )
     ).one()
-    leased = await session.scalar(select(func.count()).where(Job.lease_expires_at > now))
+    # Active jobs only: the retention loop's leases on succeeded jobs are not work in hand.
+    leased = await session.scalar(
+        select(func.count()).where(Job.lease_expires_at > now, Job.status.in_([s.value for s in ACTIVE]))
+    )
     deliveries = await _counts(
         session, select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status)
     )

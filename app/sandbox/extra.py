@@ -1,9 +1,9 @@
 """The sandbox's own dependencies, the `sandbox` extra, and the message when they are missing.
 
-numpy (the test pattern of the result clips) and python-multipart (the OSS-style upload form) are needed by
-the emulator only, so they are an extra (`pip install 'wan-gateway[sandbox]'`; `make install` and the image
-include it). Whoever is about to start a sandbox calls `require_extra()` first: without it the gateway
-would start and then fail on the first clip or upload.
+numpy (the test pattern of the result clips) is needed by the emulator only, so it is an extra (`pip install
+'wan-gateway[sandbox]'`; `make install` and the image include it; python-multipart, for its upload form, is
+a runtime dependency of the gateway itself). Whoever is about to start a sandbox calls `require_extra()`
+first: without it the gateway would start and then fail on the first clip.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 
 #: Import name -> distribution name.
-EXTRA_MODULES = {"numpy": "numpy", "python_multipart": "python-multipart"}
+EXTRA_MODULES = {"numpy": "numpy"}
 
 
 class SandboxUnavailable(RuntimeError):

@@ -1,4 +1,4 @@
-"""The sandbox is an extra (`wan-gateway[sandbox]`: numpy, python-multipart). Without it the gateway still
+"""The sandbox is an extra (`wan-gateway[sandbox]`: numpy). Without it the gateway still
 serves DashScope, and whatever would start a sandbox says what is missing and how to get it, instead of
 failing later on the first clip or upload. "Not installed" is simulated by hiding numpy from imports."""
 

@@ -29,7 +29,7 @@ KNOWN_CYCLES: dict[str, set[tuple[str, str]]] = {}
 #: Rows of the packages table not checked against the imports (none).
 ROWS_NOT_YET_CHECKED: set[str] = set()
 #: Third-party modules of the `sandbox` extra (pyproject.toml): only the sandbox may import them.
-SANDBOX_EXTRA = {"numpy", "python_multipart", "multipart"}
+SANDBOX_EXTRA = {"numpy"}
 
 
 def module_name(path: Path) -> str:
@@ -258,7 +258,7 @@ def test_each_package_imports_only_what_the_table_allows(row: Row) -> None:
 
 def test_only_the_sandbox_needs_the_sandbox_extra() -> None:
     """A gateway installed without `wan-gateway[sandbox]` loads: no module outside app/sandbox imports
-    numpy or python-multipart, nor does any module the entry points load (the sandbox's settings and
+    numpy, nor does any module the entry points load (the sandbox's settings and
     config among them); the emulator itself is imported only when a sandbox is started."""
     outside = {
         name

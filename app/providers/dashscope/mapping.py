@@ -134,6 +134,17 @@ def _warnings(req: VideoRequest, spec: ModelSpec, resolution: str) -> list[str]:
     return warnings
 
 
+def sent_images(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The reference and last-frame images of a create body `build_submission` made, as they were sent
+    (a data: URI of the checked bytes, or an oss:// URL): the inverse of its image placement."""
+    inputs = body.get("input")
+    if not isinstance(inputs, dict):
+        return None, None
+    first = inputs.get("img_url", inputs.get("first_frame_url"))
+    last = inputs.get("last_frame_url")
+    return (first if isinstance(first, str) else None), (last if isinstance(last, str) else None)
+
+
 def build_submission(req: VideoRequest) -> Submission:
     """Validate `req` against its model and build the exact create body. Raises InvalidInput(field)."""
     spec = MODELS.get(req.model)
