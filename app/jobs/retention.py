@@ -11,7 +11,8 @@ points several jobs at one key):
   finds them, and `reuse.py` re-checks under the same lock, so no new job is handed an object being
   removed);
 - one of them is younger: nothing is removed yet; the claimed job keeps its lease until that job is past
-  retention too, so it is not claimed again on every turn meanwhile.
+  retention too, so it is not claimed again on every turn meanwhile (if that job is deleted first, the
+  video goes when this lease lapses: late, never early).
 A store that fails to delete leaves the object behind (logged): the jobs are expired either way.
 """
 
