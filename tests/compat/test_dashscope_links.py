@@ -15,6 +15,7 @@ import httpx
 import pytest
 from dashscope import VideoSynthesis
 
+from app import logsafety
 from app.db.engine import create_engine, session_factory
 from app.links import LinkSigner, load_secret
 from tests.compat.test_dashscope_sdk import sdk
@@ -96,6 +97,7 @@ async def test_the_sdk_video_url_downloads_without_a_key_and_only_as_signed(
             secret = await load_secret(session_factory(engine), None)
         finally:
             await engine.dispose()
+        assert logsafety.redact(f"key {secret}") == "key ***"  # the generated key never reaches a log
         replica = LinkSigner(secret, public_base_url=facade.url, ttl_s=7 * 24 * 3600)
         assert replica.verify(task_id, "video", expires, query["signature"])
         assert urlsplit(replica.url(task_id)).path == parts.path
