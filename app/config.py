@@ -196,7 +196,21 @@ class Settings(BaseSettings):
     )
     public_base_url: str = Field(
         default="http://127.0.0.1:8000",
-        description="How clients reach the gateway; used to build `result.video_url`.",
+        description="How clients reach the gateway; used to build `result.video_url` and signed links.",
+    )
+    link_ttl_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        le=366 * 24 * 3600,
+        description="How long a signed download link (`result.signed_url`, the DashScope facade's "
+        "`output.video_url`) stays valid: its expiry is now + this, rounded up to the hour, so repeated "
+        "reads of a job give the same URL.",
+    )
+    link_signing_secret: SecretStr | None = Field(
+        default=None,
+        description="The key signed download links are signed with (at least 32 characters). Unset: one is "
+        "generated on the first start and kept in the database, shared by every process. Changing it "
+        "invalidates every link handed out.",
     )
 
     # --- input limits ---------------------------------------------------------------------------
@@ -409,6 +423,13 @@ class Settings(BaseSettings):
                     raise ValueError("WEBHOOK_SECRET entries must look like whsec_<base64>")
         return value
 
+    @field_validator("link_signing_secret")
+    @classmethod
+    def _link_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("LINK_SIGNING_SECRET must be at least 32 characters")
+        return value
+
     @field_validator("dashscope_base_url", "public_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -454,6 +475,8 @@ class Settings(BaseSettings):
             values.append(self.upstream_key.get_secret_value())
         if self.webhook_secret is not None:
             values += split_secrets(self.webhook_secret.get_secret_value())
+        if self.link_signing_secret is not None:
+            values.append(self.link_signing_secret.get_secret_value())
         for configured in (self.gateway_api_keys, self.gateway_admin_keys):
             if configured is not None:
                 entries = configured.get_secret_value().replace("\n", ",").split(",")

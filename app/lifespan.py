@@ -34,6 +34,7 @@ from app.jobs.presenter import Presenter
 from app.jobs.retention import RetentionLoop
 from app.jobs.service import JobService
 from app.jobs.transitions import Transitions
+from app.links import LinkSigner, load_secret
 from app.ops.metrics import Metrics
 from app.ops.readiness import Heartbeat, Readiness
 from app.providers.dashscope.client import DashScopeClient
@@ -82,6 +83,8 @@ class Gateway:
     auth: Authenticator
     readiness: Readiness
     metrics: Metrics
+    #: Signed, key-less download links (`/v1/links/…`): the facade's video_url, `result.signed_url`.
+    links: LinkSigner
     #: The DashScope facade's temporary uploads (app/compat/dashscope/uploads.py).
     uploads: UploadStore
     #: The running poller and dispatcher; None when this process runs no loops (WORKERS_ENABLED=false).
@@ -102,6 +105,7 @@ class Gateway:
             streams=wiring.stream_timings(self.settings),
             readiness=self.readiness,
             metrics=self.metrics,
+            links=self.links,
         )
 
 
@@ -168,7 +172,11 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
         )
         storage = await stack.enter_async_context(open_storage(settings))
         space = StorageSpace(storage.staging_dir, settings.storage_min_free_bytes)
-        presenter = Presenter(settings.public_base_url)
+        # The link key is read (or generated) once: every replica and restart signs alike (app/links.py).
+        link_secret = await load_secret(sessions, settings.link_signing_secret)
+        logsafety.install([link_secret])
+        links = wiring.link_signer(settings, link_secret)
+        presenter = Presenter(settings.public_base_url, links)
         feed = ChangeFeed()
         transitions = Transitions(presenter, (WebhookOutbox(wiring.default_webhook(settings)),))
         worker_id = make_worker_id()
@@ -255,6 +263,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             auth=auth,
             readiness=Readiness(sessions, storage, space, loops=watched, runner=loops),
             metrics=Metrics(sessions, loops=list(watched.values()) if loops is not None else []),
+            links=links,
             uploads=UploadStore(
                 sessions,
                 upload_host=settings.public_base_url + UPLOAD_PATH,

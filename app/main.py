@@ -12,7 +12,7 @@ from fastapi import FastAPI, Header
 from fastapi.openapi.utils import get_openapi
 
 from app import __version__
-from app.api import deliveries, docs, events, health, jobs
+from app.api import deliveries, docs, events, health, jobs, links
 from app.api.body_limit import BodySizeLimit
 from app.compat.dashscope import routes as dashscope
 from app.compat.openai import errors as openai_errors
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dialects=dialects,
     )
     app.include_router(jobs.router)
+    app.include_router(links.router)
     app.include_router(events.router)
     app.include_router(deliveries.router)
     app.include_router(health.router)

@@ -19,6 +19,7 @@ from app.jobs.images import ImageLimits
 from app.jobs.poller import PollerConfig
 from app.jobs.retention import RetentionConfig
 from app.jobs.service import ServiceConfig
+from app.links import LinkSigner
 from app.sandbox.config import SandboxConfig
 from app.tenants.quotas import QuotaLimits
 from app.webhooks.dispatcher import DispatcherConfig
@@ -109,6 +110,11 @@ def quota_limits(settings: Settings) -> QuotaLimits:
         submits_per_minute=settings.quota_submits_per_minute,
         video_seconds_per_day=settings.quota_video_seconds_per_day,
     )
+
+
+def link_signer(settings: Settings, secret: str) -> LinkSigner:
+    """Signed download links (`secret`: LINK_SIGNING_SECRET or the database's, app/links.load_secret)."""
+    return LinkSigner(secret, public_base_url=settings.public_base_url, ttl_s=settings.link_ttl_s)
 
 
 def stream_timings(settings: Settings) -> StreamTimings:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import app.compat.dashscope.uploads
 import app.db.budget
 import app.jobs.models
+import app.links
 import app.tenants.models
 import app.webhooks.models  # noqa: F401
 from app.config import Settings

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from app.jobs.feed import ChangeFeed
 from app.jobs.presenter import Presenter
 from app.jobs.service import JobService
+from app.links import LinkSigner
 from app.ops.metrics import Metrics
 from app.ops.readiness import Readiness
 from app.storage.base import Storage
@@ -47,6 +48,7 @@ class Resources:
     streams: StreamTimings
     readiness: Readiness
     metrics: Metrics
+    links: LinkSigner
 
 
 def _resources(request: Request) -> Resources:
@@ -99,6 +101,10 @@ async def get_metrics(request: Request) -> Metrics:
     return _resources(request).metrics
 
 
+async def get_links(request: Request) -> LinkSigner:
+    return _resources(request).links
+
+
 JobsDep = Annotated[JobService, Depends(get_jobs)]
 PresenterDep = Annotated[Presenter, Depends(get_presenter)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
@@ -108,3 +114,4 @@ FeedDep = Annotated[ChangeFeed, Depends(get_feed)]
 StreamsDep = Annotated[StreamTimings, Depends(get_streams)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+LinksDep = Annotated[LinkSigner, Depends(get_links)]

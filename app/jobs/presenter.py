@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from app.db.base import utcnow
 from app.jobs import schemas as api
@@ -13,9 +14,21 @@ from app.jobs.pacing import typical_run_s
 from app.jobs.states import JobStatus
 
 
+class LinkIssuer(Protocol):
+    """What hands out signed, key-less download links (app/links.py's `LinkSigner`)."""
+
+    def signed(self, job_id: str, variant: Any = "video") -> tuple[str, datetime]: ...
+
+
 @dataclass(frozen=True)
 class Presenter:
     public_base_url: str
+    #: Signed links for `result.signed_url`; None: no signed links (the result has none).
+    links: LinkIssuer | None = None
+
+    def video_link(self, job_id: str) -> str:
+        """A URL of the stored video that needs no key: the signed link, or `/content` without a signer."""
+        return self.links.signed(job_id)[0] if self.links is not None else self.content_url(job_id)
 
     def content_url(self, job_id: str) -> str:
         return f"{self.public_base_url}/v1/jobs/{job_id}/content"
@@ -31,8 +44,13 @@ class Presenter:
             upstream = api.UpstreamInfo(task_id=job.task_id, status=job.upstream_status, **upstream_doc)
         result = None
         if job.result:
+            signed_url, signed_expires = self.links.signed(job.id) if self.links else (None, None)
             result = api.JobResult(
-                video_url=self.content_url(job.id), expired_at=job.expired_at, **job.result
+                video_url=self.content_url(job.id),
+                signed_url=signed_url,
+                signed_url_expires_at=signed_expires,
+                expired_at=job.expired_at,
+                **job.result,
             )
         return api.Job(
             id=job.id,

@@ -246,7 +246,19 @@ class UpstreamInfo(BaseModel):
 
 
 class JobResult(BaseModel):
-    video_url: str = Field(description="Where to download the stored MP4 (this gateway's /content).")
+    video_url: str = Field(
+        description="Where to download the stored MP4 (this gateway's /content, with the client key)."
+    )
+    signed_url: str | None = Field(
+        default=None,
+        description="The same MP4 behind a signed link that needs no key (`GET /v1/links/{id}/video?"
+        "expires=…&signature=…`: a plain GET, a `<video src>`), valid until `signed_url_expires_at`; the "
+        "same URL for every read within the hour. Null when the gateway signs no links.",
+    )
+    signed_url_expires_at: datetime | None = Field(
+        default=None,
+        description="When `signed_url` stops working (LINK_TTL_S from now, rounded up to the hour).",
+    )
     duration: float = Field(description="Seconds, probed from the stored file.")
     fps: float = Field(description="Probed from the stored file.")
     seed: int | None = Field(description="The request's seed (DashScope does not report one).")

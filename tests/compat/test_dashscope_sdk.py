@@ -48,8 +48,10 @@ async def sdk(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 async def download(served: Served, url: str, key: str) -> bytes:
-    assert url.startswith(f"{served.url}/v1/jobs/"), url
-    response = await served.client.get(url, headers={"Authorization": f"Bearer {key}"})
+    """`video_url` is a signed link: a plain GET, no key (`key` is the owner's, not sent)."""
+    del key
+    assert url.startswith(f"{served.url}/v1/links/"), url
+    response = await served.client.get(url)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "video/mp4"
     return response.content
@@ -90,7 +92,10 @@ async def test_seed_sample_with_a_local_file_then_fetch_list_and_tenancy(
     # The same job through the native API.
     facade.headers = {"Authorization": f"Bearer {ALICE}"}
     job = await facade.job(task_id)
-    assert job["status"] == "succeeded" and job["result"]["video_url"] == rsp.output.video_url
+    assert (
+        job["status"] == "succeeded"
+        and job["result"]["signed_url"].split("?")[0] == (rsp.output.video_url.split("?")[0])
+    )
 
     listed = await sdk(list_tasks, api_key=ALICE, status="SUCCEEDED", model_name="wan2.6-i2v-flash")
     assert listed.status_code == 200

@@ -74,7 +74,7 @@ async def test_experimental_generate_video_through_the_facade(facade: Served, tm
     assert result["mediaType"] == "video/mp4"
     assert out.read_bytes()[4:8] == b"ftyp" and result["bytes"] == out.stat().st_size
     task_id = result["alibaba"]["taskId"]
-    assert result["alibaba"]["videoUrl"] == f"{facade.url}/v1/jobs/{task_id}/content"
+    assert result["alibaba"]["videoUrl"].startswith(f"{facade.url}/v1/links/{task_id}/video?expires=")
     assert result["alibaba"]["usage"]["resolution"] == 720  # `SR`, a number
     # An ordinary job underneath, created under the SDK's own Idempotency-Key.
     facade.headers = {"Authorization": f"Bearer {KEY}"}

@@ -158,6 +158,8 @@ async def test_retention_expires_a_video_once_every_job_showing_it_is_old(
             content = await gw.client.get(f"/v1/jobs/{job_id}/content")
             assert problem_code(content, 410) == "video_expired"
             assert problem_code(await gw.client.get(f"/v1/jobs/{job_id}/thumbnail"), 410) == "video_expired"
+            # The signed, key-less link answers as /content does.
+            assert problem_code(await gw.client.get(job["result"]["signed_url"]), 410) == "video_expired"
         assert await retention.run_once() == 0
         # Reuse never hands out an expired video: an identical request is generated anew.
         fresh = await create(gw, seeded(png_uri))
@@ -170,6 +172,9 @@ async def test_renditions_and_delete_on_s3(
     async with serve(s3_settings(tmp_path, database_url, s3_bucket)) as gw:
         job = await create(gw, seeded(png_uri, seed=None))
         done = await gw.drive(job["id"], "succeeded")
+        # The signed link streams the video from the bucket, as /content does (206 for a Range).
+        signed = await gw.client.get(done["result"]["signed_url"], headers={"Range": "bytes=0-7"})
+        assert signed.status_code == 206 and signed.content[4:8] == b"ftyp"
         thumb = await gw.client.get(f"/v1/jobs/{job['id']}/thumbnail")
         assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
         assert Image.open(io.BytesIO(thumb.content)).size == (

@@ -79,6 +79,7 @@ def test_webhook_settings_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         ("WEBHOOK_RETRY_SCHEDULE", ""),
         ("WEBHOOK_DEFAULT_EVENTS", "job.done"),
         ("WEBHOOK_SECRET", "not-a-secret"),
+        ("LINK_SIGNING_SECRET", "too-short"),
     ],
 )
 def test_bad_webhook_settings_are_refused(
@@ -120,8 +121,11 @@ def test_the_sandbox_group_reads_the_same_env_file(tmp_path: Path, monkeypatch: 
 
 
 def test_the_redactor_gets_every_secret(tmp_path: Path) -> None:
-    settings = make(tmp_path, dashscope_api_key="sk-upstream", sandbox_api_key="sk-own-sandbox")
-    assert {"sk-upstream", "sk-own-sandbox"} <= set(settings.secret_values())
+    link = "link-" + "l" * 32
+    settings = make(
+        tmp_path, dashscope_api_key="sk-upstream", sandbox_api_key="sk-own-sandbox", link_signing_secret=link
+    )
+    assert {"sk-upstream", "sk-own-sandbox", link} <= set(settings.secret_values())
 
 
 def test_the_protocols_own_head_limits_are_the_settings_defaults() -> None:

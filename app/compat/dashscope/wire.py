@@ -177,7 +177,9 @@ def task_output(job: Job, presenter: Presenter) -> dict[str, Any]:
     if upstream.get("actual_prompt"):
         output["actual_prompt"] = upstream["actual_prompt"]
     if status is JobStatus.SUCCEEDED and job.result:
-        output["video_url"] = presenter.content_url(job.id)
+        # A signed link: DashScope's clients download video_url with a plain GET, no key (its own are
+        # signed OSS URLs).
+        output["video_url"] = presenter.video_link(job.id)
     if status in (JobStatus.FAILED, JobStatus.CANCELED) and job.error:
         output["code"] = job.error.get("upstream_code") or job.error.get("code")
         output["message"] = job.error.get("message", "")
