@@ -15,7 +15,15 @@ from app.api.deps import JobsDep, PresenterDep, RenditionsDep, StorageDep
 from app.api.forms import multipart_body
 from app.api.problems import problem_responses
 from app.api.routing import StrictRoute
-from app.api.stored import rendition, serve_stored, stored_video_of, video_object
+from app.api.stored import (
+    IfNoneMatchHeader,
+    IfRangeHeader,
+    RangeHeader,
+    rendition,
+    serve_stored,
+    stored_video_of,
+    video_object,
+)
 from app.errors import Conflict, FieldError
 from app.jobs import schemas
 from app.jobs.states import JobStatus
@@ -211,14 +219,9 @@ async def get_content(
     jobs: JobsDep,
     storage: StorageDep,
     caller: PrincipalDep,
-    if_none_match: Annotated[str | None, Header()] = None,
-    range_header: Annotated[
-        str | None, Header(alias="range", description="One byte range, e.g. `bytes=0-1023` or `bytes=-500`.")
-    ] = None,
-    if_range: Annotated[
-        str | None,
-        Header(description="The ETag the client's partial copy has: `Range` applies if it matches."),
-    ] = None,
+    if_none_match: IfNoneMatchHeader = None,
+    range_header: RangeHeader = None,
+    if_range: IfRangeHeader = None,
 ) -> Response:
     """The video copied into the gateway's storage. Supports `Range` (206) and `If-None-Match` (304);
     the ETag is the file's sha256. With S3 storage the video is streamed from the bucket (the default) or,
@@ -249,7 +252,7 @@ async def get_thumbnail(
     storage: StorageDep,
     renditions: RenditionsDep,
     caller: PrincipalDep,
-    if_none_match: Annotated[str | None, Header()] = None,
+    if_none_match: IfNoneMatchHeader = None,
 ) -> Response:
     """A frame from about one second into the stored video (the video's size, at most 1280 px wide), as
     JPEG. Rendered from the stored file on the first request and stored beside it; later requests get

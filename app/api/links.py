@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from app.api.deps import JobsDep, LinksDep, RenditionsDep, StorageDep
 from app.api.problems import problem_responses
 from app.api.routing import StrictRoute
-from app.api.stored import rendition, serve_stored, stored_video_of, video_object
+from app.api.stored import (
+    IfNoneMatchHeader,
+    IfRangeHeader,
+    RangeHeader,
+    rendition,
+    serve_stored,
+    stored_video_of,
+    video_object,
+)
 from app.errors import NotFound
 from app.links import VARIANTS
 from app.tenants.auth import Forbidden
@@ -59,14 +67,9 @@ async def get_link(
     renditions: RenditionsDep,
     expires: Annotated[int, Query(description="Unix seconds the link is valid until (signed).")],
     signature: Annotated[str, Query(max_length=128, description="base64url HMAC-SHA256 of the link.")],
-    if_none_match: Annotated[str | None, Header()] = None,
-    range_header: Annotated[
-        str | None, Header(alias="range", description="One byte range, e.g. `bytes=0-1023` or `bytes=-500`.")
-    ] = None,
-    if_range: Annotated[
-        str | None,
-        Header(description="The ETag the client's partial copy has: `Range` applies if it matches."),
-    ] = None,
+    if_none_match: IfNoneMatchHeader = None,
+    range_header: RangeHeader = None,
+    if_range: IfRangeHeader = None,
 ) -> Response:
     """What `result.signed_url` and the DashScope facade's `output.video_url` point at: a plain GET (a
     `<video src>`, curl, `requests.get`) with no `Authorization`. `variant` is `video` or `thumbnail`.

@@ -14,8 +14,9 @@ needed, its failures as problems) are what a route checks before serving a job's
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import Request, Response
+from fastapi import Header, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
@@ -29,6 +30,21 @@ from app.storage.renditions import Renditions, Variant, VideoMissing
 log = logging.getLogger(__name__)
 
 IMMUTABLE = "private, max-age=86400, immutable"
+
+# The conditional and range headers `serve_stored` reads from the request, declared once for the routes
+# that use it, so each documents them alike in the API reference (the handlers never read the values).
+IfNoneMatchHeader = Annotated[
+    str | None, Header(alias="if-none-match", description="An ETag the client has: `304` when it matches.")
+]
+RangeHeader = Annotated[
+    str | None, Header(alias="range", description="One byte range, e.g. `bytes=0-1023` or `bytes=-500`.")
+]
+IfRangeHeader = Annotated[
+    str | None,
+    Header(
+        alias="if-range", description="The ETag the client's partial copy has: `Range` applies if it matches."
+    ),
+]
 
 
 async def serve_stored(

@@ -14,7 +14,15 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from app.api.auth import PrincipalDep
 from app.api.deps import JobsDep, RenditionsDep, StorageDep
 from app.api.routing import StrictRoute
-from app.api.stored import rendition, serve_stored, stored_video_of, video_object
+from app.api.stored import (
+    IfNoneMatchHeader,
+    IfRangeHeader,
+    RangeHeader,
+    rendition,
+    serve_stored,
+    stored_video_of,
+    video_object,
+)
 from app.compat.openai import translate
 from app.compat.openai.errors import PREFIX, renamed
 from app.compat.openai.forms import create_params
@@ -274,9 +282,9 @@ async def download_content(
         Literal["video", "thumbnail", "spritesheet"],
         Query(description="`video` (the MP4), `thumbnail` (a JPEG poster frame), `spritesheet` (JPEG)."),
     ] = "video",
-    if_none_match: Annotated[str | None, Header()] = None,
-    range_header: Annotated[str | None, Header(alias="range", description="One byte range.")] = None,
-    if_range: Annotated[str | None, Header()] = None,
+    if_none_match: IfNoneMatchHeader = None,
+    range_header: RangeHeader = None,
+    if_range: IfRangeHeader = None,
 ) -> Response:
     """The stored MP4 (`Range`, `ETag` as `GET /v1/jobs/{id}/content`), or a JPEG rendered from it once
     and stored beside it: `thumbnail` a poster frame, `spritesheet` frames across the video in a grid.
