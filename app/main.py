@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from app import __version__
 from app.api import deliveries, docs, events, health, jobs, links
 from app.api.body_limit import BodySizeLimit
+from app.compat.dashscope import errors as dashscope_errors
 from app.compat.dashscope import routes as dashscope
 from app.compat.openai import errors as openai_errors
 from app.compat.openai import routes as openai_videos
@@ -43,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or Settings()
     # Errors under a drop-in surface's prefix answer in its API's shape (the body limit's too).
-    dialects = {openai_errors.PREFIX: openai_errors.render}
+    dialects = {openai_errors.PREFIX: openai_errors.render, dashscope_errors.PREFIX: dashscope_errors.render}
     install_handlers(app, dialects=dialects)
     app.add_middleware(
         BodySizeLimit,

@@ -36,7 +36,11 @@ list_tasks = VideoSynthesis.list  # type: ignore[attr-defined]
 @pytest.fixture
 async def facade(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Served]:
     settings = make_settings(
-        tmp_path, database_url, workers_enabled=True, gateway_api_keys=f"alice:{ALICE},bob:{BOB}"
+        tmp_path,
+        database_url,
+        workers_enabled=True,
+        gateway_api_keys=f"alice:{ALICE},bob:{BOB}",
+        max_request_bytes=1 << 20,
     )
     async with serve(settings) as served:
         monkeypatch.setattr(dashscope, "base_http_api_url", f"{served.url}/api/v1")
@@ -234,3 +238,17 @@ async def test_async_call_fetch_wait_cancel_kf2v_failures_and_errors(facade: Ser
     assert (no_key.status_code, no_key.json()["message"]) == (401, "No API-key provided.")
     unknown = await facade.client.get("/api/v1/nothing", headers={"Authorization": f"Bearer {ALICE}"})
     assert unknown.status_code == 404 and unknown.json()["code"] == "NotFound"
+    # What no facade route answers is in DashScope's shape too: a wrong method, a body over the limit.
+    wrong = await facade.client.delete("/api/v1/tasks", headers={"Authorization": f"Bearer {ALICE}"})
+    assert (
+        wrong.status_code == 405
+        and wrong.json()["code"] == "MethodNotAllowed"
+        and "GET" in wrong.headers["allow"]
+    )
+    too_large = await facade.client.post(
+        "/api/v1/services/aigc/video-generation/video-synthesis",
+        content=b"x" * ((1 << 20) + 1),
+        headers={"Authorization": f"Bearer {ALICE}", "X-DashScope-Async": "enable"},
+    )
+    assert too_large.status_code == 413 and too_large.json()["code"] == "RequestTooLarge"
+    assert set(too_large.json()) == {"request_id", "code", "message"}

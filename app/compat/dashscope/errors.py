@@ -3,19 +3,19 @@ statuses (dashscope-protocol.md §5.1–5.2), which the SDKs turn into `status_c
 
 Scoped to `/api/v1`: `DashScopeRoute` (the route class of the facade's router) catches whatever its
 endpoint raises — the core's `AppError`s (problem+json elsewhere), request validation, database outages,
-bugs — and answers it here, so the native `/v1` API keeps RFC 9457 unchanged. `install_http_errors`
-does the same for what no route answers (404 of an unknown path, 405) under the prefix only.
+bugs — and answers it here, so the native `/v1` API keeps RFC 9457 unchanged. What no route answers
+under the prefix (an unknown path, a 405, the body limit's 413/408) goes through `render`, the prefix's
+dialect for `app.errors.install_handlers` and `BodySizeLimit`.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 
 from app.api.routing import StrictRoute
 from app.db.availability import is_unavailable
-from app.errors import DATABASE_RETRY_AFTER_S, AppError, FieldError, field_name
+from app.errors import DATABASE_RETRY_AFTER_S, AppError, ErrorInfo, FieldError, field_name
 from app.tenants.auth import Forbidden, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def translate(exc: Exception, *, kf2v: bool = False) -> JSONResponse:
     if isinstance(exc, Forbidden):
         return envelope(403, "AccessDenied", exc.detail or "Access denied.")
     if isinstance(exc, AppError):
-        return _app_error(exc)
+        return _app_error(exc.status, exc.detail or exc.title, dict(exc.headers), exc.extra)
     if isinstance(exc, StarletteHTTPException):
         message = NOT_FOUND if exc.status_code == 404 else str(exc.detail)
         code = STATUS_CODES.get(exc.status_code, "InvalidParameter")
@@ -169,19 +169,26 @@ def translate(exc: Exception, *, kf2v: bool = False) -> JSONResponse:
     return envelope(500, "InternalError", INTERNAL)
 
 
-def _app_error(exc: AppError) -> JSONResponse:
-    message = exc.detail or exc.title
-    headers = dict(exc.headers)
-    if exc.status == 429:
-        quota = str(exc.extra.get("quota", "quota"))
+def render(_request: Request, error: ErrorInfo) -> Response:
+    """An error answered outside the facade's routes under `/api/v1` — the body limit's 413/408, an
+    unknown path or method — in DashScope's shape (registered as the prefix's dialect with
+    `errors.install_handlers` and `BodySizeLimit`)."""
+    if error.status == 404:
+        return envelope(404, "NotFound", NOT_FOUND, error.headers)
+    return _app_error(error.status, error.detail or error.title, error.headers, error.extra)
+
+
+def _app_error(status: int, message: str, headers: dict[str, str], extra: dict[str, Any]) -> JSONResponse:
+    if status == 429:
+        quota = str(extra.get("quota", "quota"))
         return envelope(429, QUOTA_CODES.get(quota, "Throttling"), f"{quota}: {message}", headers)
-    if exc.status in (400, 422):
+    if status in (400, 422):
         return envelope(400, "InvalidParameter", message, headers)
-    if exc.status >= 500:
-        if exc.status == 503:
+    if status >= 500:
+        if status == 503:
             return envelope(503, "ServiceUnavailable", message, headers)
-        return envelope(exc.status, "InternalError", INTERNAL, headers)
-    return envelope(exc.status, STATUS_CODES.get(exc.status, "InvalidParameter"), message, headers)
+        return envelope(status, "InternalError", INTERNAL, headers)
+    return envelope(status, STATUS_CODES.get(status, "InvalidParameter"), message, headers)
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -202,18 +209,3 @@ class DashScopeRoute(StrictRoute):
                 return translate(exc, kf2v=kf2v)
 
         return dashscope_handler
-
-
-def install_http_errors(app: FastAPI) -> None:
-    """Unknown paths and methods under `/api/v1` answer in DashScope's shape; the app's own handler (RFC
-    9457) keeps every other path. Call after `app.errors.install_handlers`."""
-    native = app.exception_handlers[StarletteHTTPException]
-
-    async def scoped(request: Request, exc: Exception) -> Response:
-        path = request.url.path
-        if path == PREFIX or path.startswith(PREFIX + "/"):
-            return translate(exc)
-        response = native(request, exc)
-        return await response if inspect.isawaitable(response) else response
-
-    app.add_exception_handler(StarletteHTTPException, scoped)

@@ -34,7 +34,6 @@ from app.compat.dashscope.errors import (
     URL_ERROR,
     DashScopeError,
     DashScopeRoute,
-    install_http_errors,
     invalid,
     new_request_id,
 )
@@ -430,6 +429,6 @@ async def upload(request: Request, uploads: UploadsDep) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    """The facade's routes, and its answers for unknown paths under `/api/v1`."""
+    """The facade's routes (its answers for unknown paths under `/api/v1` are `errors.render`, installed
+    as the prefix's error dialect by `app.main`)."""
     app.include_router(router)
-    install_http_errors(app)
