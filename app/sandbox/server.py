@@ -188,9 +188,16 @@ async def serve_forever(config: SandboxConfig) -> None:
     `uvicorn.run`, uvicorn re-raises the signal once shut down: callers catch KeyboardInterrupt."""
     server = SandboxServer(config, standalone=True)
     await server.start()
-    # The default key is public (logsafety.PUBLIC_KEYS: the log shows it); a configured one is not repeated.
-    key = server.api_key if server.api_key == DEFAULT_API_KEY else "the configured SANDBOX_API_KEY"
-    log.info("DashScope sandbox: base URL %s, API key %s", server.base_url, key)
+    # The default key is public (logsafety.PUBLIC_KEYS: the log shows it, and its derived `sk-sandbox-N`
+    # keys follow from it); a configured one is not repeated.
+    keys = config.api_keys
+    if server.api_key != DEFAULT_API_KEY:
+        shown = "the configured SANDBOX_API_KEY" + (f" and {len(keys) - 1} derived" if len(keys) > 1 else "")
+    else:
+        shown = ", ".join(keys)
+    log.info(
+        "DashScope sandbox: base URL %s, %d account(s), API key(s) %s", server.base_url, len(keys), shown
+    )
     try:
         await server.wait()
     finally:
