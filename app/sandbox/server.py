@@ -188,16 +188,21 @@ async def serve_forever(config: SandboxConfig) -> None:
     `uvicorn.run`, uvicorn re-raises the signal once shut down: callers catch KeyboardInterrupt."""
     server = SandboxServer(config, standalone=True)
     await server.start()
-    # The default key is public (logsafety.PUBLIC_KEYS: the log shows it, and its derived `sk-sandbox-N`
-    # keys follow from it); a configured one is not repeated.
-    keys = config.api_keys
-    if server.api_key != DEFAULT_API_KEY:
-        shown = "the configured SANDBOX_API_KEY" + (f" and {len(keys) - 1} derived" if len(keys) > 1 else "")
+    # The default key is public (logsafety.PUBLIC_KEYS: the log shows it); a configured one is not repeated.
+    # The derived keys of further accounts are not spelled out: the redactor would mask `sk-sandbox-2`.
+    key = server.api_key if server.api_key == DEFAULT_API_KEY else "the configured SANDBOX_API_KEY"
+    count = len(config.api_keys)
+    if count == 1:
+        log.info("DashScope sandbox: base URL %s, API key %s", server.base_url, key)
     else:
-        shown = ", ".join(keys)
-    log.info(
-        "DashScope sandbox: base URL %s, %d account(s), API key(s) %s", server.base_url, len(keys), shown
-    )
+        log.info(
+            "DashScope sandbox: base URL %s, %d accounts, API key %s and, for account n = 2…%d, "
+            "the same key followed by -n",
+            server.base_url,
+            count,
+            key,
+            count,
+        )
     try:
         await server.wait()
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import httpx
 from app.sandbox.config import SandboxConfig
 from app.sandbox.server import SandboxServer
 from app.sandbox.settings import SandboxSettings
+from app.sandbox.store import TaskStore
 from tests.helpers import image_bytes
 from tests.sandbox.sandbox_helpers import (
     ASYNC,
@@ -156,3 +159,30 @@ async def test_task_api_rate_is_per_account(make_config: Callable[..., SandboxCo
         figures = (await _stats(second))["accounts"]
         assert figures["1"]["throttled"]["task_api"] == 1 and figures["2"]["throttled"]["task_api"] == 0
         assert server.stats.account_throttled == {("1", "task_api"): 1}
+
+
+async def test_state_file_of_an_older_sandbox_gains_accounts(tmp_path: Path) -> None:
+    """Its tasks (no `account` column) belong to account 1, the only one there was."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "CREATE TABLE tasks (task_id TEXT PRIMARY KEY, model TEXT NOT NULL, family TEXT NOT NULL,"
+            " request_id TEXT NOT NULL, created_at REAL NOT NULL, start_at REAL NOT NULL, end_at REAL,"
+            " canceled_at REAL, outcome TEXT NOT NULL, detail TEXT NOT NULL);"
+            "CREATE INDEX tasks_family_end ON tasks (family, end_at);"
+        )
+        detail = {"endpoint": "video-generation", "resolution": "480P", "duration": 5, "width": 832}
+        detail |= {"height": 480, "has_audio": False, "prompt": None, "prompt_extend": True}
+        conn.execute(
+            "INSERT INTO tasks VALUES ('t1', 'wan2.2-i2v-flash', 'wan2.2', 'r', 1.0, 2.0, 3.0, NULL,"
+            " 'SUCCEEDED', ?)",
+            (json.dumps(detail),),
+        )
+    store = TaskStore(path, retention_s=86400)
+    try:
+        record = await store.get("t1", account="1")
+        assert record is not None and record.account == "1" and record.detail.width == 832
+        assert await store.get("t1", account="2") is None
+        assert await store.slots_since(0.0) == [("1", "wan2.2", (2.0, 3.0))]
+    finally:
+        store.close()
