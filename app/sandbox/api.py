@@ -46,14 +46,14 @@ async def _json_body(request: Request) -> Any:
 
 async def _create(request: Request, endpoint: Endpoint) -> JSONResponse:
     emulator = emulator_of(request)
-    api_key = emulator.authenticate(request.headers.get("authorization"))
+    account = emulator.authenticate(request.headers.get("authorization"))
     if not _header_enabled(request, "x-dashscope-async"):
         raise ApiError(403, "AccessDenied", SYNC_NOT_SUPPORTED)
     body = await _json_body(request)
     result = await emulator.create(
         body,
         endpoint=endpoint,
-        api_key=api_key,
+        account=account,
         oss_resolve=_header_enabled(request, "x-dashscope-ossresourceresolve"),
         arrived_at=getattr(request.state, ARRIVED_AT, None),
     )
@@ -70,32 +70,33 @@ async def create_kf2v(request: Request) -> JSONResponse:
 
 async def get_task(request: Request) -> JSONResponse:
     emulator = emulator_of(request)
-    emulator.authenticate(request.headers.get("authorization"))
-    emulator.throttle_task_api()
+    account = emulator.authenticate(request.headers.get("authorization"))
+    emulator.throttle_task_api(account)
     task_id = request.path_params["task_id"]
-    return AsciiJSONResponse(await emulator.query(task_id, public_base=public_base(request)))
+    return AsciiJSONResponse(await emulator.query(task_id, account=account, public_base=public_base(request)))
 
 
 async def cancel_task(request: Request) -> JSONResponse:
     # Any body is ignored: the aiohttp SDK sends `{"model": "", "parameters": {}, "input": ""}` (A.12).
     emulator = emulator_of(request)
-    emulator.authenticate(request.headers.get("authorization"))
-    emulator.throttle_task_api()
-    await emulator.cancel(request.path_params["task_id"])
+    account = emulator.authenticate(request.headers.get("authorization"))
+    emulator.throttle_task_api(account)
+    await emulator.cancel(request.path_params["task_id"], account=account)
     return JSONResponse({"request_id": new_request_id()})
 
 
 async def list_tasks(request: Request) -> JSONResponse:
     emulator = emulator_of(request)
-    emulator.authenticate(request.headers.get("authorization"))
-    emulator.throttle_task_api()
-    return JSONResponse(await emulator.list_tasks(request.query_params))
+    account = emulator.authenticate(request.headers.get("authorization"))
+    emulator.throttle_task_api(account)
+    return JSONResponse(await emulator.list_tasks(request.query_params, account=account))
 
 
 async def get_upload_policy(request: Request) -> JSONResponse:
     emulator = emulator_of(request)
-    emulator.authenticate(request.headers.get("authorization"))
-    return JSONResponse(emulator.upload_policy(request.query_params, public_base=public_base(request)))
+    account = emulator.authenticate(request.headers.get("authorization"))
+    policy = emulator.upload_policy(request.query_params, account=account, public_base=public_base(request))
+    return JSONResponse(policy)
 
 
 # Trailing slashes are stripped before routing (middleware.py), so each path is declared once.

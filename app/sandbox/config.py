@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.sandbox import limits
-from app.sandbox.settings import SandboxSettings
+from app.sandbox.settings import SandboxSettings, account_keys
 
 #: The defaults of the `SANDBOX_*` variables (no environment read: `model_construct` only fills defaults).
 _ENV = SandboxSettings.model_construct()
@@ -24,6 +24,8 @@ class SandboxConfig:
 
     state_path: Path
     clip_cache_dir: Path = _ENV.clip_cache_dir
+    #: One emulated account per key (its own tasks, uploads, slots and rates); account `n` is key `n`
+    #: (1-based), as the stats and list rows name it.
     api_keys: tuple[str, ...] = (_ENV.api_key.get_secret_value(),)
     host: str = _ENV.host
     port: int = _ENV.port
@@ -70,6 +72,8 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if not self.api_keys:
             raise ValueError("the sandbox needs at least one API key")
+        if len(set(self.api_keys)) != len(self.api_keys):
+            raise ValueError("each sandbox account needs its own API key")
         # A partial map overrides the named families only; the others keep the documented limits.
         object.__setattr__(self, "submit_rps", {**limits.SUBMIT_RPS, **self.submit_rps})
         object.__setattr__(self, "max_running", {**limits.MAX_RUNNING, **self.max_running})
@@ -81,7 +85,7 @@ class SandboxConfig:
         return cls(
             state_path=settings.state_path or default_state_path,
             clip_cache_dir=settings.clip_cache_dir,
-            api_keys=(settings.api_key.get_secret_value(),),
+            api_keys=account_keys(settings.api_key.get_secret_value(), settings.account_count),
             host=settings.host,
             port=settings.port,
             pending_s=settings.pending_s,

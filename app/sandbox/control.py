@@ -1,7 +1,7 @@
-"""The test-control API under /_sandbox/ (not part of DashScope): fault rules and counters.
+"""The test-control API under /_sandbox/ (not part of DashScope): fault rules, counters and accounts.
 
-It takes the same API key as the DashScope routes, so nothing that merely reaches the port can change
-the sandbox's behaviour.
+It takes the same API keys as the DashScope routes (any account's, a revoked one's too), so nothing that
+merely reaches the port can change the sandbox's behaviour.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _rules_body(request: Request, **extra: Any) -> JSONResponse:
 
 async def faults_endpoint(request: Request) -> JSONResponse:
     emulator = emulator_of(request)
-    emulator.authenticate(request.headers.get("authorization"))
+    emulator.authenticate(request.headers.get("authorization"), control=True)
     if request.method == "DELETE":
         emulator.faults.clear()
     elif request.method == "POST":
@@ -62,13 +62,42 @@ async def faults_endpoint(request: Request) -> JSONResponse:
 
 async def stats_endpoint(request: Request) -> JSONResponse:
     emulator = emulator_of(request)
-    emulator.authenticate(request.headers.get("authorization"))
+    emulator.authenticate(request.headers.get("authorization"), control=True)
     if request.method == "DELETE":
         emulator.stats.reset()
-    return JSONResponse({"request_id": new_request_id(), **emulator.stats.snapshot()})
+    accounts = await emulator.account_stats()
+    return JSONResponse({"request_id": new_request_id(), **emulator.stats.snapshot(), **accounts})
+
+
+async def accounts_endpoint(request: Request) -> JSONResponse:
+    """GET: the accounts; POST `{"account": "2", "revoked": true}`: refuse (or accept again) its key."""
+    emulator = emulator_of(request)
+    emulator.authenticate(request.headers.get("authorization"), control=True)
+    if request.method == "POST":
+        try:
+            payload = json.loads(await request.body())
+        except ValueError:
+            raise invalid("the body is invalid, it must be a JSON object.") from None
+        names = {account.name for account in emulator.accounts}
+        if not isinstance(payload, dict) or payload.get("account") not in names:
+            raise invalid(f"account is invalid, it must be one of {sorted(names, key=int)}.")
+        revoked = payload.get("revoked")
+        if not isinstance(revoked, bool):
+            raise invalid("revoked is invalid, it must be true or false.")
+        (emulator.revoked.add if revoked else emulator.revoked.discard)(payload["account"])
+    rows = [
+        {
+            "account": account.name,
+            "api_key_id": account.api_key_id,
+            "revoked": account.name in emulator.revoked,
+        }
+        for account in emulator.accounts
+    ]
+    return JSONResponse({"request_id": new_request_id(), "accounts": rows})
 
 
 ROUTES = [
     Route("/_sandbox/faults", faults_endpoint, methods=["GET", "POST", "DELETE"]),
     Route("/_sandbox/stats", stats_endpoint, methods=["GET", "DELETE"]),
+    Route("/_sandbox/accounts", accounts_endpoint, methods=["GET", "POST"]),
 ]

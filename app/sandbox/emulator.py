@@ -1,10 +1,10 @@
-"""The emulated DashScope account: its tasks, uploads, clips, faults and counters, and the operations of
-§2–§6 on them. HTTP framing (routes, headers, status codes of success) is in api.py and files.py.
+"""The emulated DashScope accounts (accounts.py): their tasks, uploads, clips, faults and counters, and the
+operations of §2–§6 on them, each call on behalf of the account its key names. HTTP framing (routes,
+headers, status codes of success) is in api.py and files.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import uuid
@@ -16,12 +16,14 @@ from urllib.parse import urlencode
 from app.providers.base import TaskState
 from app.providers.dashscope.capabilities import Endpoint, get_model, output_size
 from app.sandbox import lifecycle
+from app.sandbox.accounts import Account, accounts_of, slot_figures
 from app.sandbox.clips import ClipCache, ClipSpec
 from app.sandbox.config import SandboxConfig
 from app.sandbox.errors import (
     CANCEL_REFUSED,
     INVALID_API_KEY,
     MEDIA_FORMAT,
+    MEDIA_NOT_FOUND,
     MODEL_NOT_EXIST,
     NO_API_KEY,
     RATE_LIMITED,
@@ -39,14 +41,8 @@ from app.sandbox.store import RateLimited, Slot, TaskDetail, TaskRecord, TaskSto
 from app.sandbox.uploads import OSS_ACCESS_KEY_ID, UPLOAD_ROUTE, UploadStore, make_policy
 from app.sandbox.validation import CreateRequest, parse_create
 
-#: The emulated Alibaba Cloud account (list rows show it).
-ACCOUNT_UID = "1690000000000000"
 DAY_S = 86400.0
 _LIST_TIME_FORMAT = "%Y%m%d%H%M%S"
-
-
-def _digits(text: str, count: int) -> str:
-    return str(int(hashlib.sha256(text.encode()).hexdigest(), 16))[:count]
 
 
 def clip_of(record: TaskRecord) -> ClipSpec:
@@ -88,7 +84,11 @@ class Emulator:
         self.media = MediaInspector(config, self.uploads)
         self.faults = FaultSet(parse_faults(config.faults), seed=config.fault_seed)
         self.stats = SandboxStats()
-        self._task_api = WindowLimiter(config.task_api_qps)
+        self.accounts = accounts_of(config.api_keys)
+        self._by_key = {account.key: account for account in self.accounts}
+        self._upload_prefixes = [account.upload_prefix for account in self.accounts]
+        self.revoked: set[str] = set()  # account names whose key is refused (the control API)
+        self._task_api = {account.name: WindowLimiter(config.task_api_qps) for account in self.accounts}
 
     async def aclose(self) -> None:
         await self.clips.aclose()
@@ -97,18 +97,22 @@ class Emulator:
 
     # --- access -----------------------------------------------------------------------------------
 
-    def authenticate(self, authorization: str | None) -> str:
-        """The caller's key, or 401 InvalidApiKey."""
+    def authenticate(self, authorization: str | None, *, control: bool = False) -> Account:
+        """The caller's account, or 401 InvalidApiKey. A revoked account's key is refused, except by
+        the control API (`control`), so a test can restore it with that very key."""
         scheme, _, key = (authorization or "").strip().partition(" ")
         key = key.strip() if scheme.lower() == "bearer" else scheme
         if not key:
             raise ApiError(401, "InvalidApiKey", NO_API_KEY)
-        if key not in self.config.api_keys:
+        account = self._by_key.get(key)
+        if account is None or (account.name in self.revoked and not control):
             raise ApiError(401, "InvalidApiKey", INVALID_API_KEY)
-        return key
+        return account
 
-    def throttle_task_api(self) -> None:
-        if self.config.enforce_limits and not self._task_api.allow(time.monotonic()):
+    def throttle_task_api(self, account: Account) -> None:
+        """Query, list and cancel share one 20 QPS budget per account (§7)."""
+        if self.config.enforce_limits and not self._task_api[account.name].allow(time.monotonic()):
+            self.stats.account_throttled[account.name, "task_api"] += 1
             raise ApiError(429, "Throttling.RateQuota", RATE_LIMITED)
 
     # --- create (§2) ------------------------------------------------------------------------------
@@ -118,13 +122,22 @@ class Emulator:
         body: Any,
         *,
         endpoint: Endpoint,
-        api_key: str,
+        account: Account,
         oss_resolve: bool,
         arrived_at: float | None = None,
     ) -> dict[str, Any]:
         request = parse_create(body, endpoint, strict=self.config.strict_parameters)
         if not oss_resolve and any(url.startswith("oss://") for url in request.media_urls):
             raise invalid(MEDIA_FORMAT, "InvalidParameter.DataInspection")
+        for url in request.media_urls:
+            # Another account's temporary upload does not exist for this one. (Keys outside every
+            # account's directory, as tests store them with `put_upload`, resolve for any account.)
+            if any(
+                url.startswith(f"oss://{other}")
+                for other in self._upload_prefixes
+                if other != account.upload_prefix
+            ):
+                raise invalid(MEDIA_NOT_FOUND, "InvalidParameter.DataInspection")
         image_width, image_height = await self.media.image_size(request.image_url)
         if request.last_frame_url:
             await self.media.image_size(request.last_frame_url)
@@ -143,7 +156,7 @@ class Emulator:
             prompt_extend=request.prompt_extend,
             code=outcome.code,
             message=outcome.message,
-            api_key_id=_digits(api_key, 6),
+            api_key_id=account.api_key_id,
             served_duration=outcome.served_duration,
             served_width=outcome.served_size[0] if outcome.served_size else None,
             served_height=outcome.served_size[1] if outcome.served_size else None,
@@ -151,8 +164,11 @@ class Emulator:
             nul_text=outcome.nul_text,
         )
         request_id = new_request_id()
-        record = await self._insert(request, detail, outcome, request_id, arrived_at or time.time())
+        record = await self._insert(
+            request, detail, outcome, request_id, arrived_at or time.time(), account=account.name
+        )
         self.stats.created[request.spec.name] += 1
+        self.stats.account_created[account.name, request.spec.name] += 1
         if outcome.state is TaskState.SUCCEEDED:
             self.clips.prefetch(clip_of(record))
         return {"request_id": request_id, "output": {"task_id": record.task_id, "task_status": "PENDING"}}
@@ -172,7 +188,14 @@ class Emulator:
         return Outcome().with_action(rule.action, rule.arg)
 
     async def _insert(
-        self, request: CreateRequest, detail: TaskDetail, outcome: Outcome, request_id: str, now: float
+        self,
+        request: CreateRequest,
+        detail: TaskDetail,
+        outcome: Outcome,
+        request_id: str,
+        now: float,
+        *,
+        account: str,
     ) -> TaskRecord:
         config, spec = self.config, request.spec
         limits = config.enforce_limits
@@ -196,23 +219,26 @@ class Emulator:
                 canceled_at=None,
                 outcome=outcome.state,
                 detail=detail,
+                account=account,
             )
 
         try:
             return await self.store.insert(
                 make,
+                account=account,
                 family=spec.family,
                 now=now,
                 submit_rps=config.submit_rps.get(spec.family) if limits else None,
                 with_slots=limits,
             )
         except RateLimited:
+            self.stats.account_throttled[account, "create"] += 1
             raise ApiError(429, "Throttling.RateQuota", RATE_LIMITED) from None
 
     # --- query (§3) -------------------------------------------------------------------------------
 
-    async def query(self, task_id: str, *, public_base: str) -> dict[str, Any]:
-        record = await self.store.get(task_id)
+    async def query(self, task_id: str, *, account: Account, public_base: str) -> dict[str, Any]:
+        record = await self.store.get(task_id, account=account.name)
         body: dict[str, Any] = {"request_id": new_request_id()}
         if record is None:
             body["output"] = {"task_id": task_id, "task_status": TaskState.UNKNOWN.value}
@@ -238,11 +264,11 @@ class Emulator:
 
     # --- cancel and list (§4) ---------------------------------------------------------------------
 
-    async def cancel(self, task_id: str) -> None:
-        if not await self.store.cancel(task_id, now=time.time()):
+    async def cancel(self, task_id: str, *, account: Account) -> None:
+        if not await self.store.cancel(task_id, account=account.name, now=time.time()):
             raise ApiError(400, "UnsupportedOperation", CANCEL_REFUSED)
 
-    async def list_tasks(self, params: Mapping[str, str]) -> dict[str, Any]:
+    async def list_tasks(self, params: Mapping[str, str], *, account: Account) -> dict[str, Any]:
         now = time.time()
         start, end = _list_time(params, "start_time"), _list_time(params, "end_time")
         if start is None and end is None:
@@ -259,7 +285,11 @@ class Emulator:
         status = params.get("status") or None
 
         records = await self.store.created_between(
-            start, end, model=params.get("model_name") or None, task_id=params.get("task_id") or None
+            start,
+            end,
+            account=account.name,
+            model=params.get("model_name") or None,
+            task_id=params.get("task_id") or None,
         )
         rows = []
         for record in records:
@@ -267,7 +297,7 @@ class Emulator:
             # An UNKNOWN task is one the service has forgotten (expired or lost): it is not listed.
             if task.state is TaskState.UNKNOWN or (status and task.state.value != status):
                 continue
-            rows.append(self._list_row(record, task))
+            rows.append(self._list_row(record, task, account))
         first = (page_no - 1) * page_size
         return {
             "request_id": new_request_id(),
@@ -278,7 +308,7 @@ class Emulator:
             "data": rows[first : first + page_size],
         }
 
-    def _list_row(self, record: TaskRecord, task: lifecycle.TaskView) -> dict[str, Any]:
+    def _list_row(self, record: TaskRecord, task: lifecycle.TaskView, account: Account) -> dict[str, Any]:
         def ms(epoch: float) -> int:
             return int(epoch * 1000)
 
@@ -296,15 +326,17 @@ class Emulator:
             request_id=record.request_id,
             region=self.config.region,
             api_key_id=record.detail.api_key_id,
-            caller_uid=ACCOUNT_UID,
-            caller_parent_id=ACCOUNT_UID,
+            caller_uid=account.uid,
+            caller_parent_id=account.uid,
             user_api_unique_key=f"apikey:v1:aigc:{record.detail.endpoint}:video-synthesis:{record.model}",
         )
         return row
 
     # --- uploads (§6) -----------------------------------------------------------------------------
 
-    def upload_policy(self, params: Mapping[str, str], *, public_base: str) -> dict[str, Any]:
+    def upload_policy(
+        self, params: Mapping[str, str], *, account: Account, public_base: str
+    ) -> dict[str, Any]:
         if params.get("action") != "getPolicy":
             raise invalid("action is invalid, it must be getPolicy.")
         model = params.get("model")
@@ -314,13 +346,40 @@ class Emulator:
             raise invalid(MODEL_NOT_EXIST)
         data = make_policy(
             self.config.secret,
-            account=_digits(ACCOUNT_UID, 12),
+            account=account.upload_account,
             upload_host=public_base + UPLOAD_ROUTE,
             now=time.time(),
             ttl_s=self.config.policy_ttl_s,
             max_mb=self.config.upload_max_mb,
         )
         return {"request_id": new_request_id(), "data": data}
+
+    # --- per-account figures (the control API's stats) -------------------------------------------------
+
+    async def account_stats(self) -> dict[str, Any]:
+        """Per account: its counters, and per family the limit, tasks running now, the peak at once and
+        the slot-seconds used since the last stats reset (from the shared task table)."""
+        now, since = time.time(), self.stats.since
+        slots: dict[tuple[str, str], list[Slot]] = {}
+        for owner, family, slot in await self.store.slots_since(since):
+            slots.setdefault((owner, family), []).append(slot)
+        figures: dict[str, Any] = {}
+        for account in self.accounts:
+            families = {
+                family: {
+                    "limit": self.config.max_running.get(family),
+                    **slot_figures(held, since=since, now=now),
+                }
+                for (name, family), held in sorted(slots.items())
+                if name == account.name
+            }
+            figures[account.name] = {
+                "api_key_id": account.api_key_id,
+                "revoked": account.name in self.revoked,
+                **self.stats.account_counts(account.name),
+                "families": families,
+            }
+        return {"since": since, "window_s": round(now - since, 3), "accounts": figures}
 
     # --- result files -----------------------------------------------------------------------------
 
@@ -339,8 +398,9 @@ class Emulator:
         return verify(self.config.secret, signature, task_id, expires)
 
     async def served(self, task_id: str) -> TaskRecord | None:
-        """The task, if it serves a clip now (SUCCEEDED, or due to succeed once its clip is encoded)."""
-        record = await self.store.get(task_id)
+        """The task, if it serves a clip now (SUCCEEDED, or due to succeed once its clip is encoded).
+        Any account's: a result URL is signed, not authenticated."""
+        record = await self.store.get(task_id, account=None)
         if record is None:
             return None
         task = self._view(record, time.time())

@@ -189,8 +189,20 @@ async def serve_forever(config: SandboxConfig) -> None:
     server = SandboxServer(config, standalone=True)
     await server.start()
     # The default key is public (logsafety.PUBLIC_KEYS: the log shows it); a configured one is not repeated.
+    # The derived keys of further accounts are not spelled out: the redactor would mask `sk-sandbox-2`.
     key = server.api_key if server.api_key == DEFAULT_API_KEY else "the configured SANDBOX_API_KEY"
-    log.info("DashScope sandbox: base URL %s, API key %s", server.base_url, key)
+    count = len(config.api_keys)
+    if count == 1:
+        log.info("DashScope sandbox: base URL %s, API key %s", server.base_url, key)
+    else:
+        log.info(
+            "DashScope sandbox: base URL %s, %d accounts, API key %s and, for account n = 2…%d, "
+            "the same key followed by -n",
+            server.base_url,
+            count,
+            key,
+            count,
+        )
     try:
         await server.wait()
     finally:

@@ -18,6 +18,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_API_KEY = "sk-sandbox"
 
 
+def account_keys(api_key: str, count: int) -> tuple[str, ...]:
+    """The keys of `count` emulated accounts: `api_key` itself, then `api_key-2`, `api_key-3`, …, so the
+    default single account is exactly the one key it always was."""
+    return (api_key, *(f"{api_key}-{n}" for n in range(2, count + 1)))
+
+
 class SandboxSettings(BaseSettings):
     """Field `x` is the environment variable `SANDBOX_X`."""
 
@@ -30,6 +36,13 @@ class SandboxSettings(BaseSettings):
     api_key: SecretStr = Field(
         default=SecretStr(DEFAULT_API_KEY),
         description="The key the sandbox accepts (and the gateway sends it).",
+    )
+    account_count: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Sandbox: how many DashScope accounts to emulate, each with its own key, tasks, uploads "
+        "and limits. Keys: SANDBOX_API_KEY, then SANDBOX_API_KEY-2, -3, … (`sk-sandbox`, `sk-sandbox-2`, …).",
     )
     pending_s: float = Field(default=2.0, description="Sandbox: seconds a task stays PENDING.")
     running_s: float = Field(default=8.0, description="Sandbox: seconds a task stays RUNNING.")

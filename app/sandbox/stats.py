@@ -1,10 +1,13 @@
 """Counters of what reached the sandbox, so tests can assert "no upstream call" or "exactly N tasks".
 
-Per process and in memory ([EMU]): two processes sharing a state file share tasks, not counters.
+Per process and in memory ([EMU]): two processes sharing a state file share tasks, not counters. The
+per-account running/peak/busy figures are not counted here but computed from the shared task table
+(`Emulator.account_stats`), so they hold across processes; they cover the time since the last reset.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +20,11 @@ class SandboxStats:
     created: Counter[str] = field(default_factory=Counter)  # tasks actually created, by model
     injected: Counter[str] = field(default_factory=Counter)  # by rule, e.g. "create:429", "task:FAILED"
     injected_status: Counter[int] = field(default_factory=Counter)  # injected HTTP errors, by status
+    #: Tasks created, by (account, model); enforced-limit 429s (not injected ones), by (account, "create"
+    #: or "task_api").
+    account_created: Counter[tuple[str, str]] = field(default_factory=Counter)
+    account_throttled: Counter[tuple[str, str]] = field(default_factory=Counter)
+    since: float = field(default_factory=time.time)  # the last reset
 
     @property
     def created_total(self) -> int:
@@ -49,8 +57,26 @@ class SandboxStats:
         return sum(self.requests[op] for op in ("create", "get", "cancel", "list", "policy"))
 
     def reset(self) -> None:
-        for counter in (self.requests, self.responses, self.created, self.injected, self.injected_status):
+        for counter in (
+            self.requests,
+            self.responses,
+            self.created,
+            self.injected,
+            self.injected_status,
+            self.account_created,
+            self.account_throttled,
+        ):
             counter.clear()
+        self.since = time.time()
+
+    def account_counts(self, account: str) -> dict[str, Any]:
+        created = {model: n for (name, model), n in self.account_created.items() if name == account}
+        throttled = {op: n for (name, op), n in self.account_throttled.items() if name == account}
+        return {
+            "created": created,
+            "created_total": sum(created.values()),
+            "throttled": {"create": throttled.get("create", 0), "task_api": throttled.get("task_api", 0)},
+        }
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -4,6 +4,9 @@ A row holds only what was decided at create time (planned timestamps, outcome, o
 task's state is computed from it on every read (lifecycle.py), so nothing needs updating as time passes
 and a restarted or second process sees exactly the same tasks. Each operation is one short transaction,
 run in a worker thread so the event loop never waits on the file lock.
+
+Every row belongs to one emulated account (`account`, "1", "2", …: the position of the key that created
+it): lookups, lists, submit RPS and running slots are all per account, as DashScope's are per main account.
 """
 
 from __future__ import annotations
@@ -35,10 +38,17 @@ CREATE TABLE IF NOT EXISTS tasks (
     end_at      REAL,
     canceled_at REAL,
     outcome     TEXT NOT NULL,
-    detail      TEXT NOT NULL
+    detail      TEXT NOT NULL,
+    account     TEXT NOT NULL DEFAULT '1'
 );
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);
-CREATE INDEX IF NOT EXISTS tasks_family_end ON tasks (family, end_at);
+"""
+
+#: Run after `_SCHEMA`, once the `account` column exists (a state file of an older sandbox gets it, its
+#: tasks going to account 1, the only one there was).
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS tasks_account_family_end ON tasks (account, family, end_at);
+DROP INDEX IF EXISTS tasks_family_end;
 """
 
 
@@ -77,6 +87,7 @@ class TaskRecord:
     canceled_at: float | None
     outcome: TaskState  # SUCCEEDED, FAILED or UNKNOWN, reached at end_at
     detail: TaskDetail
+    account: str = "1"  # the emulated account that owns it (the key's position in SandboxConfig.api_keys)
 
 
 #: Unknown keys (written by another version of the sandbox) are skipped when a row is read back.
@@ -84,7 +95,7 @@ _DETAIL_FIELDS = frozenset(field.name for field in fields(TaskDetail))
 
 
 class RateLimited(Exception):
-    """More creates of one family in the last second than its submit RPS allows."""
+    """More creates of one family by one account in the last second than its submit RPS allows."""
 
 
 def _row_to_record(row: sqlite3.Row) -> TaskRecord:
@@ -99,6 +110,7 @@ def _row_to_record(row: sqlite3.Row) -> TaskRecord:
         canceled_at=row["canceled_at"],
         outcome=TaskState(row["outcome"]),
         detail=TaskDetail(**{k: v for k, v in json.loads(row["detail"]).items() if k in _DETAIL_FIELDS}),
+        account=row["account"],
     )
 
 
@@ -119,6 +131,10 @@ class TaskStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
+            columns = {row["name"] for row in conn.execute("PRAGMA table_info(tasks)")}
+            if "account" not in columns:
+                conn.execute("ALTER TABLE tasks ADD COLUMN account TEXT NOT NULL DEFAULT '1'")
+            conn.executescript(_INDEXES)
             self._conn = conn
         return self._conn
 
@@ -139,13 +155,15 @@ class TaskStore:
         self,
         make: Callable[[Sequence[Slot]], TaskRecord],
         *,
+        account: str,
         family: str,
         now: float,
         submit_rps: float | None,
         with_slots: bool,
     ) -> TaskRecord:
-        """Insert the record `make` builds from the family's busy slots, in one write transaction, so
-        that concurrent creates (even from other processes) see each other's schedule and RPS."""
+        """Insert the record `make` builds from the account's busy slots of the family, in one write
+        transaction, so that concurrent creates (even from other processes) see each other's schedule
+        and RPS."""
 
         def operation(conn: sqlite3.Connection) -> TaskRecord:
             conn.execute("BEGIN IMMEDIATE")
@@ -153,7 +171,8 @@ class TaskStore:
                 conn.execute("DELETE FROM tasks WHERE created_at < ?", (now - 2 * self._retention_s,))
                 if submit_rps is not None:
                     (recent,) = conn.execute(
-                        "SELECT COUNT(*) FROM tasks WHERE family = ? AND created_at > ?", (family, now - 1.0)
+                        "SELECT COUNT(*) FROM tasks WHERE account = ? AND family = ? AND created_at > ?",
+                        (account, family, now - 1.0),
                     ).fetchone()
                     if recent >= submit_rps:
                         raise RateLimited(family)
@@ -162,14 +181,14 @@ class TaskStore:
                     slots = [
                         (row["start_at"], row["end_at"])
                         for row in conn.execute(
-                            "SELECT start_at, end_at FROM tasks WHERE family = ? AND canceled_at IS NULL"
-                            " AND (end_at IS NULL OR end_at > ?)",
-                            (family, now),
+                            "SELECT start_at, end_at FROM tasks WHERE account = ? AND family = ?"
+                            " AND canceled_at IS NULL AND (end_at IS NULL OR end_at > ?)",
+                            (account, family, now),
                         )
                     ]
                 record = make(slots)
                 conn.execute(
-                    "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         record.task_id,
                         record.model,
@@ -181,6 +200,7 @@ class TaskStore:
                         record.canceled_at,
                         record.outcome.value,
                         json.dumps(asdict(record.detail)),
+                        record.account,
                     ),
                 )
             except BaseException:
@@ -191,34 +211,50 @@ class TaskStore:
 
         return await self._run(operation)
 
-    async def get(self, task_id: str) -> TaskRecord | None:
+    async def get(self, task_id: str, *, account: str | None) -> TaskRecord | None:
+        """The account's task (any account's: None); another account's is None, as if it did not exist
+        (§3.5)."""
+
         def operation(conn: sqlite3.Connection) -> TaskRecord | None:
-            row = conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+            row = conn.execute(
+                "SELECT * FROM tasks WHERE task_id = ? AND (? IS NULL OR account = ?)",
+                (task_id, account, account),
+            ).fetchone()
             return None if row is None else _row_to_record(row)
 
         return await self._run(operation)
 
-    async def cancel(self, task_id: str, *, now: float) -> bool:
-        """Cancel if still PENDING at `now` (not started, not canceled, not expired); one atomic UPDATE."""
+    async def cancel(self, task_id: str, *, account: str, now: float) -> bool:
+        """Cancel the account's task if still PENDING at `now` (not started, not canceled, not expired);
+        one atomic UPDATE."""
 
         def operation(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "UPDATE tasks SET canceled_at = ? WHERE task_id = ? AND canceled_at IS NULL"
+                "UPDATE tasks SET canceled_at = ? WHERE task_id = ? AND account = ? AND canceled_at IS NULL"
                 " AND start_at > ? AND created_at > ?",
-                (now, task_id, now, now - self._retention_s),
+                (now, task_id, account, now, now - self._retention_s),
             )
             return cursor.rowcount == 1
 
         return await self._run(operation)
 
     async def created_between(
-        self, since: float, until: float, *, model: str | None = None, task_id: str | None = None
+        self,
+        since: float,
+        until: float,
+        *,
+        account: str | None,
+        model: str | None = None,
+        task_id: str | None = None,
     ) -> list[TaskRecord]:
-        """Tasks created in [since, until], newest first."""
+        """Tasks created in [since, until], newest first: the account's, or every account's (None)."""
 
         def operation(conn: sqlite3.Connection) -> list[TaskRecord]:
             sql = "SELECT * FROM tasks WHERE created_at >= ? AND created_at <= ?"
             params: list[Any] = [since, until]
+            if account is not None:
+                sql += " AND account = ?"
+                params.append(account)
             if model:
                 sql += " AND model = ?"
                 params.append(model)
@@ -227,5 +263,18 @@ class TaskStore:
                 params.append(task_id)
             rows = conn.execute(sql + " ORDER BY created_at DESC", params).fetchall()
             return [_row_to_record(row) for row in rows]
+
+        return await self._run(operation)
+
+    async def slots_since(self, since: float) -> list[tuple[str, str, Slot]]:
+        """(account, family, slot) of every task holding or due to hold a running slot after `since`."""
+
+        def operation(conn: sqlite3.Connection) -> list[tuple[str, str, Slot]]:
+            rows = conn.execute(
+                "SELECT account, family, start_at, end_at FROM tasks WHERE canceled_at IS NULL"
+                " AND (end_at IS NULL OR end_at > ?)",
+                (since,),
+            ).fetchall()
+            return [(row["account"], row["family"], (row["start_at"], row["end_at"])) for row in rows]
 
         return await self._run(operation)
