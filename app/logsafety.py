@@ -32,8 +32,14 @@ _CREDENTIAL_PARAM = re.compile(
 _traceback_formatter = logging.Formatter()
 #: Keys that are not secrets and stay readable: the sandbox's fixed key (`sandbox.config.DEFAULT_API_KEY`),
 #: which every sandbox accepts and the README prints, and which the user must be shown (`wan-gateway
-#: sandbox` logs it; a worker's hint names it). A configured `SANDBOX_API_KEY` stays a secret.
+#: sandbox` logs it; a worker's hint names it), and the keys of its further accounts (`sk-sandbox-2` …,
+#: `SANDBOX_ACCOUNT_COUNT`), derived from it as publicly. A configured `SANDBOX_API_KEY` stays a secret.
 PUBLIC_KEYS = frozenset({"sk-sandbox"})
+_PUBLIC_KEY = re.compile(r"sk-sandbox(?:-[1-9][0-9]?)?")
+
+
+def _public(key: str) -> bool:
+    return _PUBLIC_KEY.fullmatch(key) is not None
 
 _secrets: set[str] = set()
 _installed = False
@@ -52,14 +58,14 @@ def redact(text: str) -> str:
     if "=" in text:
         text = _CREDENTIAL_PARAM.sub(r"\1***", text)
     if "wg_" in text or "sk-" in text or "whsec_" in text:
-        text = _KEY_SHAPED.sub(lambda m: m[0] if m[0] in PUBLIC_KEYS else f"{m[1]}***", text)
+        text = _KEY_SHAPED.sub(lambda m: m[0] if _public(m[0]) else f"{m[1]}***", text)
     return text
 
 
 def install(secrets: Iterable[str | None] = ()) -> None:
     """Redact every log record of this process from now on; `secrets` adds exact strings to hide."""
     global _installed
-    _secrets.update(s for s in secrets if s and len(s) >= 6 and s not in PUBLIC_KEYS)
+    _secrets.update(s for s in secrets if s and len(s) >= 6 and not _public(s))
     if _installed:
         return
     _installed = True

@@ -85,6 +85,9 @@ def test_the_sandbox_key_is_public() -> None:
     logsafety.install([DEFAULT_API_KEY])  # the settings hand it over like any other key
     assert logsafety.redact("DASHSCOPE_API_KEY=sk-sandbox") == "DASHSCOPE_API_KEY=sk-sandbox"
     assert logsafety.redact("key sk-sandbox2, sk-sandboxes") == "key sk-***, sk-***"
+    # The sandbox's further accounts (SANDBOX_ACCOUNT_COUNT) have public keys derived from it.
+    assert logsafety.redact("accounts sk-sandbox-2, sk-sandbox-64") == "accounts sk-sandbox-2, sk-sandbox-64"
+    assert logsafety.redact("key sk-sandbox-2x, sk-sandbox-0") == "key sk-***, sk-***"
 
 
 def _redact_every_pattern(text: str) -> str:
@@ -95,7 +98,7 @@ def _redact_every_pattern(text: str) -> str:
     text = logsafety._DATA_URI.sub(lambda m: f"{m.group(1)}<{len(m.group(2))} chars>", text)
     text = logsafety._BEARER.sub(r"\1***", text)
     text = logsafety._CREDENTIAL_PARAM.sub(r"\1***", text)
-    return logsafety._KEY_SHAPED.sub(lambda m: m[0] if m[0] in logsafety.PUBLIC_KEYS else f"{m[1]}***", text)
+    return logsafety._KEY_SHAPED.sub(lambda m: m[0] if logsafety._public(m[0]) else f"{m[1]}***", text)
 
 
 def test_the_shortcuts_redact_exactly_what_every_pattern_would() -> None:
