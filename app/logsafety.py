@@ -41,6 +41,7 @@ _PUBLIC_KEY = re.compile(r"sk-sandbox(?:-[1-9][0-9]?)?")
 def _public(key: str) -> bool:
     return _PUBLIC_KEY.fullmatch(key) is not None
 
+
 _secrets: set[str] = set()
 _installed = False
 
