@@ -144,6 +144,8 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
         base_url, api_key, sandbox = await _open_upstream(settings, stack)
+        # Prices: a PRICE_TABLE_FILE that cannot be used stops the start here, naming its entry.
+        pricing = wiring.pricing(settings, base_url)
         upstream_http = await stack.enter_async_context(
             httpx.AsyncClient(
                 timeout=wiring.upstream_timeout(settings),
@@ -178,7 +180,9 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
         links = wiring.link_signer(settings, link_secret)
         presenter = Presenter(settings.public_base_url, links)
         feed = ChangeFeed()
-        transitions = Transitions(presenter, (WebhookOutbox(wiring.default_webhook(settings)),))
+        transitions = Transitions(
+            presenter, (WebhookOutbox(wiring.default_webhook(settings)),), pricing=pricing
+        )
         worker_id = make_worker_id()
         poller = JobPoller(
             sessions,

@@ -14,6 +14,8 @@ import dataclasses
 import httpx
 
 from app.api.deps import StreamTimings
+from app.billing.cost import Pricing, resolve_region
+from app.billing.table import load_table
 from app.config import Settings
 from app.jobs.images import ImageLimits
 from app.jobs.poller import PollerConfig
@@ -24,6 +26,12 @@ from app.sandbox.config import SandboxConfig
 from app.tenants.quotas import QuotaLimits
 from app.webhooks.dispatcher import DispatcherConfig
 from app.webhooks.outbox import WebhookTarget
+
+
+def pricing(settings: Settings, base_url: str) -> Pricing:
+    """The price table (built in, with PRICE_TABLE_FILE over it: a bad file raises `PriceTableError`) and
+    the region the upstream at `base_url` bills in (DASHSCOPE_REGION, else derived from the host)."""
+    return Pricing(load_table(settings.price_table_file), resolve_region(settings.dashscope_region, base_url))
 
 
 def upstream_timeout(settings: Settings) -> httpx.Timeout:
