@@ -38,9 +38,13 @@ async def test_a_job_is_estimated_then_billed_and_reuse_and_failure_cost_nothing
 ) -> None:
     job = await create(gateway, png_uri)
     assert job["cost"] == {**BILLED, "estimated": True}
+    follower = await create(gateway, png_uri)  # identical, while the first runs: it follows it
+    assert follower["source_job_id"] == job["id"] and follower["cost"] == FREE
 
     done = await gateway.drive(job["id"], "succeeded", "failed")
     assert done["status"] == "succeeded", done.get("error")
+    followed = await gateway.job(follower["id"])
+    assert followed["status"] == "succeeded" and followed["cost"] == FREE
     assert done["usage"]["duration"] == 5 and done["usage"]["audio"] is True
     assert done["cost"] == BILLED
     listed = (await gateway.client.get("/v1/jobs")).json()["data"]
@@ -56,6 +60,10 @@ async def test_a_job_is_estimated_then_billed_and_reuse_and_failure_cost_nothing
     assert failed["cost"]["estimated"] is True
     ended = await gateway.drive(failed["id"], "failed", "succeeded")
     assert ended["status"] == "failed" and ended["cost"] == FREE
+
+    queued = await create(gateway, png_uri, seed=9)
+    canceled = (await gateway.client.post(f"/v1/jobs/{queued['id']}/cancel")).json()
+    assert canceled["status"] == "canceled" and canceled["cost"] == FREE
 
 
 async def test_price_table_file_prices_at_start_and_a_bad_one_stops_it(
