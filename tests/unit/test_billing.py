@@ -177,3 +177,14 @@ def test_a_bad_price_table_file_names_its_entry(tmp_path: Path, text: str, named
     assert named in str(raised.value)
     with pytest.raises(PriceTableError, match="cannot be read"):
         load_table(tmp_path / "missing.toml")
+
+
+def test_the_documented_example_file_is_a_valid_table(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "PRICES.md").read_text()
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "prices.toml"
+    path.write_text(example)
+    table = load_table(path)
+    assert table.version == "2026-12-01+acme-3"
+    assert table.lookup("cn-beijing", "wan2.7-i2v", "720P", None) is not None
+    assert table.lookup("us-east-1", "wan2.6-i2v", "1080P", None) is not None
