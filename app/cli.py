@@ -22,8 +22,14 @@ from app.workers import add_arguments as add_worker_arguments
 
 def cmd_serve(settings: Settings, host: str, port: int, migrate_first: bool) -> None:
     from app import serving
+    from app.billing.table import PriceTableError
     from app.main import create_app
+    from app.wiring import price_table
 
+    try:  # the lifespan would refuse it too, but inside uvicorn's traceback
+        price_table(settings)
+    except PriceTableError as exc:
+        raise SystemExit(f"wan-gateway serve: {exc}") from None
     if migrate_first:
         migrate(settings)
     if "public_base_url" not in settings.model_fields_set:

@@ -85,6 +85,19 @@ class Settings(BaseSettings):
         default=DEFAULT_BASE_URL,
         description="Upstream base URL ending in `/api/v1`; must be the key's region (Beijing by default).",
     )
+    dashscope_region: Literal["cn-beijing", "ap-southeast-1", "us-east-1"] | None = Field(
+        default=None,
+        description="The region the upstream account bills in, which picks the price table: `cn-beijing` "
+        "(CNY), `ap-southeast-1` (Singapore, USD), `us-east-1` (Virginia, USD). Unset: derived from "
+        "DASHSCOPE_BASE_URL's host (`dashscope.aliyuncs.com`, `dashscope-intl…`, `dashscope-us…`, "
+        "`{workspace}.{region}.maas.aliyuncs.com`); `cn-beijing` for any other host, the sandbox included.",
+    )
+    price_table_file: Path | None = Field(
+        default=None,
+        description="A TOML (or `.json`) price table that overrides or extends the built-in one, per region "
+        "and model (format: docs/PRICES.md); a file that cannot be used stops the gateway at start, "
+        "naming the entry.",
+    )
     dashscope_sandbox: bool | None = Field(
         default=None,
         description="Force the built-in DashScope emulator on (`true`) or off (`false`). Unset: on when "

@@ -136,6 +136,8 @@ async def _open_upstream(
 @contextlib.asynccontextmanager
 async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -> AsyncIterator[Gateway]:
     """Build every resource; run the loops if `start_loops` (default: WORKERS_ENABLED); close all on exit."""
+    # A PRICE_TABLE_FILE that cannot be used stops the start here, before anything opens, naming its entry.
+    prices = wiring.price_table(settings)
     engine = create_engine(
         settings.database_url, pool_size=settings.database_pool_size, echo=settings.database_echo
     )
@@ -144,6 +146,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
         base_url, api_key, sandbox = await _open_upstream(settings, stack)
+        pricing = wiring.pricing(settings, base_url, prices)  # the sandbox's loopback URL: Beijing
         upstream_http = await stack.enter_async_context(
             httpx.AsyncClient(
                 timeout=wiring.upstream_timeout(settings),
@@ -178,7 +181,9 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
         links = wiring.link_signer(settings, link_secret)
         presenter = Presenter(settings.public_base_url, links)
         feed = ChangeFeed()
-        transitions = Transitions(presenter, (WebhookOutbox(wiring.default_webhook(settings)),))
+        transitions = Transitions(
+            presenter, (WebhookOutbox(wiring.default_webhook(settings)),), pricing=pricing
+        )
         worker_id = make_worker_id()
         poller = JobPoller(
             sessions,

@@ -14,6 +14,8 @@ import dataclasses
 import httpx
 
 from app.api.deps import StreamTimings
+from app.billing.cost import Pricing, resolve_region
+from app.billing.table import PriceTable, load_table
 from app.config import Settings
 from app.jobs.images import ImageLimits
 from app.jobs.poller import PollerConfig
@@ -24,6 +26,18 @@ from app.sandbox.config import SandboxConfig
 from app.tenants.quotas import QuotaLimits
 from app.webhooks.dispatcher import DispatcherConfig
 from app.webhooks.outbox import WebhookTarget
+
+
+def price_table(settings: Settings) -> PriceTable:
+    """The built-in price table with PRICE_TABLE_FILE over it (a bad file raises `PriceTableError`)."""
+    return load_table(settings.price_table_file)
+
+
+def pricing(settings: Settings, base_url: str, table: PriceTable | None = None) -> Pricing:
+    """`table` (default: `price_table`) priced in the region the upstream at `base_url` bills in
+    (DASHSCOPE_REGION, else derived from the host)."""
+    table = table if table is not None else price_table(settings)
+    return Pricing(table, resolve_region(settings.dashscope_region, base_url))
 
 
 def upstream_timeout(settings: Settings) -> httpx.Timeout:

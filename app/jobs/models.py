@@ -102,6 +102,11 @@ class Job(Leased, Base):
     storage_key: Mapped[str | None] = mapped_column(String(255))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    #: `job.cost` without its version (app/billing/cost.py `Cost`): the estimate until the job ends, then
+    #: what DashScope bills (0 unless it succeeded upstream itself). Null: the price table has no row.
+    cost: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    #: The price table's version that priced `cost`.
+    price_version: Mapped[str | None] = mapped_column(String(64))
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

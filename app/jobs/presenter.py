@@ -66,6 +66,7 @@ class Presenter:
             error=api.JobError(**job.error) if job.error else None,
             retry=retry(job),
             usage=usage,
+            cost=api.JobCost(**job.cost, price_version=job.price_version or "") if job.cost else None,
             warnings=[*(job.warnings or []), *delivery_warnings(job.request, job.result)],
             metadata=job.meta,
             webhook_url=job.webhook_url,

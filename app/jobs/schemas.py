@@ -282,6 +282,26 @@ class JobError(BaseModel):
     upstream_code: str | None = Field(default=None, description="DashScope's own code, when it gave one.")
 
 
+class JobCost(BaseModel):
+    """What the job costs upstream, by the gateway's price table (app/billing/, docs/PRICES.md)."""
+
+    amount: str = Field(
+        description='Decimal string in `currency`, e.g. `"1.50"`: `unit_price` × `billed_seconds`.'
+    )
+    currency: str = Field(description="`CNY` (Beijing) or `USD` (Singapore, US), by DASHSCOPE_REGION.")
+    billed_seconds: int | float = Field(
+        description="Seconds of video priced: the request's duration while estimated, then DashScope's own "
+        "count from the task's `usage`; 0 when nothing is billed."
+    )
+    unit_price: str = Field(description="Price of one second of this model, tier and sound (decimal string).")
+    price_version: str = Field(description="The version of the price table that priced it.")
+    estimated: bool = Field(
+        description="True until the job ends (the estimate from the request); false once it is what "
+        'DashScope bills: the task\'s `usage` when it succeeded upstream, `"0"` for a failed or canceled '
+        "job, a reused video or a follower (DashScope bills only successful tasks)."
+    )
+
+
 class JobRetry(BaseModel):
     """A step of a job that has not finished failed for a reason that may pass (a full disk, a network
     error): the job is not failing, it tries the step again by itself."""
@@ -319,6 +339,11 @@ class Job(BaseModel):
         "(`error` stays null: the job has not failed); null again once the step succeeds.",
     )
     usage: dict[str, Any] | None = Field(default=None, description="DashScope's billing usage, verbatim.")
+    cost: JobCost | None = Field(
+        default=None,
+        description="The job's price: estimated at submit, billed from `usage` at the end. Null when the "
+        "price table has no row for the model and tier (PRICE_TABLE_FILE adds one).",
+    )
     warnings: list[str] = Field(
         default_factory=list,
         description="What the gateway did not do as asked: options DashScope ignores, and a stored video "

@@ -4,8 +4,10 @@
 (`repository.cas_update`), appends the event (the job as GET shows it, `job_events`), lets the
 subscribers of events add their rows (the webhooks' outbox: a delivery per endpoint that wants the event)
 and, when a job that runs on its own ends, resolves its followers the same way, each with its own event.
-It returns what changed: the jobs that entered a new status, which the caller announces (`ChangeFeed`)
-once its transaction has committed. `Transitions.insert` does the same for a new job's first status.
+A job's price changes with its status here too (`charges.py`, by the `Pricing` the lifespan hands in):
+estimated on insert, billed (or 0) in the compare-and-set that ends it. It returns what changed: the
+jobs that entered a new status, which the caller announces (`ChangeFeed`) once its transaction has
+committed. `Transitions.insert` does the same for a new job's first status.
 
 All of it happens in one transaction, so a crash can never leave a status without its event or its
 deliveries (the transactional outbox); nothing is sent from here.
@@ -19,8 +21,9 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.billing.cost import Pricing
 from app.db.base import utcnow
-from app.jobs import repository
+from app.jobs import charges, repository
 from app.jobs.models import Job, JobEvent
 from app.jobs.presenter import Presenter
 from app.jobs.states import JobStatus, check_transition, event_type
@@ -49,13 +52,28 @@ class Changed:
 
 
 class Transitions:
-    def __init__(self, presenter: Presenter, subscribers: tuple[EventSubscriber, ...] = ()) -> None:
+    def __init__(
+        self,
+        presenter: Presenter,
+        subscribers: tuple[EventSubscriber, ...] = (),
+        pricing: Pricing | None = None,
+    ) -> None:
         self._presenter = presenter
         self._subscribers = subscribers
+        #: Prices every job at its start and its end (`charges.py`); None: jobs carry no cost.
+        self._pricing = pricing
 
     async def insert(self, session: AsyncSession, job: Job) -> Changed:
         """Store a new job (in whatever status it starts: queued, or succeeded when it reuses a video) with
-        its first event."""
+        its first event, and its price: the estimate, or 0 for a job DashScope will not bill."""
+        if self._pricing is not None:
+            status = JobStatus(job.status)
+            if status.terminal:
+                priced = charges.at_end(self._pricing, job, status, job.upstream)
+            else:
+                priced = charges.at_start(self._pricing, job)
+            for name, value in priced.items():
+                setattr(job, name, value)
         await repository.insert(session, job)
         for subscriber in self._subscribers:
             await subscriber.job_created(session, job)
@@ -73,6 +91,11 @@ class Transitions:
         if target is not None and entering:
             target = values["status"] = JobStatus(target)
             check_transition(JobStatus(job.status), target, follower=job.source_job_id is not None)
+            if target.terminal and self._pricing is not None:
+                # The billed cost is written with the terminal status, in its compare-and-set.
+                values.update(
+                    charges.at_end(self._pricing, job, target, values.get("upstream", job.upstream))
+                )
         if not await repository.cas_update(session, job, updated_at=now, **values):
             return None
         if not entering:
@@ -82,6 +105,11 @@ class Transitions:
         if JobStatus(job.status).terminal and job.source_job_id is None:
             followers = await self._resolve_followers(session, job, now)
         return Changed((job.id, *followers))
+
+    def _priced_alone(self, follower: Job) -> dict[str, Any]:
+        if self._pricing is None:
+            return {}
+        return charges.estimate(self._pricing, follower)
 
     async def _record(self, session: AsyncSession, job: Job) -> JobEvent:
         """Append the event for the status `job` just entered, and whatever its subscribers add."""
@@ -110,8 +138,10 @@ class Transitions:
             leader: Job | None = None
             for follower in followers:
                 if leader is None:
+                    # It runs on its own now, so it will be billed: it gets the estimate a new job has.
+                    priced = self._priced_alone(follower)
                     if await self.write(
-                        session, follower, source_job_id=None, next_attempt_at=now, **unleash
+                        session, follower, source_job_id=None, next_attempt_at=now, **unleash, **priced
                     ):
                         leader = follower
                 else:
