@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.client.usage import add_arguments as add_usage_arguments
+from app.client.usage import run as run_usage
 from app.config import Settings
 from app.startup import configure_logging, migrate
 
@@ -172,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8001)
     sub.add_parser("webhook-secret", help="print the webhook signing secret(s) receivers verify with")
+    add_usage_arguments(sub.add_parser("usage", help="what finished jobs cost (GET /v1/usage of a gateway)"))
     openapi = sub.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--output", type=Path, default=Path("openapi/openapi.json"))
     args = parser.parse_args(argv)
@@ -179,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "openapi":
         cmd_openapi(args.output)
         return
+    if args.command == "usage":
+        sys.exit(run_usage(args))
     settings = Settings()
     if args.command == "worker":
         from app.workers.process import run as run_worker

@@ -1,4 +1,5 @@
-"""`/metrics` in the Prometheus text format: queue depth, upstream tasks in flight, the oldest due job.
+"""`/metrics` in the Prometheus text format: queue depth, upstream tasks in flight, the oldest due job,
+spend (money and billed seconds per currency, model and tenant: ops/usage.py).
 
 The figures are read from the database at scrape time (every process sees the same queue), so any API or
 worker replica can be scraped; per-process figures (loop heartbeats) come from the process that answers.
@@ -11,12 +12,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from app.db.base import utcnow
 from app.ops.readiness import Heartbeat
 from app.ops.stats import QueueStats, queue_stats
+from app.ops.usage import GroupBy, Spend, UsageRow, spend, usage
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -30,9 +32,12 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class _Snapshot(Collector):
     """Turns one QueueStats (read before the scrape is rendered) into gauges."""
 
-    def __init__(self, stats: QueueStats, heartbeats: dict[str, float | None]) -> None:
+    def __init__(
+        self, stats: QueueStats, heartbeats: dict[str, float | None], spent: Sequence[Spend] = ()
+    ) -> None:
         self._stats = stats
         self._heartbeats = heartbeats
+        self._spent = spent
 
     def collect(self) -> Iterable[Metric]:
         stats = self._stats
@@ -79,11 +84,32 @@ class _Snapshot(Collector):
             if age is not None:
                 beats.add_metric([loop], age)
         yield beats
+        # Counters read from the database (job rows are never removed, so they only grow): every replica
+        # answers the same figures, and a restart does not reset them.
+        money = CounterMetricFamily(
+            "wan_gateway_spend",
+            "Money billed for finished jobs (the price table's amounts), by currency, model and tenant.",
+            labels=["currency", "model", "tenant"],
+        )
+        seconds = CounterMetricFamily(
+            "wan_gateway_billed_seconds",
+            "Seconds of video billed for finished jobs, by model and tenant.",
+            labels=["model", "tenant"],
+        )
+        by_model_tenant: dict[tuple[str, str], float] = {}
+        for row in self._spent:
+            money.add_metric([row.currency, row.model, row.tenant], row.amount)
+            key = (row.model, row.tenant)
+            by_model_tenant[key] = by_model_tenant.get(key, 0.0) + row.billed_seconds
+        for (model, tenant), value in sorted(by_model_tenant.items()):
+            seconds.add_metric([model, tenant], value)
+        yield money
+        yield seconds
 
 
 class Metrics:
-    """The queue figures (`/v1/admin/stats`) and their Prometheus rendering (`/metrics`), with the
-    heartbeats of the loops this process runs (`loops`: empty when it runs none)."""
+    """The queue figures (`/v1/admin/stats`), spend (`/v1/usage`) and their Prometheus rendering
+    (`/metrics`), with the heartbeats of the loops this process runs (`loops`: empty when it runs none)."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, loops: Sequence[Heartbeat]) -> None:
         self._sessions = sessions
@@ -93,13 +119,24 @@ class Metrics:
         async with self._sessions() as session:
             return await queue_stats(session, now)
 
+    async def usage(
+        self, *, since: datetime, until: datetime, group_by: GroupBy, tenant: str | None, every_tenant: bool
+    ) -> list[UsageRow]:
+        """`GET /v1/usage`'s rows (ops/usage.py)."""
+        async with self._sessions() as session:
+            return await usage(
+                session, since=since, until=until, group_by=group_by, tenant=tenant, every_tenant=every_tenant
+            )
+
     async def render(self) -> bytes:
         now = utcnow()
         stats = await self.queue(now)
+        async with self._sessions() as session:
+            spent = await spend(session)
         heartbeats: dict[str, float | None] = {}
         for loop in self._loops:
             last = loop.last_tick_at
             heartbeats[loop.name.replace(" ", "_")] = None if last is None else (now - last).total_seconds()
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Snapshot(stats, heartbeats))
+        registry.register(_Snapshot(stats, heartbeats, spent))
         return generate_latest(registry)

@@ -1,0 +1,115 @@
+"""`GET /v1/usage`: what finished jobs cost, per day, model or tenant (architecture §3.1 "Money").
+
+A key sees its tenant's jobs; an admin key (or anyone while authentication is off) sees every tenant's.
+`group_by=tenant` is allowed to every key: scoped, a tenant's key gets its one row. `group_by=key` is
+refused (422): jobs record their tenant (`owner`), not the key that made them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.auth import PrincipalDep
+from app.api.deps import MetricsDep
+from app.api.problems import problem_responses
+from app.api.routing import StrictRoute
+from app.db.base import utcnow
+from app.errors import FieldError
+from app.ops.usage import UsageRow
+
+router = APIRouter(prefix="/v1", tags=["usage"], route_class=StrictRoute)
+
+
+class UsageGroup(BaseModel):
+    group: str | None = Field(
+        description="The day (`YYYY-MM-DD`, UTC, by `finished_at`), the model or the tenant (null: jobs "
+        "made while authentication was off)."
+    )
+    jobs: int = Field(description="Finished jobs, billed or not (a failed or canceled job bills 0).")
+    billed_seconds: int | float = Field(description="Seconds of video DashScope billed.")
+    amount: str = Field(description="What they cost, a decimal string, in `currency`.", examples=["1.50"])
+    currency: str = Field(examples=["CNY"])
+
+
+class UsageOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    object: Literal["usage"] = "usage"
+    since: datetime = Field(alias="from", description="Start of the window (inclusive), UTC.")
+    until: datetime = Field(alias="to", description="End of the window (exclusive), UTC.")
+    group_by: Literal["day", "model", "key", "tenant"]
+    data: list[UsageGroup] = Field(description="One row per (group, currency), sorted by group.")
+
+
+def parse_instant(value: str | None, field: str) -> datetime | None:
+    """An ISO 8601 date (midnight UTC) or datetime (UTC when it names no offset)."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise FieldError(
+            field, "must be an ISO 8601 date or date-time (2026-12-01, 2026-12-01T08:00:00Z)"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _row(row: UsageRow) -> UsageGroup:
+    seconds = row.billed_seconds
+    return UsageGroup(
+        group=row.group,
+        jobs=row.jobs,
+        billed_seconds=int(seconds) if seconds == seconds.to_integral_value() else float(seconds),
+        amount=str(row.amount),
+        currency=row.currency,
+    )
+
+
+@router.get(
+    "/usage",
+    response_model=UsageOut,
+    response_model_by_alias=True,
+    summary="Spend of finished jobs per day, model or tenant",
+    responses=problem_responses(401, 422),
+)
+async def get_usage(
+    metrics: MetricsDep,
+    caller: PrincipalDep,
+    since: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            max_length=64,
+            description="ISO date or date-time, inclusive (default: the start of the current UTC month).",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(alias="to", max_length=64, description="ISO date or date-time, exclusive (default: now)."),
+    ] = None,
+    group_by: Annotated[
+        Literal["day", "model", "key", "tenant"],
+        Query(description="`key` is not available yet: jobs record their tenant, not their key."),
+    ] = "day",
+) -> UsageOut:
+    """Finished jobs (succeeded, failed, canceled) by `finished_at` in [`from`, `to`), with their final
+    cost: what DashScope billed a succeeded job, 0 for the others (counted in `jobs`). Jobs of a model the
+    price table does not price are left out. Amounts are exact decimal sums, one row per currency."""
+    now = utcnow()
+    start = parse_instant(since, "from") or datetime.combine(now.date().replace(day=1), time(), UTC)
+    end = parse_instant(until, "to") or now
+    if start > end:
+        raise FieldError("from", "must not be after `to`")
+    if group_by == "key":
+        raise FieldError(
+            "group_by",
+            "group_by=key needs jobs to record the key that made them; they record only the tenant",
+        )
+    rows = await metrics.usage(
+        since=start, until=end, group_by=group_by, tenant=caller.tenant, every_tenant=caller.admin
+    )
+    return UsageOut(since=start, until=end, group_by=group_by, data=[_row(row) for row in rows])
