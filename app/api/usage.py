@@ -7,7 +7,7 @@ refused (422): jobs record their tenant (`owner`), not the key that made them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -51,11 +51,17 @@ def parse_instant(value: str | None, field: str) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # overflow: an offset moving year 1 or 9999 out of range
         raise FieldError(
             field, "must be an ISO 8601 date or date-time (2026-12-01, 2026-12-01T08:00:00Z)"
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def month_start(end: datetime) -> datetime:
+    """The start of the UTC month the exclusive `end` falls in (`to=2026-12-01` → November's)."""
+    last = end - timedelta(microseconds=1) if end > datetime.min.replace(tzinfo=UTC) else end
+    return datetime.combine(last.date().replace(day=1), time(), UTC)
 
 
 def _row(row: UsageRow) -> UsageGroup:
@@ -84,7 +90,8 @@ async def get_usage(
         Query(
             alias="from",
             max_length=64,
-            description="ISO date or date-time, inclusive (default: the start of the current UTC month).",
+            description="ISO date or date-time, inclusive (default: the start of the UTC month `to` "
+            "falls in: this month).",
         ),
     ] = None,
     until: Annotated[
@@ -99,9 +106,8 @@ async def get_usage(
     """Finished jobs (succeeded, failed, canceled) by `finished_at` in [`from`, `to`), with their final
     cost: what DashScope billed a succeeded job, 0 for the others (counted in `jobs`). Jobs of a model the
     price table does not price are left out. Amounts are exact decimal sums, one row per currency."""
-    now = utcnow()
-    start = parse_instant(since, "from") or datetime.combine(now.date().replace(day=1), time(), UTC)
-    end = parse_instant(until, "to") or now
+    end = parse_instant(until, "to") or utcnow()
+    start = parse_instant(since, "from") or month_start(end)
     if start > end:
         raise FieldError("from", "must not be after `to`")
     if group_by == "key":

@@ -116,14 +116,21 @@ async def spend(session: AsyncSession) -> list[Spend]:
         .where(Job.status.in_(_FINISHED), currency.is_not(None))
         .group_by(Job.owner, Job.model, currency)
     )
-    rows = [
-        Spend(owner or NO_TENANT, model, str(cur), float(amount or 0), float(seconds or 0))
-        for owner, model, cur, amount, seconds in (await session.execute(query)).all()
-    ]
+    return capped(
+        [
+            Spend(owner or NO_TENANT, model, str(cur), float(amount or 0), float(seconds or 0))
+            for owner, model, cur, amount, seconds in (await session.execute(query)).all()
+        ]
+    )
+
+
+def capped(rows: list[Spend], limit: int = MAX_TENANT_LABELS) -> list[Spend]:
+    """`rows` with at most `limit` tenants of their own (the biggest spenders, in every currency
+    summed: a rough rank is enough), the others summed under OTHER_TENANTS; sorted."""
     totals: dict[str, float] = defaultdict(float)
     for row in rows:
         totals[row.tenant] += row.amount
-    kept = set(sorted(totals, key=lambda name: (-totals[name], name))[:MAX_TENANT_LABELS])
+    kept = set(sorted(totals, key=lambda name: (-totals[name], name))[:limit])
     merged: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
     for row in rows:
         key = (row.tenant if row.tenant in kept else OTHER_TENANTS, row.model, row.currency)
