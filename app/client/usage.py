@@ -20,9 +20,11 @@ COLUMNS = ("group", "jobs", "billed_seconds", "amount", "currency")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--from", dest="since", help="ISO date or date-time, inclusive (default: month start)"
+        "--from", dest="since", metavar="DATE", help="ISO date or date-time, inclusive (default: month start)"
     )
-    parser.add_argument("--to", dest="until", help="ISO date or date-time, exclusive (default: now)")
+    parser.add_argument(
+        "--to", dest="until", metavar="DATE", help="ISO date or date-time, exclusive (default: now)"
+    )
     parser.add_argument("--group-by", choices=("day", "model", "key", "tenant"), default="day")
     parser.add_argument("--url", default=None, help=f"the gateway (WAN_GATEWAY_URL, default {DEFAULT_URL})")
     parser.add_argument("--key", default=None, help="a client key (WAN_GATEWAY_KEY)")

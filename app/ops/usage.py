@@ -8,6 +8,9 @@ jobs still count: the money was spent.
 
 The window's rows are read (one query on `ix_jobs_status_finished_at`) and summed with `Decimal` here, so
 amounts are exact on every database. A numeric amount column would let SQL sum them instead.
+
+`/metrics` sums every finished job's cost in SQL at each scrape (JSON fields cast to numeric): a scan of
+the finished jobs per scrape, cheap for moderate tables; a numeric column or a daily rollup would bound it.
 """
 
 from __future__ import annotations
