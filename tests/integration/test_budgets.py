@@ -122,7 +122,7 @@ async def test_a_budget_reserves_estimates_settles_once_and_frees_with_the_perio
         # A failure releases its reservation (DashScope bills only success): one more fits.
         served.headers = {"Authorization": f"Bearer {carol}"}
         assert (await served.drive(failing, "failed", "succeeded"))["status"] == "failed"
-        fourth = await accepted(served, carol, 4)
+        fourth = await accepted(served, carol, 4, "a cat [sandbox:stuck]")  # stays reserved
 
         # Success settles to what was billed: it stays spent.
         done = await served.drive(succeeding, "succeeded", "failed")
@@ -159,7 +159,7 @@ async def test_a_budget_reserves_estimates_settles_once_and_frees_with_the_perio
                 .where(Job.id == succeeding)
                 .values(finished_at=datetime.now(UTC) - timedelta(days=1))
             )
-        sixth = await accepted(served, carol, 6)
+        sixth = await accepted(served, carol, 6, "a cat [sandbox:stuck]")
         assert (await refused(served, carol, 7))["spent"] == "0.00"
         assert {fourth, sixth} <= {
             j["id"] for j in (await served.client.get("/v1/jobs", headers=served.headers)).json()["data"]
