@@ -1,5 +1,6 @@
 """Kill -9 the real `wan-gateway serve` process at several points and start it again: every job resumes,
-finishes once, and each makes exactly one upstream task (the embedded sandbox keeps its tasks on disk)."""
+finishes once, and each makes exactly one upstream task (the embedded sandbox keeps its tasks on disk);
+a budget's reservations are settled or released once."""
 
 from __future__ import annotations
 
