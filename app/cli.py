@@ -9,6 +9,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,12 +94,18 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> None:
                 elif args.keys_command == "list":
                     from app.lifespan import configured_keys
 
-                    print(_key_line("NAME", "TENANT", "PREFIX", "SOURCE", "ADMIN", "STATUS"))
+                    default = _budget(settings, None, None)
+                    print(_key_line("NAME", "TENANT", "PREFIX", "SOURCE", "ADMIN", "STATUS", "BUDGET"))
                     for entry in configured_keys(settings):
-                        print(_key_line(entry.name, entry.name, entry.prefix, "env", entry.admin, "active"))
+                        print(
+                            _key_line(
+                                entry.name, entry.name, entry.prefix, "env", entry.admin, "active", default
+                            )
+                        )
                     for row in await keys.list_keys(session, include_revoked=args.all):
                         status = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
-                        print(_key_line(row.name, row.tenant, row.prefix, "cli", row.admin, status))
+                        budget = _budget(settings, row.budget_micros, row.budget_period)
+                        print(_key_line(row.name, row.tenant, row.prefix, "cli", row.admin, status, budget))
                 elif args.keys_command == "revoke":
                     row = await keys.revoke(session, args.name)
                     print(f"revoked {row.name} ({row.prefix}…); it stops working within AUTH_CACHE_TTL_S")
@@ -111,7 +118,32 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> None:
         raise SystemExit(f"wan-gateway keys: {exc}") from None
 
 
+def _budget(settings: Settings, micros: int | None, period: str | None) -> str:
+    """A key's budget as `keys list` shows it: `3.00 CNY/day`, `none`; the default's marked so."""
+    from app.billing.cost import from_micros, resolve_region, to_micros
+    from app.billing.table import REGION_CURRENCY
+
+    own = micros is not None or period is not None
+    amount = micros if micros is not None else to_micros(settings.quota_budget)
+    if not amount:
+        return "none" if own else "none (default)"
+    currency = REGION_CURRENCY.get(resolve_region(settings.dashscope_region, settings.dashscope_base_url), "")
+    shown = f"{from_micros(amount)} {currency}/{period or settings.quota_budget_period}"
+    return shown if own else f"{shown} (default)"
+
+
+def _money(value: str) -> Decimal:
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a decimal amount (e.g. 3 or 12.50)") from None
+    if not amount.is_finite() or amount < 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: the budget must be 0 (none) or more")
+    return amount
+
+
 async def _create_key(session: AsyncSession, args: argparse.Namespace) -> None:
+    from app.billing.cost import to_micros
     from app.tenants import keys
 
     row, key = await keys.create(
@@ -122,14 +154,18 @@ async def _create_key(session: AsyncSession, args: argparse.Namespace) -> None:
         max_active_jobs=args.max_active_jobs,
         submits_per_minute=args.submits_per_minute,
         video_seconds_per_day=args.video_seconds_per_day,
+        budget_micros=None if args.budget is None else to_micros(args.budget),
+        budget_period=args.budget_period,
     )
     print(key)
     role = ", admin" if row.admin else ""
     print(f"created {row.name} (tenant {row.tenant}{role}); the key is shown only now", file=sys.stderr)
 
 
-def _key_line(name: str, tenant: str, prefix: str, source: str, admin: bool | str, status: str) -> str:
-    return f"{name:24} {tenant:20} {prefix:8} {source:6} {admin!s:5} {status}"
+def _key_line(
+    name: str, tenant: str, prefix: str, source: str, admin: bool | str, status: str, budget: str
+) -> str:
+    return f"{name:24} {tenant:20} {prefix:8} {source:6} {admin!s:5} {status:18} {budget}"
 
 
 def add_keys_arguments(parser: argparse.ArgumentParser) -> None:
@@ -142,6 +178,19 @@ def add_keys_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--submits-per-minute", type=int, help="quota override (QUOTA_SUBMITS_PER_MINUTE)")
     create.add_argument(
         "--video-seconds-per-day", type=int, help="quota override (QUOTA_VIDEO_SECONDS_PER_DAY)"
+    )
+    create.add_argument(
+        "--budget",
+        type=_money,
+        metavar="AMOUNT",
+        help="money its jobs may cost per period, in the region's currency (the jobs' cost.currency); "
+        "0 = none (default QUOTA_BUDGET)",
+    )
+    create.add_argument(
+        "--budget-period",
+        choices=("day", "month", "total"),
+        help="the budget's period: from UTC midnight, from the 1st (UTC), or all time "
+        "(default QUOTA_BUDGET_PERIOD)",
     )
     listing = sub.add_parser("list", help="list keys (configured and created; never the keys themselves)")
     listing.add_argument("--all", action="store_true", help="include revoked keys")

@@ -9,6 +9,7 @@ group. app/wiring.py builds each component's config from these (storage reads it
 from __future__ import annotations
 
 import configparser
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -392,6 +393,19 @@ class Settings(BaseSettings):
         ge=0,
         description="Per key: seconds of video requested in any 24 h, not counting failed, canceled or "
         "reused (cached) jobs (0 = no limit).",
+    )
+    quota_budget: Decimal = Field(
+        default=Decimal(0),
+        ge=0,
+        description="Per key: money its jobs may cost per QUOTA_BUDGET_PERIOD, a decimal in the region's "
+        "currency (the jobs' `cost.currency`: CNY for cn-beijing, USD otherwise). What finished jobs were "
+        "billed in the period plus the estimates of unfinished ones may not pass it; a submission that "
+        "would is refused with 402 `budget_exceeded`. 0 = no budget. `keys create --budget` overrides it.",
+    )
+    quota_budget_period: Literal["day", "month", "total"] = Field(
+        default="month",
+        description="The period of QUOTA_BUDGET: `day` (from UTC midnight), `month` (from the 1st, UTC) "
+        "or `total` (all time).",
     )
 
     log_level: str = Field(default="INFO", description="Python logging level.")

@@ -14,7 +14,7 @@ import dataclasses
 import httpx
 
 from app.api.deps import StreamTimings
-from app.billing.cost import Pricing, resolve_region
+from app.billing.cost import Pricing, resolve_region, to_micros
 from app.billing.table import PriceTable, load_table
 from app.config import Settings
 from app.jobs.images import ImageLimits
@@ -123,6 +123,8 @@ def quota_limits(settings: Settings) -> QuotaLimits:
         max_active_jobs=settings.quota_max_active_jobs,
         submits_per_minute=settings.quota_submits_per_minute,
         video_seconds_per_day=settings.quota_video_seconds_per_day,
+        budget_micros=to_micros(settings.quota_budget),
+        budget_period=settings.quota_budget_period,
     )
 
 

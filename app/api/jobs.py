@@ -53,7 +53,7 @@ _STATUSES = [s.value for s in JobStatus]
                 },
             },
         },
-        **problem_responses(400, 401, 413, 422, 429),
+        **problem_responses(400, 401, 402, 413, 422, 429),
         503: {
             **problem_responses(503)[503],
             "description": "Every reference-image checker stayed busy (`image_checks_busy`), or the database "

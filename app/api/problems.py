@@ -34,6 +34,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "Malformed request (e.g. invalid JSON)",
         401: "No API key, or one that is unknown or revoked",
+        402: "The job's estimated cost does not fit the key's budget (`budget_exceeded`: `limit`, `spent`, "
+        "`reserved`, `estimate`, `currency`, `period`, and `resets_at` for a daily or monthly budget)",
         403: "The key may not do this",
         404: "No such job",
         409: "The job is not in a state that allows this",

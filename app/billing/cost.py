@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +29,22 @@ from app.billing.table import REGION_CURRENCY, Price, PriceTable
 log = logging.getLogger(__name__)
 
 DEFAULT_REGION = "cn-beijing"
+#: Amounts are summed in SQL as integer millionths of the currency (`jobs.cost_micros`): exact on both
+#: databases (SQLite has no decimal type; its NUMERIC would round through floats).
+MICROS = Decimal(1_000_000)
+
+
+def to_micros(amount: Decimal) -> int:
+    """An amount in millionths of its currency (half up: prices have at most a few decimals)."""
+    return int((amount * MICROS).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def from_micros(micros: int) -> Decimal:
+    """The amount of `micros` millionths, without trailing zeros beyond the cents ("1.5" → "1.50")."""
+    amount = (Decimal(micros) / MICROS).normalize()
+    cents = amount.quantize(Decimal("0.01"))
+    return cents if cents == amount else amount
+
 
 #: DashScope's hosts by region (dashscope-protocol.md §1.1). A workspace host is
 #: `{WorkspaceId}.{region}.maas.aliyuncs.com`.

@@ -5,6 +5,13 @@ more is submitted: jobs not yet finished, submissions per minute, and seconds of
 `admit` runs inside the transaction that inserts the job, after taking a per-tenant lock (SQLite's
 `BEGIN IMMEDIATE` already serializes writers; Postgres takes an advisory lock), so concurrent submissions
 cannot all slip under a limit. A refusal is a 429 with `Retry-After` and `RateLimit-*` headers.
+
+The budget (money) is checked the same way, and is a 402 `budget_exceeded`: the new job's estimate must
+fit the limit less what the tenant spent in the period (`cost_micros` of its jobs that finished since
+the period's start: what was billed, 0 for what was not) and what it has reserved (`cost_micros` of its
+unfinished jobs: their estimates). No reservation row exists: a job's own cost columns are its
+reservation until its terminal compare-and-set (`transitions.py`) replaces them with the billed amount
+or 0, which settles or releases it once, whatever crashes or replicas do.
 """
 
 from __future__ import annotations
@@ -12,15 +19,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.billing.cost import from_micros
 from app.db.locks import LockSpace, xact_lock
 from app.errors import AppError
 from app.jobs.models import Job
 from app.jobs.states import JobStatus
-from app.tenants.quotas import QuotaLimits
+from app.tenants.quotas import QuotaLimits, period_bounds
 
 MINUTE = timedelta(minutes=1)
 DAY = timedelta(days=1)
@@ -34,6 +43,20 @@ class QuotaExceeded(AppError):
     status = 429
     code = "quota_exceeded"
     title = "Quota exceeded"
+
+
+class BudgetExceeded(AppError):
+    status = 402
+    code = "budget_exceeded"
+    title = "Budget exceeded"
+
+
+@dataclass(frozen=True)
+class Charge:
+    """The new job's estimate (`cost_micros`, `cost.currency`), what its budget reserves."""
+
+    micros: int
+    currency: str
 
 
 @dataclass(frozen=True)
@@ -69,9 +92,15 @@ def _refuse(message: str, *, limit: int, retry_s: float, window_s: int, which: s
 
 
 async def admit(
-    session: AsyncSession, tenant: str, limits: QuotaLimits, video_seconds: float, now: datetime
+    session: AsyncSession,
+    tenant: str,
+    limits: QuotaLimits,
+    video_seconds: float,
+    now: datetime,
+    charge: Charge | None = None,
 ) -> Window | None:
-    """Raise QuotaExceeded if one more job of `video_seconds` breaks a limit; else the minute window."""
+    """Raise QuotaExceeded if one more job of `video_seconds` breaks a limit, BudgetExceeded if its
+    `charge` does not fit the budget; else the minute window."""
     await xact_lock(session, LockSpace.TENANT_QUOTA, tenant)
     mine = Job.owner == tenant
 
@@ -141,4 +170,48 @@ async def admit(
                 window_s=86400,
                 which="video_seconds_per_day",
             )
+    if limits.budget_micros and charge is not None and charge.micros > 0:
+        await _within_budget(session, tenant, limits, charge, now)
     return window
+
+
+async def _within_budget(
+    session: AsyncSession, tenant: str, limits: QuotaLimits, charge: Charge, now: datetime
+) -> None:
+    start, resets_at = period_bounds(limits.budget_period, now)
+    mine = Job.owner == tenant
+    finished = [mine, Job.status.in_(_FINISHED)]
+    if start is not None:
+        finished.append(Job.finished_at >= start)
+    spent = int(
+        await session.scalar(select(func.coalesce(func.sum(Job.cost_micros), 0)).where(*finished)) or 0
+    )
+    reserved = int(
+        await session.scalar(
+            select(func.coalesce(func.sum(Job.cost_micros), 0)).where(mine, Job.status.not_in(_FINISHED))
+        )
+        or 0
+    )
+    limit = limits.budget_micros
+    if spent + reserved + charge.micros <= limit:
+        return
+    money = {
+        "limit": str(from_micros(limit)),
+        "spent": str(from_micros(spent)),
+        "reserved": str(from_micros(reserved)),
+        "estimate": str(from_micros(charge.micros)),
+        "currency": charge.currency,
+        "period": limits.budget_period,
+    }
+    extra: dict[str, Any] = {"quota": "budget", **money}
+    when = ""
+    if resets_at is not None:
+        extra["resets_at"] = resets_at.isoformat().replace("+00:00", "Z")
+        when = f"; it resets at {extra['resets_at']}"
+    per = {"day": "daily", "month": "monthly", "total": "total"}[limits.budget_period]
+    raise BudgetExceeded(
+        f"this job's estimate of {money['estimate']} {charge.currency} does not fit this key's {per} "
+        f"budget of {money['limit']} {charge.currency}: {money['spent']} spent and {money['reserved']} "
+        f"reserved by unfinished jobs{when}",
+        extra=extra,
+    )

@@ -3,25 +3,28 @@
 `Transitions` calls these, so a cost changes only with a status, in the same transaction: the estimate
 when a job is inserted (from the request as the provider settled it: duration, tier, sound), and the
 final cost when it ends — billed from the task's `usage` for a job that succeeded upstream itself, 0 for
-everything DashScope does not bill (failed, canceled, a reused video, a follower). Quota code that
-reserves and settles money belongs beside these calls, in that transaction.
+everything DashScope does not bill (failed, canceled, a reused video, a follower). That is the budgets'
+reservation and settlement too: an unfinished job's `cost_micros` (the amount, for SQL sums) is reserved,
+and the terminal compare-and-set replaces it with what was billed (or 0), once (`admission.py` sums them).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.billing.cost import Cost, Pricing
+from app.billing.cost import Cost, Pricing, to_micros
 from app.jobs.models import Job
 from app.jobs.states import JobStatus
 
 
 def columns(cost: Cost | None) -> dict[str, Any]:
+    """The job's cost columns; `cost_micros` repeats the amount as an integer so that budgets can SUM it
+    in SQL (`admission.py`): an unfinished job's is its reservation, a finished one's what it spent."""
     if cost is None:
-        return {"cost": None, "price_version": None}
+        return {"cost": None, "price_version": None, "cost_micros": None}
     shown = cost.as_json()
     version = shown.pop("price_version")
-    return {"cost": shown, "price_version": version}
+    return {"cost": shown, "price_version": version, "cost_micros": to_micros(cost.amount)}
 
 
 def _requested(job: Job) -> tuple[str | None, bool | None, float]:

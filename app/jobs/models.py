@@ -47,6 +47,8 @@ class Job(Leased, Base):
         Index("ix_jobs_storage_key", "storage_key"),
         # The retention loop: old succeeded jobs, oldest first.
         Index("ix_jobs_status_finished_at", "status", "finished_at"),
+        # Budgets: what a tenant's jobs spent since the start of a period (jobs/admission.py).
+        Index("ix_jobs_owner_finished_at", "owner", "finished_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_job_id)
@@ -107,6 +109,9 @@ class Job(Leased, Base):
     cost: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
     #: The price table's version that priced `cost`.
     price_version: Mapped[str | None] = mapped_column(String(64))
+    #: `cost.amount` in millionths of its currency, for SQL sums (budgets): while the job is unfinished its
+    #: reservation, once finished what it spent. Null with `cost`.
+    cost_micros: Mapped[int | None] = mapped_column(BigInteger)
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -144,7 +144,12 @@ class JobService:
             async with self._sessions.begin() as session:
                 await self._reuse.apply(session, job, lookup, now)
                 if limits is not None and owner is not None:
-                    window = await admission.admit(session, owner, limits, job.video_seconds, now)
+                    # The estimate the insert stores is what the budget reserves: priced first.
+                    self._transitions.price(job)
+                    charge = None
+                    if job.cost_micros is not None and job.cost is not None:
+                        charge = admission.Charge(job.cost_micros, str(job.cost.get("currency", "")))
+                    window = await admission.admit(session, owner, limits, job.video_seconds, now, charge)
                 changed = await self._transitions.insert(session, job)
                 await held.link(session, job)
         if job.cached:

@@ -66,19 +66,24 @@ class Transitions:
     async def insert(self, session: AsyncSession, job: Job) -> Changed:
         """Store a new job (in whatever status it starts: queued, or succeeded when it reuses a video) with
         its first event, and its price: the estimate, or 0 for a job DashScope will not bill."""
-        if self._pricing is not None:
-            status = JobStatus(job.status)
-            if status.terminal:
-                priced = charges.at_end(self._pricing, job, status, job.upstream)
-            else:
-                priced = charges.at_start(self._pricing, job)
-            for name, value in priced.items():
-                setattr(job, name, value)
+        self.price(job)
         await repository.insert(session, job)
         for subscriber in self._subscribers:
             await subscriber.job_created(session, job)
         await self._record(session, job)
         return Changed((job.id,))
+
+    def price(self, job: Job) -> None:
+        """Set a new job's cost columns (as `insert` does): admission reads the estimate before insert."""
+        if self._pricing is None:
+            return
+        status = JobStatus(job.status)
+        if status.terminal:
+            priced = charges.at_end(self._pricing, job, status, job.upstream)
+        else:
+            priced = charges.at_start(self._pricing, job)
+        for name, value in priced.items():
+            setattr(job, name, value)
 
     async def write(self, session: AsyncSession, job: Job, **values: Any) -> Changed | None:
         """Write `values` iff the job is still at `job.version` (None otherwise: someone else changed it,

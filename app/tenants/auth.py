@@ -15,12 +15,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import AppError
 from app.tenants import keys
-from app.tenants.quotas import QuotaLimits
+from app.tenants.quotas import BUDGET_PERIODS, BudgetPeriod, QuotaLimits
 
 #: Remembered lookups, valid and invalid; past this many the memory is simply dropped.
 _CACHE_MAX = 10_000
@@ -50,6 +51,10 @@ class Principal:
 
 
 ANONYMOUS = Principal(tenant=None, key_name=None, admin=True, limits=None)
+
+
+def _period(value: str | None) -> BudgetPeriod | None:
+    return cast(BudgetPeriod, value) if value in BUDGET_PERIODS else None
 
 
 class Authenticator:
@@ -140,6 +145,8 @@ class Authenticator:
                     if row.video_seconds_per_day is None
                     else row.video_seconds_per_day
                 ),
+                budget_micros=d.budget_micros if row.budget_micros is None else row.budget_micros,
+                budget_period=_period(row.budget_period) or d.budget_period,
             )
             found = Principal(row.tenant, row.name, row.admin, limits)
         if len(self._cache) >= _CACHE_MAX:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import utcnow
 from app.tenants.models import ApiKey
+from app.tenants.quotas import BUDGET_PERIODS
 
 KEY_PREFIX = "wg_"
 KEY_BYTES = 32
@@ -98,9 +99,16 @@ async def create(
     max_active_jobs: int | None = None,
     submits_per_minute: int | None = None,
     video_seconds_per_day: int | None = None,
+    budget_micros: int | None = None,
+    budget_period: str | None = None,
 ) -> tuple[ApiKey, str]:
-    """A new key for `tenant` (default: `name`); returns the row and the key, which is never stored."""
+    """A new key for `tenant` (default: `name`); returns the row and the key, which is never stored.
+    `budget_micros` is in millionths of the region's currency (None: QUOTA_BUDGET, 0: no budget)."""
     check_name(name)
+    if budget_micros is not None and budget_micros < 0:
+        raise KeyProblem("the budget must be 0 (none) or more")
+    if budget_period is not None and budget_period not in BUDGET_PERIODS:
+        raise KeyProblem(f"the budget period must be one of {', '.join(BUDGET_PERIODS)}")
     check_name(tenant or name, "tenant")
     if await session.scalar(select(ApiKey.id).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))):
         raise KeyProblem(f"a key named {name!r} exists already")
@@ -114,6 +122,8 @@ async def create(
         max_active_jobs=max_active_jobs,
         submits_per_minute=submits_per_minute,
         video_seconds_per_day=video_seconds_per_day,
+        budget_micros=budget_micros,
+        budget_period=budget_period,
         created_at=utcnow(),
     )
     session.add(row)

@@ -1,7 +1,7 @@
 """The `api_keys` table: one row per client key, stored only as a hash.
 
 A key belongs to a tenant (its jobs' `owner`); several keys may share one (rotation). Quota columns
-override the gateway-wide defaults for requests made with that key; NULL means the default.
+(and the budget) override the gateway-wide defaults for requests made with that key; NULL means the default.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import BigInteger, Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, utcnow
@@ -34,5 +34,9 @@ class ApiKey(Base):
     max_active_jobs: Mapped[int | None] = mapped_column(Integer)
     submits_per_minute: Mapped[int | None] = mapped_column(Integer)
     video_seconds_per_day: Mapped[int | None] = mapped_column(Integer)
+    #: The budget in millionths of the region's currency (the jobs' `cost.currency`); 0: none.
+    budget_micros: Mapped[int | None] = mapped_column(BigInteger)
+    #: `day`, `month` or `total` (tenants/quotas.py `BudgetPeriod`).
+    budget_period: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]

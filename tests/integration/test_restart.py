@@ -1,8 +1,10 @@
 """Kill -9 the real `wan-gateway serve` process at several points and start it again: every job resumes,
-finishes once, and each makes exactly one upstream task (the embedded sandbox keeps its tasks on disk)."""
+finishes once, and each makes exactly one upstream task (the embedded sandbox keeps its tasks on disk);
+a budget's reservations are settled or released once."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,3 +194,61 @@ async def test_kill_9_between_the_terminal_status_and_its_delivery(tmp_path: Pat
                 assert (await client.get(f"/v1/jobs/{job_id}")).json()["status"] == "succeeded"
         finally:
             gateway.stop()
+
+
+async def test_kill_9_after_terminal_writes_settles_each_budget_reservation_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A 3.00 CNY daily budget, two 1.50 jobs (one fails upstream, one succeeds); the process dies right
+    after each terminal write. After the restarts the failure released its 1.50 and the success spent
+    1.50, once: one more job fits, the next is refused with exactly those figures."""
+    key = "carol-key-" + "c" * 32
+    env = {
+        **gateway_env(tmp_path, database_url),
+        "GATEWAY_API_KEYS": f"carol:{key}",
+        "QUOTA_BUDGET": "3",
+        "QUOTA_BUDGET_PERIOD": "day",
+    }
+    gateway = GatewayProcess(env, free_port(), tmp_path / "gateway.log")
+    flash = {"model": "wan2.6-i2v-flash", "duration": 5, "size": "1280*720", "audio": True}
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{gateway.port}",
+            timeout=10,
+            verify=client_context(),
+            headers={"Authorization": f"Bearer {key}"},
+        ) as client:
+
+            async def up() -> bool:
+                try:
+                    return (await client.get("/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            async def submit(prompt: str, seed: int) -> httpx.Response:
+                body = {"prompt": prompt, "reference_image": data_uri(640, 360), "seed": seed, **flash}
+                return await client.post("/v1/jobs", json=body)
+
+            async def ended(count: int) -> bool:
+                finished = [(await client.get(f"/v1/jobs/{i}")).json()["status"] for i in ids]
+                return sum(s in ("succeeded", "failed", "canceled") for s in finished) >= count
+
+            gateway.start()
+            await wait_for(up, within=60, what="the gateway to start")
+            ids = [(await submit(p, s)).json()["id"] for p, s in (("a [sandbox:FAILED]", 1), ("b", 2))]
+            for count in (1, 2):
+                await wait_for(functools.partial(ended, count), within=60, what=f"{count} job(s) to end")
+                gateway.kill()  # at once after the terminal write: before its webhooks, feed, anything
+                gateway.start()
+                await wait_for(up, within=60, what="the gateway to restart")
+
+            costs = [(await client.get(f"/v1/jobs/{i}")).json()["cost"]["amount"] for i in ids]
+            assert costs == ["0", "1.50"]
+            fits = await submit("c [sandbox:stuck]", 3)
+            assert fits.status_code == 202, fits.text
+            refused = await submit("d", 4)
+            assert refused.status_code == 402, refused.text
+            figures = refused.json()
+            assert (figures["limit"], figures["spent"], figures["reserved"]) == ("3.00", "1.50", "1.50")
+    finally:
+        gateway.stop()

@@ -188,3 +188,34 @@ def test_the_documented_example_file_is_a_valid_table(tmp_path: Path) -> None:
     assert table.version == "2026-12-01+acme-3"
     assert table.lookup("cn-beijing", "wan2.7-i2v", "720P", None) is not None
     assert table.lookup("us-east-1", "wan2.6-i2v", "1080P", None) is not None
+
+
+def test_budget_amounts_and_periods() -> None:
+    from datetime import UTC, datetime
+
+    from app.billing.cost import from_micros, to_micros
+    from app.tenants.quotas import period_bounds
+
+    assert [to_micros(Decimal(a)) for a in ("1.5", "0.000001", "0.0000005", "3")] == [
+        1_500_000,
+        1,
+        1,
+        3_000_000,
+    ]
+    assert [str(from_micros(m)) for m in (1_500_000, 0, 123_456, 3_000_000)] == [
+        "1.50",
+        "0.00",
+        "0.123456",
+        "3.00",
+    ]
+    late = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert period_bounds("day", late) == (
+        datetime(2026, 12, 31, tzinfo=UTC),
+        datetime(2027, 1, 1, tzinfo=UTC),
+    )
+    assert period_bounds("month", late) == (
+        datetime(2026, 12, 1, tzinfo=UTC),
+        datetime(2027, 1, 1, tzinfo=UTC),
+    )
+    assert period_bounds("month", datetime(2026, 2, 3, 4, tzinfo=UTC))[1] == datetime(2026, 3, 1, tzinfo=UTC)
+    assert period_bounds("total", late) == (None, None)

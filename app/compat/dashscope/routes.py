@@ -75,6 +75,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for status, what in {
         400: "`InvalidParameter` (the message names the field), `UnsupportedOperation`",
         401: "`InvalidApiKey`",
+        402: "`Arrearage`: the job's estimate does not fit the key's budget (the message says by how much)",
         403: "`AccessDenied`",
         429: "`Throttling…` (the message names the quota)",
         503: "`ServiceUnavailable`",

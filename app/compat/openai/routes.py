@@ -40,6 +40,7 @@ router = APIRouter(prefix=PREFIX, tags=[TAG], route_class=StrictRoute)
 _ERRORS = {
     400: "A parameter is invalid or unknown: `param` names it (in OpenAI's names: `seconds`, `model`, …)",
     401: "No API key, or one that is unknown or revoked",
+    402: "The video's estimated cost does not fit the key's budget (`code`: `budget_exceeded`)",
     404: "No such video (or another tenant's)",
     409: "The video is not in a state that allows this",
     410: "The stored video was removed (STORAGE_RETENTION_S)",
@@ -180,7 +181,7 @@ async def _answer(jobs: JobService, job: Job, response: Response) -> Video:
     response_model=Video,
     summary="Create a video (OpenAI's videos.create)",
     openapi_extra={"requestBody": _CREATE_BODY},
-    responses={200: {"headers": _POLL_AFTER}, **errors(400, 401, 409, 429, 503)},
+    responses={200: {"headers": _POLL_AFTER}, **errors(400, 401, 402, 409, 429, 503)},
 )
 async def create_video(
     request: Request,
@@ -304,7 +305,7 @@ async def download_content(
     response_model=Video,
     summary="Remix a video with a new prompt (OpenAI's videos.remix)",
     openapi_extra={"requestBody": _REMIX_BODY},
-    responses={200: {"headers": _POLL_AFTER}, **errors(400, 401, 404, 409, 429, 503)},
+    responses={200: {"headers": _POLL_AFTER}, **errors(400, 401, 402, 404, 409, 429, 503)},
 )
 async def remix_video(
     video_id: str,
