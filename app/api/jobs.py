@@ -101,7 +101,11 @@ async def create_job(
     new job that is already `succeeded` and reuses that video (`cached: true`); one identical to a job
     still running follows it (`source_job_id`) instead of being submitted again."""
     created = await jobs.submit(
-        body, owner=caller.tenant, limits=caller.limits, idempotency_key=idempotency_key
+        body,
+        owner=caller.tenant,
+        api_key=caller.key_name,
+        limits=caller.limits,
+        idempotency_key=idempotency_key,
     )
     job = created.job
     response.headers["Location"] = f"/v1/jobs/{job.id}"

@@ -1,8 +1,9 @@
 """`GET /v1/usage`: what finished jobs cost, per day, model or tenant (architecture §3.1 "Money").
 
 A key sees its tenant's jobs; an admin key (or anyone while authentication is off) sees every tenant's.
-`group_by=tenant` is allowed to every key: scoped, a tenant's key gets its one row. `group_by=key` is
-refused (422): jobs record their tenant (`owner`), not the key that made them.
+`group_by=tenant` is allowed to every key: scoped, a tenant's key gets its one row. `group_by=key` groups
+by the name of the key that made each job (`jobs.api_key`; null for jobs made before it was recorded or
+with authentication off): a tenant's key sees its tenant's keys.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ router = APIRouter(prefix="/v1", tags=["usage"], route_class=StrictRoute)
 
 class UsageGroup(BaseModel):
     group: str | None = Field(
-        description="The day (`YYYY-MM-DD`, UTC, by `finished_at`), the model or the tenant (null: jobs "
-        "made while authentication was off)."
+        description="The day (`YYYY-MM-DD`, UTC, by `finished_at`), the model, the key's name or the "
+        "tenant (null: jobs made while authentication was off; for `key`, also jobs made before the "
+        "gateway recorded their key)."
     )
     jobs: int = Field(description="Finished jobs, billed or not (a failed or canceled job bills 0).")
     billed_seconds: int | float = Field(description="Seconds of video DashScope billed.")
@@ -79,7 +81,7 @@ def _row(row: UsageRow) -> UsageGroup:
     "/usage",
     response_model=UsageOut,
     response_model_by_alias=True,
-    summary="Spend of finished jobs per day, model or tenant",
+    summary="Spend of finished jobs per day, model, key or tenant",
     responses=problem_responses(401, 422),
 )
 async def get_usage(
@@ -100,7 +102,7 @@ async def get_usage(
     ] = None,
     group_by: Annotated[
         Literal["day", "model", "key", "tenant"],
-        Query(description="`key` is not available yet: jobs record their tenant, not their key."),
+        Query(description="`key`: by the name of the key that made each job."),
     ] = "day",
 ) -> UsageOut:
     """Finished jobs (succeeded, failed, canceled) by `finished_at` in [`from`, `to`), with their final
@@ -110,11 +112,6 @@ async def get_usage(
     start = parse_instant(since, "from") or month_start(end)
     if start > end:
         raise FieldError("from", "must not be after `to`")
-    if group_by == "key":
-        raise FieldError(
-            "group_by",
-            "group_by=key needs jobs to record the key that made them; they record only the tenant",
-        )
     rows = await metrics.usage(
         since=start, until=end, group_by=group_by, tenant=caller.tenant, every_tenant=caller.admin
     )

@@ -133,6 +133,7 @@ def new_job(
     accepted: Accepted,
     *,
     owner: str | None,
+    api_key: str | None = None,
     idempotency_key: str | None,
     now: datetime,
     deadline_s: float,
@@ -141,6 +142,7 @@ def new_job(
     submission = accepted.submission
     return Job(
         owner=owner,
+        api_key=api_key,
         idempotency_key=idempotency_key,
         cache_key=accepted.cache_key,
         status=JobStatus.QUEUED,

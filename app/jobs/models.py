@@ -53,6 +53,10 @@ class Job(Leased, Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_job_id)
     owner: Mapped[str | None] = mapped_column(String(64))
+    #: The name of the key that made the job (`wan-gateway keys list`, or its GATEWAY_API_KEYS name; never
+    #: the key or its hash), for `GET /v1/usage?group_by=key`. Null: authentication off, or made before
+    #: revision 0015.
+    api_key: Mapped[str | None] = mapped_column(String(64))
     # The Idempotency-Key the job was created with, for information (keys live in `idempotency_keys`:
     # they expire and may be used again, so this column is not unique).
     idempotency_key: Mapped[str | None] = mapped_column(String(255))

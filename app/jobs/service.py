@@ -111,21 +111,27 @@ class JobService:
         body: api.JobCreate,
         *,
         owner: str | None = None,
+        api_key: str | None = None,
         limits: QuotaLimits | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
-        return (await self.submit(body, owner=owner, limits=limits, idempotency_key=idempotency_key)).job
+        return (
+            await self.submit(
+                body, owner=owner, api_key=api_key, limits=limits, idempotency_key=idempotency_key
+            )
+        ).job
 
     async def submit(
         self,
         body: api.JobCreate,
         *,
         owner: str | None = None,
+        api_key: str | None = None,
         limits: QuotaLimits | None = None,
         idempotency_key: str | None = None,
     ) -> Created:
-        """Store a new job for `owner` (the tenant) within its quota `limits`, if any (or, with an
-        `Idempotency-Key` already used for this body, return its job)."""
+        """Store a new job for `owner` (the tenant), made with the key named `api_key`, within its quota
+        `limits`, if any (or, with an `Idempotency-Key` already used for this body, return its job)."""
         async with self._keys.hold(owner, idempotency_key, body) as held:
             if held.replay is not None:
                 return Created(held.replay, replayed=True)
@@ -136,6 +142,7 @@ class JobService:
                 body,
                 accepted,
                 owner=owner,
+                api_key=api_key,
                 idempotency_key=held.key,
                 now=now,
                 deadline_s=self._config.job_deadline_s,

@@ -58,20 +58,18 @@ async def usage(
 ) -> list[UsageRow]:
     """Rows of the jobs finished in [since, until), of `tenant` unless `every_tenant`, one per (group,
     currency), sorted by group then currency."""
-    if group_by == "key":
-        raise ValueError("jobs do not record their key")  # the route answers 422 before this
-    query = select(Job.finished_at, Job.model, Job.owner, Job.cost).where(
+    query = select(Job.finished_at, Job.model, Job.owner, Job.api_key, Job.cost).where(
         Job.status.in_(_FINISHED), Job.finished_at >= since, Job.finished_at < until
     )
     if not every_tenant:
         query = query.where(Job.owner.is_(None) if tenant is None else Job.owner == tenant)
     sums: dict[tuple[str | None, str], list[Any]] = defaultdict(lambda: [0, Decimal(0), Decimal(0)])
-    for finished_at, model, owner, cost in (await session.execute(query)).all():
+    for finished_at, model, owner, api_key, cost in (await session.execute(query)).all():
         billed = _billed(cost)
         if billed is None:
             continue
         currency, seconds, amount = billed
-        group = {"day": finished_at.date().isoformat(), "model": model}.get(group_by, owner)
+        group = {"day": finished_at.date().isoformat(), "model": model, "key": api_key}.get(group_by, owner)
         row = sums[(group, currency)]
         row[0] += 1
         row[1] += seconds

@@ -1,6 +1,6 @@
 """`GET /v1/usage`, the spend counters of `/metrics` and `wan-gateway usage`: billed amounts summed per
-model, day and tenant (a failed job counted with 0), scoped to the caller's tenant (an admin sees every
-tenant), bad parameters a 422 naming the field."""
+model, day, key and tenant (a failed or canceled job counted with 0), scoped to the caller's tenant (an
+admin sees every tenant), bad parameters a 422 naming the field."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from app.client import usage as usage_cli
 from app.db.base import utcnow
+from app.jobs.models import Job
+from app.tenants import keys
 from tests.conftest import Served, serve
 from tests.integration.test_cost import FLASH
 from tests.integration.test_tenants import ALICE, BOB, OPS, as_, keyed
@@ -64,7 +67,6 @@ async def test_usage_sums_billed_jobs_per_group_scoped_to_the_tenant(
             ({"to": "2026-13-01"}, "to"),
             ({"from": "2026-12-02", "to": "2026-12-01T23:00:00Z"}, "from"),
             ({"group_by": "week"}, "group_by"),
-            ({"group_by": "key"}, "group_by"),
         ]:
             response = await served.client.get("/v1/usage", params=params, headers=as_(ALICE))
             assert response.status_code == 422, (params, response.text)
@@ -86,6 +88,47 @@ async def test_usage_sums_billed_jobs_per_group_scoped_to_the_tenant(
         out = capsys.readouterr().out.splitlines()
         assert out[1].split() == ["group", "jobs", "billed_seconds", "amount", "currency"]
         assert out[2].split() == ["wan2.6-i2v-flash", "2", "5", "1.50", "CNY"]
-        args.group_by, args.key = "key", BOB
+        args.group_by = "week"
         assert await asyncio.to_thread(usage_cli.run, args) == 1
         assert "422" in capsys.readouterr().err
+
+        # group_by=key: a second key of alice's, through the DashScope facade and the OpenAI projection.
+        async with served.gateway.sessions.begin() as session:
+            _, ci = await keys.create(session, "alice-ci", tenant="alice")
+        facade = await served.client.post(
+            "/api/v1/services/aigc/video-generation/video-synthesis",
+            json={
+                "model": "wan2.6-i2v-flash",
+                "input": {"prompt": "a dog", "img_url": png_uri},
+                "parameters": {"resolution": "720P", "duration": 5, "audio": True},
+            },
+            headers={**as_(ci), "X-DashScope-Async": "enable"},
+        )
+        assert facade.status_code == 200, facade.text
+        served.headers = as_(ci)
+        facade_id = facade.json()["output"]["task_id"]
+        assert (await served.drive(facade_id, "succeeded", "failed"))["status"] == "succeeded"
+        openai = await served.client.post(
+            "/v1/videos",
+            json={
+                "prompt": "a dog",
+                "seconds": "5",
+                "size": "1280x720",
+                "input_reference": {"image_url": png_uri},
+            },
+            headers=as_(ci),
+        )
+        assert openai.status_code in (200, 201), openai.text
+        canceled = await served.client.post(f"/v1/jobs/{openai.json()['id']}/cancel", headers=as_(ci))
+        assert canceled.json()["status"] == "canceled", canceled.text
+        ci_row = {**FLASH_ROW, "jobs": 2, "amount": "1.50", "group": "alice-ci"}
+        assert await usage(ALICE, group_by="key") == [{**alice, "group": "alice"}, ci_row]
+        assert await usage(ci, group_by="key") == [{**alice, "group": "alice"}, ci_row]  # the tenant's
+        # A job from before jobs recorded their key: the group null.
+        async with served.gateway.sessions.begin() as session:
+            await session.execute(update(Job).where(Job.owner == "bob").values(api_key=None))
+        assert await usage(OPS, group_by="key") == [
+            {**FLASH_ROW, "jobs": 1, "amount": "1.50", "group": None},
+            {**alice, "group": "alice"},
+            ci_row,
+        ]

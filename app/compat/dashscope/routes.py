@@ -176,7 +176,13 @@ async def _create(
         last_name = "input.last_frame_url"
         last = await _image(given.last_frame_url, last_name, owner=owner, resolve=resolve, uploads=uploads)
     job_body = JobCreate.model_validate(wire.to_job_body(body, reference=reference, last_frame=last))
-    created = await jobs.submit(job_body, owner=owner, limits=caller.limits, idempotency_key=idempotency_key)
+    created = await jobs.submit(
+        job_body,
+        owner=owner,
+        api_key=caller.key_name,
+        limits=caller.limits,
+        idempotency_key=idempotency_key,
+    )
     headers = created.window.headers() if created.window is not None else {}
     output = {"task_id": created.job.id, "task_status": wire.TASK_STATUS[created.job.status]}
     return JSONResponse({"request_id": new_request_id(), "output": output}, headers=headers)

@@ -154,7 +154,9 @@ async def _submit(
     jobs: JobService, body: JobCreate, caller: Principal, key: str | None, response: Response
 ) -> Created:
     try:
-        created = await jobs.submit(body, owner=caller.tenant, limits=caller.limits, idempotency_key=key)
+        created = await jobs.submit(
+            body, owner=caller.tenant, api_key=caller.key_name, limits=caller.limits, idempotency_key=key
+        )
     except FieldError as exc:
         raise renamed(exc) from None
     if created.window is not None:
