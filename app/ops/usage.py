@@ -6,11 +6,11 @@ what DashScope billed, a failed or canceled one (and a reused or followed one) 0
 money. A job whose model the price table does not price has no cost and is left out. Deleted and expired
 jobs still count: the money was spent.
 
-The window's rows are read (one query on `ix_jobs_status_finished_at`) and summed with `Decimal` here, so
-amounts are exact on every database. A numeric amount column would let SQL sum them instead.
-
-`/metrics` sums every finished job's cost in SQL at each scrape (JSON fields cast to numeric): a scan of
-the finished jobs per scrape, cheap for moderate tables; a numeric column or a daily rollup would bound it.
+Both are summed by the database, grouped: the amount is `cost_micros` (an integer of millionths, so the
+sum is exact on SQLite and Postgres alike, turned back into a decimal string here), the billed seconds
+`cost.billed_seconds` cast to numeric. The window is one query on `ix_jobs_status_finished_at`; `/metrics`
+sums every finished job at each scrape: a scan of the finished jobs, cheap for moderate tables (a daily
+rollup would bound it).
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import Numeric, cast, func, select
+from sqlalchemy import ColumnElement, Numeric, String, cast, false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.billing.cost import from_micros
 from app.jobs.models import Job
 from app.statuses import TERMINAL
 
@@ -39,7 +40,8 @@ _FINISHED = [status.value for status in TERMINAL]
 
 @dataclass(frozen=True)
 class UsageRow:
-    #: The day (`YYYY-MM-DD`, UTC), model or tenant; None for the jobs of no tenant (authentication off).
+    #: The day (`YYYY-MM-DD`, UTC), model, key name or tenant; None for the jobs of no tenant
+    #: (authentication off) and, by key, for the jobs made before they recorded their key.
     group: str | None
     currency: str
     jobs: int
@@ -57,38 +59,59 @@ async def usage(
     every_tenant: bool,
 ) -> list[UsageRow]:
     """Rows of the jobs finished in [since, until), of `tenant` unless `every_tenant`, one per (group,
-    currency), sorted by group then currency."""
-    query = select(Job.finished_at, Job.model, Job.owner, Job.api_key, Job.cost).where(
-        Job.status.in_(_FINISHED), Job.finished_at >= since, Job.finished_at < until
+    currency), sorted by group then currency: summed by the database, one row per group comes back."""
+    group = {
+        "day": _day(session.get_bind().dialect.name),
+        "model": Job.model,
+        "key": Job.api_key,
+        "tenant": Job.owner,
+    }[group_by]
+    currency = Job.cost["currency"].as_string()
+    query = (
+        select(group, currency, func.count(), func.sum(_billed_seconds()), func.sum(Job.cost_micros))
+        .where(
+            Job.status.in_(_FINISHED),
+            Job.finished_at >= since,
+            Job.finished_at < until,
+            *_final_cost(currency),
+        )
+        .group_by(group, currency)
     )
     if not every_tenant:
         query = query.where(Job.owner.is_(None) if tenant is None else Job.owner == tenant)
-    sums: dict[tuple[str | None, str], list[Any]] = defaultdict(lambda: [0, Decimal(0), Decimal(0)])
-    for finished_at, model, owner, api_key, cost in (await session.execute(query)).all():
-        billed = _billed(cost)
-        if billed is None:
-            continue
-        currency, seconds, amount = billed
-        group = {"day": finished_at.date().isoformat(), "model": model, "key": api_key}.get(group_by, owner)
-        row = sums[(group, currency)]
-        row[0] += 1
-        row[1] += seconds
-        row[2] += amount
+    rows = [
+        UsageRow(name, str(cur), int(jobs), _decimal(seconds), from_micros(int(micros or 0)))
+        for name, cur, jobs, seconds, micros in (await session.execute(query)).all()
+    ]
+    return sorted(rows, key=lambda row: (row.group is not None, row.group or "", row.currency))
+
+
+def _day(dialect: str) -> ColumnElement[str]:
+    """`finished_at`'s UTC date as `YYYY-MM-DD`, in SQL."""
+    if dialect == "postgresql":  # timestamptz: its date in UTC whatever the session's time zone
+        return func.to_char(func.timezone("UTC", Job.finished_at), "YYYY-MM-DD", type_=String)
+    return func.date(Job.finished_at, type_=String)  # SQLite keeps naive UTC text (db/base.py)
+
+
+def _billed_seconds() -> ColumnElement[Any]:
+    return cast(Job.cost["billed_seconds"].as_string(), Numeric)
+
+
+def _final_cost(currency: ColumnElement[str | None]) -> list[ColumnElement[bool]]:
+    """A job's final cost: priced (`cost_micros`, which the terminal write set), in a currency, and no
+    longer an estimate."""
     return [
-        UsageRow(group, currency, jobs, seconds, amount)
-        for (group, currency), (jobs, seconds, amount) in sorted(
-            sums.items(), key=lambda item: (item[0][0] is not None, item[0][0] or "", item[0][1])
-        )
+        Job.cost_micros.is_not(None),
+        currency.is_not(None),
+        Job.cost["estimated"].as_boolean() == false(),
     ]
 
 
-def _billed(cost: Any) -> tuple[str, Decimal, Decimal] | None:
-    if not isinstance(cost, dict) or cost.get("estimated") is not False:
-        return None
-    try:
-        return str(cost["currency"]), Decimal(str(cost["billed_seconds"])), Decimal(str(cost["amount"]))
-    except (KeyError, InvalidOperation):
-        return None
+def _decimal(value: Any) -> Decimal:
+    """A SQL sum as a Decimal (SQLite answers an int or a float, Postgres a Decimal; None: no rows)."""
+    if value is None:
+        return Decimal(0)
+    return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
 @dataclass(frozen=True)
@@ -107,20 +130,16 @@ async def spend(session: AsyncSession) -> list[Spend]:
     keeps them. Rows are never removed, so each figure only grows (a counter read from the database)."""
     currency = Job.cost["currency"].as_string()
     query = (
-        select(
-            Job.owner,
-            Job.model,
-            currency,
-            func.sum(cast(Job.cost["amount"].as_string(), Numeric)),
-            func.sum(cast(Job.cost["billed_seconds"].as_string(), Numeric)),
-        )
-        .where(Job.status.in_(_FINISHED), currency.is_not(None))
+        select(Job.owner, Job.model, currency, func.sum(Job.cost_micros), func.sum(_billed_seconds()))
+        .where(Job.status.in_(_FINISHED), *_final_cost(currency))
         .group_by(Job.owner, Job.model, currency)
     )
     return capped(
         [
-            Spend(owner or NO_TENANT, model, str(cur), float(amount or 0), float(seconds or 0))
-            for owner, model, cur, amount, seconds in (await session.execute(query)).all()
+            Spend(
+                owner or NO_TENANT, model, str(cur), float(from_micros(int(micros or 0))), float(seconds or 0)
+            )
+            for owner, model, cur, micros, seconds in (await session.execute(query)).all()
         ]
     )
 
