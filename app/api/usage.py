@@ -1,4 +1,4 @@
-"""`GET /v1/usage`: what finished jobs cost, per day, model or tenant (architecture §3.1 "Money").
+"""`GET /v1/usage`: what finished jobs cost, per day, model, key or tenant (architecture §3.1 "Money").
 
 A key sees its tenant's jobs; an admin key (or anyone while authentication is off) sees every tenant's.
 `group_by=tenant` is allowed to every key: scoped, a tenant's key gets its one row. `group_by=key` groups
