@@ -1,5 +1,5 @@
 """A pool of two upstream accounts: queued jobs spread over both, each within its own limits, and every
-job's task lives (and is polled) on the account it was sent to."""
+job's task lives (and is polled, and reconciled) on the account it was sent to."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ async def test_two_accounts_share_sixteen_jobs_within_their_limits(tmp_path: Pat
     async with serve(settings) as served:
         gateway = served.gateway
         assert gateway.accounts.names == ["sandbox-1", "sandbox-2"]
+        # Creates that make their task but answer 500: each is looked up on the account it went to (on the
+        # other one it cannot be found, and would be sent again: more than 16 tasks).
+        served.sandbox.faults.add("create_after:500*4")
         png = data_uri(640, 360)
         ids = [await served.submit(png, prompt=f"pool {i}") for i in range(16)]
 
@@ -45,6 +48,8 @@ async def test_two_accounts_share_sixteen_jobs_within_their_limits(tmp_path: Pat
         }
         assert sorted(len(v) for v in placed.values())[0] >= 4, placed  # each account got a share
         assert sum(len(v) for v in placed.values()) == 16
+        assert served.sandbox.stats.created_total == 16  # no ambiguous create was sent twice
+        assert served.sandbox.stats.injected == {"create_after:500": 4}  # … all four reconciled
 
         sandbox = served.sandbox
         keys = dict(zip(("sandbox-1", "sandbox-2"), sandbox.config.api_keys, strict=True))
@@ -68,4 +73,5 @@ async def test_two_accounts_share_sixteen_jobs_within_their_limits(tmp_path: Pat
             assert account["throttled"] == {"create": 0, "task_api": 0}, account
             family = account["families"]["wan2.6"]
             assert 0 < family["peak"] <= family["limit"], account
+            assert family["peak"] <= 4, account  # the gateway's cap, per account (the sandbox's is 5)
         assert stats["responses"].get("429", 0) == 0, stats["responses"]
