@@ -75,3 +75,44 @@ async def test_two_accounts_share_sixteen_jobs_within_their_limits(tmp_path: Pat
             assert 0 < family["peak"] <= family["limit"], account
             assert family["peak"] <= 4, account  # the gateway's cap, per account (the sandbox's is 5)
         assert stats["responses"].get("429", 0) == 0, stats["responses"]
+
+
+async def test_cancel_goes_to_the_jobs_own_account(tmp_path: Path, database_url: str) -> None:
+    """wan2.2 runs 2 tasks at once per account; a gateway cap of 3 leaves one task PENDING on each account.
+    Canceling the second account's works only there (the first would answer UnsupportedOperation: 409)."""
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        sandbox_account_count=2,
+        sandbox_enforce_limits=True,
+        upstream_max_inflight="wan2.2=3",
+        worker_batch_size=16,
+    )
+    async with serve(settings) as served:
+        gateway = served.gateway
+        body = {"model": "wan2.2-i2v-flash", "resolution": "480P", "reference_image": data_uri(640, 360)}
+        ids = []
+        for i in range(6):
+            response = await served.client.post("/v1/jobs", json={**body, "prompt": f"[sandbox:stuck] {i}"})
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["id"])
+
+        async def one_pending_each() -> dict[str, str] | None:
+            await gateway.poller.run_once()
+            async with gateway.sessions() as session:
+                rows = (await session.execute(select(Job.id, Job.account, Job.upstream_status))).all()
+            pending = {account: job_id for job_id, account, status in rows if status == "PENDING"}
+            running = [job_id for job_id, _, status in rows if status == "RUNNING"]
+            return pending if len(pending) == 2 and len(running) == 4 else None
+
+        pending = await wait_for(one_pending_each, within=30, what="two running and one pending per account")
+        response = await served.client.post(f"/v1/jobs/{pending['sandbox-2']}/cancel")
+        assert response.status_code == 200, response.text
+        canceled = response.json()
+        assert canceled["status"] == "canceled" and canceled["upstream"]["status"] == "CANCELED"
+        key = served.sandbox.config.api_keys[1]
+        async with httpx.AsyncClient(base_url=served.sandbox.public_url, timeout=10) as upstream:
+            task = await upstream.get(
+                f"/api/v1/tasks/{canceled['upstream']['task_id']}", headers={"Authorization": f"Bearer {key}"}
+            )
+        assert task.json()["output"]["task_status"] == "CANCELED"
