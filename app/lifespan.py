@@ -176,7 +176,13 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
         else:
             base_url, api_key, sandbox = await _open_upstream(settings, stack)
         # One price region for now: the single account's, or the pool's first (per-account: left for later).
-        pricing = wiring.pricing(settings, base_url, prices)  # the sandbox's loopback URL: Beijing
+        pricing = wiring.pricing(settings, base_url, prices, region=pooled[0].region if pooled else None)
+        if pooled and len(set(regions := wiring.pool_regions(settings, pooled).values())) > 1:
+            log.warning(
+                "the account pool spans regions %s: every job is priced as %s, the first account's",
+                sorted(regions),
+                pricing.region,
+            )
         upstream_http = await stack.enter_async_context(
             httpx.AsyncClient(
                 timeout=wiring.upstream_timeout(settings),

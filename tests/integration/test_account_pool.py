@@ -97,7 +97,7 @@ async def test_cancel_goes_to_the_jobs_own_account(tmp_path: Path, database_url:
             assert response.status_code == 202, response.text
             ids.append(response.json()["id"])
 
-        async def one_pending_each() -> dict[str, str] | None:
+        async def one_pending_each() -> dict[str | None, str] | None:
             await gateway.poller.run_once()
             async with gateway.sessions() as session:
                 rows = (await session.execute(select(Job.id, Job.account, Job.upstream_status))).all()
