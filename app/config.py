@@ -9,6 +9,8 @@ group. app/wiring.py builds each component's config from these (storage reads it
 from __future__ import annotations
 
 import configparser
+import json
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
@@ -56,6 +58,58 @@ def _credentials_file_key(path: Path) -> str | None:
     return value or None
 
 
+REGIONS = ("cn-beijing", "ap-southeast-1", "us-east-1")
+_ACCOUNT_FIELDS = {"name", "api_key", "base_url", "region"}
+
+
+@dataclass(frozen=True)
+class UpstreamAccount:
+    """One DASHSCOPE_ACCOUNTS entry. `base_url` None: DASHSCOPE_BASE_URL (the embedded sandbox's URL in
+    sandbox mode); `region` None: derived from the base URL as DASHSCOPE_REGION is."""
+
+    name: str
+    api_key: SecretStr
+    base_url: str | None = None
+    region: str | None = None
+
+
+def parse_accounts(raw: str) -> list[UpstreamAccount]:
+    """DASHSCOPE_ACCOUNTS' JSON array; a ValueError names the entry (by position and name) and field."""
+    try:
+        entries = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"DASHSCOPE_ACCOUNTS is not JSON: {exc}") from None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError('DASHSCOPE_ACCOUNTS must be a non-empty JSON array of {"name", "api_key", …}')
+    accounts: list[UpstreamAccount] = []
+    for index, entry in enumerate(entries):
+        where = f"DASHSCOPE_ACCOUNTS[{index}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} must be an object")
+        if isinstance(entry.get("name"), str):
+            where += f" ({entry['name']!r})"
+        if unknown := sorted(set(entry) - _ACCOUNT_FIELDS):
+            raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        name, key = entry.get("name"), entry.get("api_key")
+        if not isinstance(name, str) or not name.strip() or len(name) > 64:
+            raise ValueError(f"{where}.name must be a non-empty string of at most 64 characters")
+        if not isinstance(key, str) or not key.strip():
+            raise ValueError(f"{where}.api_key must be a non-empty string")
+        base_url, region = entry.get("base_url"), entry.get("region")
+        if base_url is not None and (
+            not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))
+        ):
+            raise ValueError(f"{where}.base_url must be an http(s) URL ending in /api/v1")
+        if region is not None and region not in REGIONS:
+            raise ValueError(f"{where}.region must be one of {', '.join(REGIONS)}")
+        if any(a.name == name for a in accounts):
+            raise ValueError(f"{where}.name is used by an earlier entry")
+        accounts.append(
+            UpstreamAccount(name, SecretStr(key.strip()), base_url.rstrip("/") if base_url else None, region)
+        )
+    return accounts
+
+
 def _parse_family_map(value: Any) -> Any:
     """Accept `wan2.6=5,kf2v=1` as well as JSON for the per-family maps."""
     if isinstance(value, str):
@@ -85,6 +139,15 @@ class Settings(BaseSettings):
     dashscope_base_url: str = Field(
         default=DEFAULT_BASE_URL,
         description="Upstream base URL ending in `/api/v1`; must be the key's region (Beijing by default).",
+    )
+    dashscope_accounts: SecretStr | None = Field(
+        default=None,
+        description="A pool of upstream accounts, replacing DASHSCOPE_API_KEY/DASHSCOPE_BASE_URL when set: a "
+        'JSON array `[{"name": "a", "api_key": "sk-…", "base_url": "https://…/api/v1", "region": '
+        '"cn-beijing"}, …]` (`base_url`, `region` optional). Each account has its own rate budgets and '
+        "in-flight caps (UPSTREAM_MAX_INFLIGHT per account); a queued job goes to an account with a free "
+        "slot of its family and stays bound to it. In sandbox mode a missing `base_url` is the embedded "
+        "sandbox, and SANDBOX_ACCOUNT_COUNT=N alone pools its N keys.",
     )
     dashscope_region: Literal["cn-beijing", "ap-southeast-1", "us-east-1"] | None = Field(
         default=None,
@@ -462,6 +525,14 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("dashscope_accounts")
+    @classmethod
+    def _accounts(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            parse_accounts(value.get_secret_value())  # fail at start, naming the entry
+            return value
+        return None
+
     @model_validator(mode="after")
     def _intervals(self) -> Settings:
         if self.poll_min_interval_s <= 0 or self.poll_max_interval_s < self.poll_min_interval_s:
@@ -478,10 +549,17 @@ class Settings(BaseSettings):
         return SecretStr(key) if key else None
 
     @property
+    def upstream_accounts(self) -> list[UpstreamAccount]:
+        """DASHSCOPE_ACCOUNTS parsed (empty when unset: the single account)."""
+        if self.dashscope_accounts is None:
+            return []
+        return parse_accounts(self.dashscope_accounts.get_secret_value())
+
+    @property
     def sandbox_enabled(self) -> bool:
         if self.dashscope_sandbox is not None:
             return self.dashscope_sandbox
-        return self.upstream_key is None
+        return self.upstream_key is None and self.dashscope_accounts is None
 
     @property
     def resolved_storage_url(self) -> str:
@@ -500,6 +578,7 @@ class Settings(BaseSettings):
         values = [self.sandbox.api_key.get_secret_value()]
         if self.upstream_key is not None:
             values.append(self.upstream_key.get_secret_value())
+        values += [account.api_key.get_secret_value() for account in self.upstream_accounts]
         if self.webhook_secret is not None:
             values += split_secrets(self.webhook_secret.get_secret_value())
         if self.link_signing_secret is not None:

@@ -23,7 +23,7 @@ from app import logsafety, tls, wiring
 from app.api.deps import STATE_KEY, Resources
 from app.compat.dashscope import routes as dashscope_routes
 from app.compat.dashscope.uploads import UPLOAD_PATH, UploadStore
-from app.config import Settings
+from app.config import Settings, UpstreamAccount
 from app.db.budget import DatabaseBudgets
 from app.db.engine import create_engine, read_session_factory, session_factory
 from app.jobs.feed import ChangeFeed
@@ -37,6 +37,7 @@ from app.jobs.transitions import Transitions
 from app.links import LinkSigner, load_secret
 from app.ops.metrics import Metrics
 from app.ops.readiness import Heartbeat, Readiness
+from app.providers.base import AccountPool, VideoProvider
 from app.providers.dashscope.client import DashScopeClient
 from app.providers.dashscope.ratelimit import UpstreamLimiter, account_scope
 from app.runner import LoopRunner
@@ -67,7 +68,10 @@ class Gateway:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    #: The first (or only) upstream account's client.
     provider: DashScopeClient
+    #: Every upstream account jobs are placed on (the single one, name None, without DASHSCOPE_ACCOUNTS).
+    accounts: AccountPool
     storage: Storage
     renditions: Renditions
     space: StorageSpace
@@ -109,6 +113,27 @@ class Gateway:
         )
 
 
+async def _open_accounts(
+    settings: Settings, stack: contextlib.AsyncExitStack
+) -> tuple[list[UpstreamAccount], SandboxServer | None]:
+    """The pool's accounts (DASHSCOPE_ACCOUNTS, or in sandbox mode with SANDBOX_ACCOUNT_COUNT > 1 the
+    sandbox's keys), or empty for the single account; and the embedded sandbox, when there is one."""
+    accounts = settings.upstream_accounts
+    if not settings.sandbox_enabled:
+        if not accounts:
+            return [], None
+        return [
+            UpstreamAccount(a.name, a.api_key, a.base_url or settings.dashscope_base_url, a.region)
+            for a in accounts
+        ], None
+    base_url, _, sandbox = await _open_upstream(settings, stack)
+    if not accounts and settings.sandbox.account_count > 1:
+        assert sandbox is not None
+        keys = sandbox.config.api_keys
+        accounts = [UpstreamAccount(f"sandbox-{n}", SecretStr(key)) for n, key in enumerate(keys, start=1)]
+    return [UpstreamAccount(a.name, a.api_key, a.base_url or base_url, a.region) for a in accounts], sandbox
+
+
 async def _open_upstream(
     settings: Settings, stack: contextlib.AsyncExitStack
 ) -> tuple[str, SecretStr, SandboxServer | None]:
@@ -145,8 +170,19 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
     reads = read_session_factory(engine)  # one-statement reads for clients: autocommit
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
-        base_url, api_key, sandbox = await _open_upstream(settings, stack)
-        pricing = wiring.pricing(settings, base_url, prices)  # the sandbox's loopback URL: Beijing
+        pooled, sandbox = await _open_accounts(settings, stack)
+        if pooled:
+            base_url, api_key = pooled[0].base_url or "", pooled[0].api_key
+        else:
+            base_url, api_key, sandbox = await _open_upstream(settings, stack)
+        # One price region for now: the single account's, or the pool's first (per-account: left for later).
+        pricing = wiring.pricing(settings, base_url, prices, region=pooled[0].region if pooled else None)
+        if pooled and len(set(regions := wiring.pool_regions(settings, pooled).values())) > 1:
+            log.warning(
+                "the account pool spans regions %s: every job is priced as %s, the first account's",
+                sorted(regions),
+                pricing.region,
+            )
         upstream_http = await stack.enter_async_context(
             httpx.AsyncClient(
                 timeout=wiring.upstream_timeout(settings),
@@ -162,17 +198,28 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
         )
         # Client-given image URLs: no keep-alive, no redirects, no cookies (see app/jobs/fetch.py).
         fetch_http = await stack.enter_async_context(fetch_client(settings.reference_fetch_timeout_s))
-        provider = DashScopeClient(
-            upstream_http,
-            base_url=base_url,
-            api_key=api_key,
-            limiter=UpstreamLimiter(
-                settings.upstream_query_qps,
-                settings.upstream_submit_rps,
-                store=DatabaseBudgets(sessions),
-                scope=account_scope(base_url, api_key.get_secret_value()),
-            ),
-        )
+
+        def client(base_url: str, api_key: SecretStr) -> DashScopeClient:
+            # Each account its own budgets (the scope names the account), shared across replicas.
+            return DashScopeClient(
+                upstream_http,
+                base_url=base_url,
+                api_key=api_key,
+                limiter=UpstreamLimiter(
+                    settings.upstream_query_qps,
+                    settings.upstream_submit_rps,
+                    store=DatabaseBudgets(sessions),
+                    scope=account_scope(base_url, api_key.get_secret_value()),
+                ),
+            )
+
+        provider = client(base_url, api_key)
+        members: list[tuple[str | None, VideoProvider]] = [(None, provider)]
+        if pooled:
+            members = [(pooled[0].name, provider)]
+            members += [(a.name, client(a.base_url or "", a.api_key)) for a in pooled[1:]]
+            log.info("upstream account pool: %s", ", ".join(a.name for a in pooled))
+        accounts = AccountPool(members)
         storage = await stack.enter_async_context(open_storage(settings))
         space = StorageSpace(storage.staging_dir, settings.storage_min_free_bytes)
         # The link key is read (or generated) once: every replica and restart signs alike (app/links.py).
@@ -195,6 +242,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             feed=feed,
             space=space,
             worker_id=worker_id,
+            accounts=accounts,
         )
         # Reference images are decoded in a thread pool of their own, off the event loop (jobs/images.py).
         images = ImageChecker(
@@ -219,6 +267,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             storage=storage,
             on_created=poller.wake,
             reads=reads,
+            accounts=accounts,
         )
         secrets = SecretSource(sessions, settings.webhook_secret)
         dispatcher = Dispatcher(
@@ -254,6 +303,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             engine=engine,
             sessions=sessions,
             provider=provider,
+            accounts=accounts,
             storage=storage,
             renditions=Renditions(storage),
             space=space,

@@ -16,7 +16,7 @@ import httpx
 from app.api.deps import StreamTimings
 from app.billing.cost import Pricing, resolve_region, to_micros
 from app.billing.table import PriceTable, load_table
-from app.config import Settings
+from app.config import Settings, UpstreamAccount
 from app.jobs.images import ImageLimits
 from app.jobs.poller import PollerConfig
 from app.jobs.retention import RetentionConfig
@@ -33,11 +33,18 @@ def price_table(settings: Settings) -> PriceTable:
     return load_table(settings.price_table_file)
 
 
-def pricing(settings: Settings, base_url: str, table: PriceTable | None = None) -> Pricing:
+def pricing(
+    settings: Settings, base_url: str, table: PriceTable | None = None, *, region: str | None = None
+) -> Pricing:
     """`table` (default: `price_table`) priced in the region the upstream at `base_url` bills in
-    (DASHSCOPE_REGION, else derived from the host)."""
+    (`region` — a DASHSCOPE_ACCOUNTS entry's —, else DASHSCOPE_REGION, else derived from the host)."""
     table = table if table is not None else price_table(settings)
-    return Pricing(table, resolve_region(settings.dashscope_region, base_url))
+    return Pricing(table, resolve_region(region or settings.dashscope_region, base_url))
+
+
+def pool_regions(settings: Settings, accounts: list[UpstreamAccount]) -> dict[str, str]:
+    """Each pooled account's price region (its `region`, else DASHSCOPE_REGION, else its host's)."""
+    return {a.name: resolve_region(a.region or settings.dashscope_region, a.base_url or "") for a in accounts}
 
 
 def upstream_timeout(settings: Settings) -> httpx.Timeout:

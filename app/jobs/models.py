@@ -92,6 +92,9 @@ class Job(Leased, Base):
     # Set (and committed) before a create call; cleared once the outcome is known. A row with this set
     # and no task_id may have created a billable task: it is reconciled, never blindly resubmitted.
     submit_started_at: Mapped[datetime | None]
+    # The upstream account (DASHSCOPE_ACCOUNTS name) the submit claim placed the job on; every later call
+    # for its task goes there. NULL: the single default account.
+    account: Mapped[str | None] = mapped_column(String(64), default=None)
     # An ambiguous create: when it was sent and answered, its request id, the task-list passes made.
     create_attempt: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
     submit_attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -35,6 +35,7 @@ from app.jobs.states import JobStatus
 from app.jobs.transitions import Transitions
 from app.loops import ClaimLoop
 from app.providers.base import (
+    AccountPool,
     PermanentError,
     ProviderError,
     ProviderTask,
@@ -101,6 +102,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         feed: ChangeFeed,
         space: StorageSpace,
         worker_id: str | None = None,
+        accounts: AccountPool | None = None,
     ) -> None:
         super().__init__(
             name="job poller",
@@ -109,7 +111,8 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             idle_max_s=config.poll_min_s,
         )
         self._sessions = sessions
-        self._provider = provider
+        #: Where jobs are placed; a job's task is only ever asked about on its own account (`job.account`).
+        self._accounts = accounts or AccountPool.single(provider)
         self._storage = storage
         self._download = download_http
         self._config = config
@@ -132,11 +135,15 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             for group in await repository.limit_groups_with_queued(session, now):
                 await repository.lock_family(session, group)
                 cap = self._config.max_inflight.get(group, self._config.default_max_inflight)
-                free = min(cap - await repository.upstream_slots_in_use(session, group), limit - len(claimed))
-                jobs = await repository.claim_for_submit(
-                    session, group, free, self.worker_id, now, lease_until
-                )
-                claimed += [(job, Action.SUBMIT) for job in jobs]
+                # Each account has the family's cap of its own (UPSTREAM_MAX_INFLIGHT is per account); the
+                # fair order across tenants is the family's, whichever account a slot is on.
+                for account in self._accounts.names:
+                    in_use = await repository.upstream_slots_in_use(session, group, account)
+                    free = min(cap - in_use, limit - len(claimed))
+                    jobs = await repository.claim_for_submit(
+                        session, group, free, self.worker_id, now, lease_until, account=account
+                    )
+                    claimed += [(job, Action.SUBMIT) for job in jobs]
             rest = limit - len(claimed)
             if rest > 0:
                 jobs = await repository.claim_due(session, rest, self.worker_id, now, lease_until)
@@ -267,7 +274,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             await self._fail(job, "deadline_exceeded", "the job was not submitted before its deadline")
             return
         try:
-            receipt = await self._provider.submit(job.upstream_body or {})
+            receipt = await self._accounts.of(job.account).submit(job.upstream_body or {})
         except PermanentError as exc:
             await self._fail(job, "upstream_rejected", f"DashScope refused the task: {exc.message}", exc.code)
             return
@@ -341,14 +348,17 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         now = utcnow()
         attempt = Attempt.load(job.create_attempt, job.submit_started_at)
         window = attempt.window(now)
+        provider = self._accounts.of(job.account)  # the account the create went to, never another
         try:
-            listed = await self._provider.list_tasks(job.model, *window)
+            listed = await provider.list_tasks(job.model, *window)
         except ProviderError as exc:
             await self._reconcile_later(job, attempt, f"reconcile: listing tasks: {exc}")
             return
         async with self._sessions() as session:
             in_use = await repository.task_ids_in_use(session, [t.task_id for t in listed])
-            others = await repository.unresolved_creates(session, job.model, exclude_id=job.id)
+            others = await repository.unresolved_creates(
+                session, job.model, exclude_id=job.id, account=job.account
+            )
         other_attempts = [Attempt.load(o.create_attempt, o.submit_started_at or now) for o in others]
         other_request_ids = {a.request_id for a in other_attempts if a.request_id}
         candidates = [t for t in listed if t.task_id not in in_use and t.request_id not in other_request_ids]
@@ -358,7 +368,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             fetched = []
             for task in candidates:
                 try:
-                    fetched.append(Candidate(task, await self._provider.get(task.task_id)))
+                    fetched.append(Candidate(task, await provider.get(task.task_id)))
                 except ProviderError as exc:  # unknown is not "not ours": decide on a later pass
                     await self._reconcile_later(
                         job, attempt, f"reconcile: reading task {task.task_id}: {exc}"
@@ -418,7 +428,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
     async def _poll(self, job: Job) -> None:
         assert job.task_id is not None
         try:
-            task = await self._provider.get(job.task_id)
+            task = await self._accounts.of(job.account).get(job.task_id)
         except TransientError as exc:
             await self._retry_later(job, f"poll: {exc}", exc.retry_after)
             return
@@ -448,7 +458,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             # Polled first, so a task that finished in time is stored rather than lost.
             if state is TaskState.PENDING:
                 with contextlib.suppress(ProviderError):
-                    await self._provider.cancel(job.task_id or "")
+                    await self._accounts.of(job.account).cancel(job.task_id or "")
             await self._fail(
                 job,
                 "deadline_exceeded",
@@ -596,7 +606,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         while the task still has a good one (the sandbox's changes when the gateway restarts)."""
         assert job.task_id is not None
         try:
-            task = await self._provider.get(job.task_id)
+            task = await self._accounts.of(job.account).get(job.task_id)
         except ProviderError:
             return None
         return task.video_url if task.state is TaskState.SUCCEEDED else None

@@ -338,9 +338,12 @@ def _awaits_submit(now: datetime) -> ColumnElement[bool]:
     )
 
 
-async def upstream_slots_in_use(session: AsyncSession, limit_group: str) -> int:
-    """Tasks of this family that are (or may be) PENDING/RUNNING upstream."""
+async def upstream_slots_in_use(session: AsyncSession, limit_group: str, account: str | None = None) -> int:
+    """Tasks of this family that are (or may be) PENDING/RUNNING upstream; on the named `account` of a
+    pool (DASHSCOPE_ACCOUNTS), or all of them (the single default account: None)."""
     query = select(func.count()).where(Job.limit_group == limit_group, _holds_slot())
+    if account is not None:
+        query = query.where(Job.account == account)
     return int((await session.scalar(query)) or 0)
 
 
@@ -426,13 +429,21 @@ def _per_owner(owner: ColumnElement[str | None], values: Mapping[str | None, int
 
 
 async def claim_for_submit(
-    session: AsyncSession, limit_group: str, count: int, owner: str, now: datetime, lease_until: datetime
+    session: AsyncSession,
+    limit_group: str,
+    count: int,
+    owner: str,
+    now: datetime,
+    lease_until: datetime,
+    *,
+    account: str | None = None,
 ) -> list[Job]:
     """Up to `count` jobs of a family awaiting submit, in fair order across tenants (`fair_submit_order`),
     leased to `owner` (the worker).
 
     The submit attempt is recorded in the same statement (`submit_started_at`): from here on the job
-    holds an upstream slot, so a concurrent claimer counting slots cannot over-commit the family.
+    holds an upstream slot, so a concurrent claimer counting slots cannot over-commit the family. The
+    same statement binds the job to `account` (None: the single default account), whose slot it takes.
     """
     if count <= 0:
         return []
@@ -449,6 +460,7 @@ async def claim_for_submit(
         updated_at=now,
         submit_started_at=now,
         submit_attempts=Job.submit_attempts + 1,
+        account=account,
     )
 
 
@@ -536,14 +548,19 @@ async def task_ids_in_use(session: AsyncSession, task_ids: Sequence[str]) -> set
     return {r for r in rows.all() if r}
 
 
-async def unresolved_creates(session: AsyncSession, model: str, *, exclude_id: str) -> list[Job]:
-    """Other jobs of this model whose create is in flight or whose outcome is still unknown."""
+async def unresolved_creates(
+    session: AsyncSession, model: str, *, exclude_id: str, account: str | None = None
+) -> list[Job]:
+    """Other jobs of this model whose create is in flight or whose outcome is still unknown; on the named
+    `account` only (another account's creates cannot show in this one's task list)."""
     query = select(Job).where(
         Job.model == model,
         Job.status == JobStatus.QUEUED,
         Job.submit_started_at.is_not(None),
         Job.id != exclude_id,
     )
+    if account is not None:
+        query = query.where(Job.account == account)
     return list((await session.scalars(query)).all())
 
 

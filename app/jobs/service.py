@@ -36,7 +36,7 @@ from app.jobs.reuse import ResultReuse
 from app.jobs.states import JobStatus
 from app.jobs.transitions import Transitions
 from app.netguard import Resolver
-from app.providers.base import PermanentError, TransientError, VideoProvider
+from app.providers.base import AccountPool, PermanentError, TransientError, VideoProvider
 from app.storage.base import Storage, StorageError
 from app.storage.renditions import rendition_keys
 from app.tenants.quotas import QuotaLimits
@@ -87,11 +87,13 @@ class JobService:
         on_created: Callable[[], None] = lambda: None,
         resolver: Resolver | None = None,
         reads: async_sessionmaker[AsyncSession] | None = None,
+        accounts: AccountPool | None = None,
     ) -> None:
         self._sessions = sessions
         # Reads of one statement each (get, list, events): autocommit, no write lock (db/engine.py).
         self._reads = reads or sessions
-        self._provider = provider
+        # `provider` prepares requests (the same on every account); cancels go to the job's own account.
+        self._accounts = accounts or AccountPool.single(provider)
         self._config = config
         self._transitions = transitions
         self._feed = feed
@@ -302,16 +304,16 @@ class JobService:
                     code="not_cancelable",
                 )
             if status is JobStatus.SUBMITTED and job.task_id and not canceled_upstream:
-                await self._cancel_upstream(job.task_id)
+                await self._cancel_upstream(job.account, job.task_id)
                 canceled_upstream = True
             if await self._mark_canceled(job):
                 log.info("job %s canceled", job.id)
                 return job
         raise ServiceUnavailable("the job kept changing; try again", headers={"Retry-After": "1"})
 
-    async def _cancel_upstream(self, task_id: str) -> None:
+    async def _cancel_upstream(self, account: str | None, task_id: str) -> None:
         try:
-            await self._provider.cancel(task_id)
+            await self._accounts.of(account).cancel(task_id)  # the job's own account: no other knows it
         except PermanentError as exc:
             if exc.code == "UnsupportedOperation":
                 raise Conflict(

@@ -6,7 +6,7 @@ is an emulator of DashScope, reached through that same implementation over loopb
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -229,3 +229,66 @@ class VideoProvider(Protocol):
     async def list_tasks(self, model: str, start: datetime, end: datetime) -> list[ListedTask]:
         """Every task of `model` created in [start, end] (all pages)."""
         ...
+
+
+class _UnconfiguredAccount:
+    """The provider of a job bound to an account that is no longer configured: every call is refused
+    (never sent through another account, which does not know the task)."""
+
+    def __init__(self, name: str) -> None:
+        self._why = f"upstream account {name!r} is not configured (DASHSCOPE_ACCOUNTS)"
+
+    def prepare(self, request: VideoRequest) -> Submission:
+        raise PermanentError(self._why, code="AccountNotConfigured")
+
+    async def submit(self, submission_body: Mapping[str, Any]) -> SubmitReceipt:
+        raise PermanentError(self._why, code="AccountNotConfigured")
+
+    async def get(self, task_id: str) -> ProviderTask:
+        raise PermanentError(self._why, code="AccountNotConfigured")
+
+    async def cancel(self, task_id: str) -> None:
+        raise PermanentError(self._why, code="AccountNotConfigured")
+
+    async def list_tasks(self, model: str, start: datetime, end: datetime) -> list[ListedTask]:
+        raise PermanentError(self._why, code="AccountNotConfigured")
+
+
+class AccountPool:
+    """The upstream accounts jobs are placed on, in placement order: name → provider.
+
+    A single account (no DASHSCOPE_ACCOUNTS) has the name None, which is what `jobs.account` holds for
+    its jobs, so the default deployment's rows and queries are what they always were.
+    """
+
+    def __init__(self, accounts: Sequence[tuple[str | None, VideoProvider]]) -> None:
+        if not accounts:
+            raise ValueError("an account pool needs at least one account")
+        self._accounts = dict(accounts)
+        if len(self._accounts) != len(accounts):
+            raise ValueError("account names must be unique")
+
+    @classmethod
+    def single(cls, provider: VideoProvider) -> AccountPool:
+        return cls([(None, provider)])
+
+    @property
+    def names(self) -> list[str | None]:
+        return list(self._accounts)
+
+    @property
+    def pooled(self) -> bool:
+        """Several named accounts (DASHSCOPE_ACCOUNTS), rather than the single default one."""
+        return None not in self._accounts
+
+    @property
+    def first(self) -> VideoProvider:
+        """For what is the same on every account (`prepare`)."""
+        return next(iter(self._accounts.values()))
+
+    def of(self, name: str | None) -> VideoProvider:
+        """The provider of the account a job is bound to (`jobs.account`)."""
+        provider = self._accounts.get(name)
+        if provider is None:
+            return _UnconfiguredAccount(str(name))
+        return provider

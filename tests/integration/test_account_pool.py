@@ -1,0 +1,118 @@
+"""A pool of two upstream accounts: queued jobs spread over both, each within its own limits, and every
+job's task lives (and is polled, and reconciled) on the account it was sent to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from sqlalchemy import select
+
+from app.jobs.models import Job
+from tests.conftest import make_settings, serve
+from tests.helpers import data_uri, wait_for
+
+
+async def test_two_accounts_share_sixteen_jobs_within_their_limits(tmp_path: Path, database_url: str) -> None:
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        sandbox_account_count=2,  # no DASHSCOPE_ACCOUNTS: the gateway pools the sandbox's two keys
+        sandbox_enforce_limits=True,
+        upstream_max_inflight="wan2.6=4",  # per account: 8 at once over the pool, 16 need two rounds
+        worker_batch_size=32,
+        sandbox_pending_s=0.05,
+        sandbox_running_s=0.3,
+    )
+    async with serve(settings) as served:
+        gateway = served.gateway
+        assert gateway.accounts.names == ["sandbox-1", "sandbox-2"]
+        # Creates that make their task but answer 500: each is looked up on the account it went to (on the
+        # other one it cannot be found, and would be sent again: more than 16 tasks).
+        served.sandbox.faults.add("create_after:500*4")
+        png = data_uri(640, 360)
+        ids = [await served.submit(png, prompt=f"pool {i}") for i in range(16)]
+
+        async def all_done() -> list[dict[str, object]] | None:
+            await gateway.poller.run_once()
+            jobs = [await served.job(job_id) for job_id in ids]
+            return jobs if all(j["status"] in ("succeeded", "failed") for j in jobs) else None
+
+        jobs = await wait_for(all_done, within=90, what="16 pooled jobs to finish")
+        assert [j["status"] for j in jobs] == ["succeeded"] * 16, [j.get("error") for j in jobs]
+
+        async with gateway.sessions() as session:
+            rows = (await session.execute(select(Job.account, Job.task_id).where(Job.id.in_(ids)))).all()
+        placed = {
+            name: [task for account, task in rows if account == name] for name in ("sandbox-1", "sandbox-2")
+        }
+        assert sorted(len(v) for v in placed.values())[0] >= 4, placed  # each account got a share
+        assert sum(len(v) for v in placed.values()) == 16
+        assert served.sandbox.stats.created_total == 16  # no ambiguous create was sent twice
+        assert served.sandbox.stats.injected == {"create_after:500": 4}  # … all four reconciled
+
+        sandbox = served.sandbox
+        keys = dict(zip(("sandbox-1", "sandbox-2"), sandbox.config.api_keys, strict=True))
+        async with httpx.AsyncClient(base_url=sandbox.public_url, timeout=10) as upstream:
+            # A task exists on its own account only: to the other key it is UNKNOWN.
+            for own, other in (("sandbox-1", "sandbox-2"), ("sandbox-2", "sandbox-1")):
+                for task_id in placed[own][:2]:
+                    for key, expected in ((keys[own], "SUCCEEDED"), (keys[other], "UNKNOWN")):
+                        answer = await upstream.get(
+                            f"/api/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {key}"}
+                        )
+                        assert answer.json()["output"]["task_status"] == expected, (own, key, answer.text)
+            stats = (
+                await upstream.get(
+                    "/_sandbox/stats", headers={"Authorization": f"Bearer {keys['sandbox-1']}"}
+                )
+            ).json()
+        for number in ("1", "2"):
+            account = stats["accounts"][number]
+            assert account["created_total"] == len(placed[f"sandbox-{number}"]), account
+            assert account["throttled"] == {"create": 0, "task_api": 0}, account
+            family = account["families"]["wan2.6"]
+            assert 0 < family["peak"] <= family["limit"], account
+            assert family["peak"] <= 4, account  # the gateway's cap, per account (the sandbox's is 5)
+        assert stats["responses"].get("429", 0) == 0, stats["responses"]
+
+
+async def test_cancel_goes_to_the_jobs_own_account(tmp_path: Path, database_url: str) -> None:
+    """wan2.2 runs 2 tasks at once per account; a gateway cap of 3 leaves one task PENDING on each account.
+    Canceling the second account's works only there (the first would answer UnsupportedOperation: 409)."""
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        sandbox_account_count=2,
+        sandbox_enforce_limits=True,
+        upstream_max_inflight="wan2.2=3",
+        worker_batch_size=16,
+    )
+    async with serve(settings) as served:
+        gateway = served.gateway
+        body = {"model": "wan2.2-i2v-flash", "resolution": "480P", "reference_image": data_uri(640, 360)}
+        ids = []
+        for i in range(6):
+            response = await served.client.post("/v1/jobs", json={**body, "prompt": f"[sandbox:stuck] {i}"})
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["id"])
+
+        async def one_pending_each() -> dict[str | None, str] | None:
+            await gateway.poller.run_once()
+            async with gateway.sessions() as session:
+                rows = (await session.execute(select(Job.id, Job.account, Job.upstream_status))).all()
+            pending = {account: job_id for job_id, account, status in rows if status == "PENDING"}
+            running = [job_id for job_id, _, status in rows if status == "RUNNING"]
+            return pending if len(pending) == 2 and len(running) == 4 else None
+
+        pending = await wait_for(one_pending_each, within=30, what="two running and one pending per account")
+        response = await served.client.post(f"/v1/jobs/{pending['sandbox-2']}/cancel")
+        assert response.status_code == 200, response.text
+        canceled = response.json()
+        assert canceled["status"] == "canceled" and canceled["upstream"]["status"] == "CANCELED"
+        key = served.sandbox.config.api_keys[1]
+        async with httpx.AsyncClient(base_url=served.sandbox.public_url, timeout=10) as upstream:
+            task = await upstream.get(
+                f"/api/v1/tasks/{canceled['upstream']['task_id']}", headers={"Authorization": f"Bearer {key}"}
+            )
+        assert task.json()["output"]["task_status"] == "CANCELED"
