@@ -4,7 +4,7 @@ Set when the job is claimed for submission; polls, cancel and reconciliation use
 only. NULL is the single (default) account, which every job before this revision used.
 
 Revision ID: 0016
-Revises: 0014 (re-chain onto 0015, the API-key usage column, when both are merged)
+Revises: 0015
 Create Date: 2026-12-02 02:40:00+00:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0016'
-down_revision: str | None = '0014'
+down_revision: str | None = '0015'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
