@@ -178,6 +178,13 @@ class Settings(BaseSettings):
     upstream_query_qps: float = Field(
         default=20.0, description="Task query/cancel/list calls per second per upstream account."
     )
+    upstream_account_retry_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A pooled account whose key is refused (401/403 on a create) leaves rotation; after this "
+        "many seconds one job is placed on it again, and a create that goes through puts it back. Each "
+        "process learns this from its own calls.",
+    )
     upstream_submit_rps: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_SUBMIT_RPS),
         description="Create calls per second per model family, e.g. "

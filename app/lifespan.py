@@ -40,6 +40,7 @@ from app.ops.readiness import Heartbeat, Readiness
 from app.providers.base import AccountPool, VideoProvider
 from app.providers.dashscope.client import DashScopeClient
 from app.providers.dashscope.ratelimit import UpstreamLimiter, account_scope
+from app.providers.health import AccountHealth
 from app.runner import LoopRunner
 from app.sandbox.extra import require_extra
 from app.storage.base import Storage
@@ -220,6 +221,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             members += [(a.name, client(a.base_url or "", a.api_key)) for a in pooled[1:]]
             log.info("upstream account pool: %s", ", ".join(a.name for a in pooled))
         accounts = AccountPool(members)
+        health = AccountHealth(accounts.names, retry_s=settings.upstream_account_retry_s)
         storage = await stack.enter_async_context(open_storage(settings))
         space = StorageSpace(storage.staging_dir, settings.storage_min_free_bytes)
         # The link key is read (or generated) once: every replica and restart signs alike (app/links.py).
@@ -243,6 +245,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             space=space,
             worker_id=worker_id,
             accounts=accounts,
+            health=health,
         )
         # Reference images are decoded in a thread pool of their own, off the event loop (jobs/images.py).
         images = ImageChecker(
@@ -316,8 +319,10 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             deliveries=deliveries,
             secrets=secrets,
             auth=auth,
-            readiness=Readiness(sessions, storage, space, loops=watched, runner=loops),
-            metrics=Metrics(sessions, loops=list(watched.values()) if loops is not None else []),
+            readiness=Readiness(sessions, storage, space, loops=watched, runner=loops, accounts=health),
+            metrics=Metrics(
+                sessions, loops=list(watched.values()) if loops is not None else [], accounts=health
+            ),
             links=links,
             uploads=UploadStore(
                 sessions,

@@ -43,6 +43,7 @@ from app.providers.base import (
     TransientError,
     VideoProvider,
 )
+from app.providers.health import AccountHealth
 from app.retry import MAX_BACKOFF_S, backoff
 from app.storage.base import Storage
 from app.storage.copy import CopyError, copy_video, parse_url_expiry
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 RESULT_URL_LIFETIME = timedelta(hours=24)
 #: A refused poll (bad key, revoked access) is our configuration's fault, not the job's: retry slowly.
 POLL_REFUSED_RETRY_S = 30.0
+#: A create answered with these statuses means the account's key is refused: in a pool the account
+#: leaves rotation (providers/health.py) and the job goes back to the queue for another one.
+ACCOUNT_REFUSED = (401, 403)
 #: A transient error delays a job by at most this many POLL_MAX_INTERVAL_S (Retry-After still wins).
 RETRY_CAP_POLLS = 4
 #: What a retrying job shows clients (`Job.retry`) when the failure has no reason of its own to give.
@@ -103,6 +107,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         space: StorageSpace,
         worker_id: str | None = None,
         accounts: AccountPool | None = None,
+        health: AccountHealth | None = None,
     ) -> None:
         super().__init__(
             name="job poller",
@@ -113,6 +118,8 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         self._sessions = sessions
         #: Where jobs are placed; a job's task is only ever asked about on its own account (`job.account`).
         self._accounts = accounts or AccountPool.single(provider)
+        #: Which pooled accounts are in rotation (placement skips the others, but for a probe).
+        self.health = health or AccountHealth(self._accounts.names, retry_s=60.0)
         self._storage = storage
         self._download = download_http
         self._config = config
@@ -139,7 +146,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 # fair order across tenants is the family's, whichever account a slot is on.
                 for account in self._accounts.names:
                     in_use = await repository.upstream_slots_in_use(session, group, account)
-                    free = min(cap - in_use, limit - len(claimed))
+                    free = self.health.placeable(account, min(cap - in_use, limit - len(claimed)))
                     jobs = await repository.claim_for_submit(
                         session, group, free, self.worker_id, now, lease_until, account=account
                     )
@@ -276,6 +283,9 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         try:
             receipt = await self._accounts.of(job.account).submit(job.upstream_body or {})
         except PermanentError as exc:
+            if self._accounts.pooled and exc.status in ACCOUNT_REFUSED:
+                await self._account_refused(job, exc)
+                return
             await self._fail(job, "upstream_rejected", f"DashScope refused the task: {exc.message}", exc.code)
             return
         except TransientError as exc:
@@ -299,6 +309,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                     job, f"create: {exc}", exc.retry_after, submit_started_at=None, create_attempt=None
                 )
             return
+        self.health.accepted(job.account)
         try:
             await self._mark_submitted(
                 job, receipt.task_id, receipt.state, receipt.request_id, first_poll_in=self._config.poll_min_s
@@ -321,6 +332,20 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             )
             raise
         log.info("job %s submitted as task %s", job.id, receipt.task_id)
+
+    async def _account_refused(self, job: Job, exc: PermanentError) -> None:
+        """The account's key was refused: no task was made, so the job is not failed but goes back to the
+        queue unbound, for an account in rotation (or this one, once its cool-down ends)."""
+        log.error("upstream account %s refused a create (%s): out of rotation", job.account, exc)
+        self.health.refused(job.account, f"HTTP {exc.status} {exc.code or ''}".strip())
+        await self._release(
+            job,
+            account=None,
+            submit_started_at=None,
+            create_attempt=None,
+            last_error=f"create refused by account {job.account}: {exc}"[:2000],
+            next_attempt_at=utcnow(),
+        )
 
     async def _mark_submitted(
         self, job: Job, task_id: str, state: TaskState, request_id: str | None, *, first_poll_in: float

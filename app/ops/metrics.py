@@ -1,5 +1,6 @@
 """`/metrics` in the Prometheus text format: queue depth, upstream tasks in flight, the oldest due job,
-spend (money and billed seconds per currency, model and tenant: ops/usage.py).
+spend (money and billed seconds per currency, model and tenant: ops/usage.py), and in an account pool
+which accounts are in rotation (`wan_gateway_upstream_account_up`, this process's view).
 
 The figures are read from the database at scrape time (every process sees the same queue), so any API or
 worker replica can be scraped; per-process figures (loop heartbeats) come from the process that answers.
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+    from app.providers.health import AccountHealth
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -33,11 +36,16 @@ class _Snapshot(Collector):
     """Turns one QueueStats (read before the scrape is rendered) into gauges."""
 
     def __init__(
-        self, stats: QueueStats, heartbeats: dict[str, float | None], spent: Sequence[Spend] = ()
+        self,
+        stats: QueueStats,
+        heartbeats: dict[str, float | None],
+        spent: Sequence[Spend] = (),
+        accounts_up: dict[str, bool] | None = None,
     ) -> None:
         self._stats = stats
         self._heartbeats = heartbeats
         self._spent = spent
+        self._accounts_up = accounts_up or {}
 
     def collect(self) -> Iterable[Metric]:
         stats = self._stats
@@ -84,6 +92,15 @@ class _Snapshot(Collector):
             if age is not None:
                 beats.add_metric([loop], age)
         yield beats
+        up = GaugeMetricFamily(
+            "wan_gateway_upstream_account_up",
+            "1 while a pooled upstream account is in rotation, 0 while its key is refused (as this process "
+            "has seen; absent without a pool).",
+            labels=["account"],
+        )
+        for account, is_up in sorted(self._accounts_up.items()):
+            up.add_metric([account], 1.0 if is_up else 0.0)
+        yield up
         # Counters read from the database (job rows are never removed, so they only grow): every replica
         # answers the same figures, and a restart does not reset them.
         money = CounterMetricFamily(
@@ -111,9 +128,16 @@ class Metrics:
     """The queue figures (`/v1/admin/stats`), spend (`/v1/usage`) and their Prometheus rendering
     (`/metrics`), with the heartbeats of the loops this process runs (`loops`: empty when it runs none)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, loops: Sequence[Heartbeat]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        loops: Sequence[Heartbeat],
+        accounts: AccountHealth | None = None,
+    ) -> None:
         self._sessions = sessions
         self._loops = tuple(loops)
+        self._accounts = accounts
 
     async def queue(self, now: datetime) -> QueueStats:
         async with self._sessions() as session:
@@ -138,5 +162,7 @@ class Metrics:
             last = loop.last_tick_at
             heartbeats[loop.name.replace(" ", "_")] = None if last is None else (now - last).total_seconds()
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Snapshot(stats, heartbeats, spent))
+        health = self._accounts
+        accounts_up = {name: health.up(name) for name in health.names} if health is not None else {}
+        registry.register(_Snapshot(stats, heartbeats, spent, accounts_up))
         return generate_latest(registry)

@@ -1,6 +1,7 @@
 """What `/readyz` reports: the database answers, storage is writable and has room for videos
 (`storage/space.py`: free space on the staging filesystem, the last copy that ran out of it), and each
-loop's heartbeat is fresh.
+loop's heartbeat is fresh; in an account pool, which accounts are out of rotation (providers/health.py,
+as this process has seen them: `degraded` while one is left, not ready only when none is).
 
 A loop that crashed or was stopped reports `stopped`; one whose last turn is older than a few of its idle
 waits reports `stale` (stuck). Processes that run no loops (an API with `WORKERS_ENABLED=false`) report
@@ -23,6 +24,7 @@ from app.db.base import utcnow
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+    from app.providers.health import AccountHealth
     from app.runner import LoopRunner
     from app.storage.base import Storage
     from app.storage.space import StorageSpace
@@ -66,12 +68,14 @@ class Readiness:
         *,
         loops: Mapping[str, Heartbeat],
         runner: LoopRunner | None,
+        accounts: AccountHealth | None = None,
     ) -> None:
         self._sessions = sessions
         self._storage = storage
         self._space = space
         self._loops = dict(loops)
         self._runner = runner
+        self._accounts = accounts
 
     def _loop_state(self, loop: Heartbeat) -> str:
         if self._runner is None:
@@ -105,4 +109,15 @@ class Readiness:
             checks["storage"] = f"error: {type(exc).__name__}"
         for check, loop in self._loops.items():
             checks[check] = self._loop_state(loop)
-        return all(v in ("ok", "disabled") for v in checks.values()), checks
+        ready = all(v in ("ok", "disabled") for v in checks.values())
+        if self._accounts is not None and self._accounts.names:
+            out = self._accounts.out()
+            if not out:
+                checks["upstream_accounts"] = "ok"
+            else:
+                named = ", ".join(f"{name} ({why})" for name, why in sorted(out.items()))
+                # A pool with an account left still serves: not ready only when every account is refused.
+                every = len(out) == len(self._accounts.names)
+                checks["upstream_accounts"] = f"{'error' if every else 'degraded'}: refused: {named}"
+                ready = ready and not every
+        return ready, checks
