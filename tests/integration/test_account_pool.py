@@ -116,3 +116,70 @@ async def test_cancel_goes_to_the_jobs_own_account(tmp_path: Path, database_url:
                 f"/api/v1/tasks/{canceled['upstream']['task_id']}", headers={"Authorization": f"Bearer {key}"}
             )
         assert task.json()["output"]["task_status"] == "CANCELED"
+
+
+async def test_a_refused_account_leaves_rotation_and_returns(tmp_path: Path, database_url: str) -> None:
+    """Account 2's key revoked: its creates answer 401, so it leaves rotation (named by /readyz, which
+    stays ready, and /metrics) and every job succeeds on account 1; restored, it is placed on again after
+    the cool-down."""
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        sandbox_account_count=2,
+        upstream_max_inflight="wan2.6=1",  # one at a time per account: placement order shows
+        upstream_account_retry_s=0.5,
+        sandbox_pending_s=0.05,
+        sandbox_running_s=0.3,
+    )
+    async with serve(settings) as served:
+        gateway = served.gateway
+        sandbox = served.sandbox
+        key = sandbox.config.api_keys[0]
+        png = data_uri(640, 360)
+
+        async def set_revoked(revoked: bool) -> None:
+            async with httpx.AsyncClient(base_url=sandbox.public_url, timeout=10) as upstream:
+                answer = await upstream.post(
+                    "/_sandbox/accounts",
+                    json={"account": "2", "revoked": revoked},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+            assert answer.status_code == 200, answer.text
+
+        async def finish(ids: list[str]) -> list[tuple[str, str | None]]:
+            async def done() -> list[dict[str, object]] | None:
+                await gateway.poller.run_once()
+                jobs = [await served.job(job_id) for job_id in ids]
+                return jobs if all(j["status"] in ("succeeded", "failed") for j in jobs) else None
+
+            jobs = await wait_for(done, within=60, what="the jobs to finish")
+            assert [j["status"] for j in jobs] == ["succeeded"] * len(ids), [j.get("error") for j in jobs]
+            async with gateway.sessions() as session:
+                rows = (await session.execute(select(Job.id, Job.account).where(Job.id.in_(ids)))).all()
+            return [(job_id, account) for job_id, account in rows]
+
+        async def account_up(name: str) -> str:
+            metrics = (await served.client.get("/metrics")).text
+            line = next(
+                x
+                for x in metrics.splitlines()
+                if x.startswith(f'wan_gateway_upstream_account_up{{account="{name}"}}')
+            )
+            return line.split()[-1]
+
+        await set_revoked(True)
+        first = await finish([await served.submit(png, prompt=f"revoked {i}") for i in range(4)])
+        assert {account for _, account in first} == {"sandbox-1"}, first
+        ready = await served.client.get("/readyz")
+        assert ready.status_code == 200, ready.text  # one account left: still serving
+        check = ready.json()["checks"]["upstream_accounts"]
+        assert check.startswith("degraded") and "sandbox-2" in check and "401" in check, check
+        assert await account_up("sandbox-2") == "0.0"
+        assert await account_up("sandbox-1") == "1.0"
+
+        await set_revoked(False)
+        second = await finish([await served.submit(png, prompt=f"restored {i}") for i in range(6)])
+        assert "sandbox-2" in {account for _, account in second}, second  # back in rotation
+        ready = await served.client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["checks"]["upstream_accounts"] == "ok", ready.text
+        assert await account_up("sandbox-2") == "1.0"
