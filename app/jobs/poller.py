@@ -150,6 +150,8 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                     jobs = await repository.claim_for_submit(
                         session, group, free, self.worker_id, now, lease_until, account=account
                     )
+                    if jobs:
+                        self.health.probing(account)  # a no-op for an account in rotation
                     claimed += [(job, Action.SUBMIT) for job in jobs]
             rest = limit - len(claimed)
             if rest > 0:

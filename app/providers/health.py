@@ -60,12 +60,14 @@ class AccountHealth:
 
     def placeable(self, name: str | None, free: int) -> int:
         """How many jobs may be placed on `name` of `free` slots: all of them in rotation; out of it none,
-        or one once its cool-down has ended (the probe; the next one waits another cool-down)."""
+        or one once its cool-down has ended (the probe: `probing` once a job is placed on it)."""
         refusal = self._refused.get(name) if name is not None else None
         if refusal is None or free <= 0:
             return free
-        now = self._clock()
-        if now < refusal.retry_at:
-            return 0
-        refusal.retry_at = now + self._retry_s
-        return 1
+        return 1 if self._clock() >= refusal.retry_at else 0
+
+    def probing(self, name: str | None) -> None:
+        """A job was placed on refused `name`: the next one waits another cool-down."""
+        refusal = self._refused.get(name) if name is not None else None
+        if refusal is not None:
+            refusal.retry_at = self._clock() + self._retry_s
