@@ -460,9 +460,29 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             await self._retry_later(job, f"poll: {exc}", exc.retry_after)
             return
         except PermanentError as exc:
-            # Our key or configuration is wrong, not the job: keep it and keep trying, slowly.
+            # Our key or configuration is wrong, not the job: keep it and keep trying, slowly (a restored
+            # key finds the task again), until its deadline, which fails it saying why.
             log.error("job %s: polling task %s refused: %s", job.id, job.task_id, exc)
-            await self._retry_later(job, f"poll refused: {exc}", POLL_REFUSED_RETRY_S)
+            now = utcnow()
+            if now >= job.deadline_at:
+                await self._fail(
+                    job,
+                    "upstream_account_refused",
+                    f"the upstream account holding this job's task refused every poll until the job's "
+                    f"deadline ({exc.message})",
+                    exc.code,
+                )
+                return
+            wait = min(POLL_REFUSED_RETRY_S, max(0.0, (job.deadline_at - now).total_seconds()))
+            await self._retry_later(
+                job,
+                f"poll refused: {exc}",
+                wait,
+                reason={
+                    "code": "upstream_account_refused",
+                    "message": "the upstream account holding this job's task refuses its key; retrying",
+                },
+            )
             return
         await self._apply(job, task)
 
