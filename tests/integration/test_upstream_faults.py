@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import update
 
@@ -13,6 +14,7 @@ from app.db.base import utcnow
 from app.jobs import repository
 from app.jobs.models import Job
 from tests.conftest import Served, make_settings, serve
+from tests.helpers import data_uri
 
 
 @pytest.mark.parametrize("fault", ["create:429*2", "create:503/ModelUnavailable*1"])
@@ -124,6 +126,25 @@ async def test_stuck_task_fails_at_the_deadline(short_deadline: Served, png_uri:
     job_id = await short_deadline.submit(png_uri, prompt="a cat [sandbox:stuck]")
     done = await short_deadline.drive(job_id, "failed", "succeeded")
     assert done["error"]["code"] == "deadline_exceeded"
+
+
+async def test_task_on_a_revoked_key_fails_clearly_at_the_deadline(tmp_path: Path, database_url: str) -> None:
+    """The key is revoked once the task exists: its polls are refused, retried (saying why), and at the
+    deadline the job fails naming the refusal rather than retrying past it."""
+    async with serve(make_settings(tmp_path, database_url, job_deadline_s=3.0)) as served:
+        job_id = await served.submit(data_uri(640, 360), prompt="a cat [sandbox:stuck]")
+        await served.drive(job_id, "submitted", "running")
+        sandbox = served.sandbox
+        async with httpx.AsyncClient(base_url=sandbox.public_url, timeout=10) as upstream:
+            answer = await upstream.post(
+                "/_sandbox/accounts",
+                json={"account": "1", "revoked": True},
+                headers={"Authorization": f"Bearer {sandbox.config.api_keys[0]}"},
+            )
+        assert answer.status_code == 200, answer.text
+        done = await served.drive(job_id, "failed", "succeeded")
+        assert done["error"]["code"] == "upstream_account_refused", done["error"]
+        assert done["error"]["upstream_code"] == "InvalidApiKey", done["error"]
 
 
 @pytest.fixture
