@@ -11,6 +11,11 @@ each video. Figures, from the sandbox's own task records and each side's stored 
 - peak RSS of the worker (or of the baseline process);
 - jobs finished, failed, and 429s the sandbox answered.
 
+`--accounts 1,2,4` instead drains the same backlog with 1, 2 and 4 upstream accounts (the sandbox serving
+that many keys, the worker given the matching DASHSCOPE_ACCOUNTS), one run per count, and prints jobs per
+minute, the ratio to the first count's run, per-account slot utilization (the sandbox's `busy_s` /
+(limit × window)) and 429s, then one JSON line.
+
 Run: `.venv/bin/python bench/capacity.py` (the SDK comes with the dev tools); `--help` for the knobs.
 Prints figures; asserts nothing. Everything listens on 127.0.0.1.
 """
@@ -42,6 +47,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 SANDBOX_KEY = "sk-sandbox"
 MODEL = "wan2.6-i2v-flash"
+MODEL_FAMILY = "wan2.6"
 SLOTS = 5  # wan2.6: 5 tasks running at once per account
 
 
@@ -108,7 +114,9 @@ def wait_until(probe: Any, within: float, what: str) -> None:
     raise SystemExit(f"timed out waiting for {what}")
 
 
-def start_sandbox(workdir: Path, env: dict[str, str], args: argparse.Namespace) -> tuple[Child, str, Path]:
+def start_sandbox(
+    workdir: Path, env: dict[str, str], args: argparse.Namespace, accounts: int = 1
+) -> tuple[Child, str, Path]:
     port = free_port()
     state = workdir / "sandbox.db"
     sandbox_env = {
@@ -118,6 +126,7 @@ def start_sandbox(workdir: Path, env: dict[str, str], args: argparse.Namespace) 
         "SANDBOX_RUNNING_S": str(args.running_s),
         "SANDBOX_STATE_PATH": str(state),
         "SANDBOX_API_KEY": SANDBOX_KEY,
+        "SANDBOX_ACCOUNT_COUNT": str(accounts),
     }
     child = Child(
         "sandbox",
@@ -307,6 +316,118 @@ async def _stored_jobs_async(database_url: str, t0: float, t1: float) -> list[tu
     return [(r[0], r[1].timestamp()) for r in rows if t0 <= r[1].timestamp() <= t1]
 
 
+# --- several upstream accounts -----------------------------------------------------------------
+
+
+def account_key(n: int) -> str:
+    """The sandbox's key of account n (docs/SANDBOX.md "Accounts")."""
+    return SANDBOX_KEY if n == 1 else f"{SANDBOX_KEY}-{n}"
+
+
+def accounts_run(args: argparse.Namespace, image: str, count: int) -> dict[str, Any]:
+    """One drain of the backlog by `count` accounts: the sandbox's per-account figures over the window."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-accounts{count}-"))
+    env = base_env(workdir, args)
+    sandbox, sandbox_url, _state = start_sandbox(workdir, env, args, accounts=count)
+    children = [sandbox]
+    pool = [
+        {"name": f"acct{n}", "api_key": account_key(n), "base_url": sandbox_url + "/api/v1"}
+        for n in range(1, count + 1)
+    ]
+    try:
+        warm_clip_cache(sandbox_url, image, args)
+        upstream = {
+            "DASHSCOPE_SANDBOX": "false",
+            "DASHSCOPE_API_KEY": SANDBOX_KEY,
+            "DASHSCOPE_BASE_URL": sandbox_url + "/api/v1",
+            "DASHSCOPE_ACCOUNTS": json.dumps(pool),
+            "AUTH_DISABLED": "true",
+        }
+        subprocess.run(
+            [sys.executable, "-m", "app.cli", "migrate"], env=env, check=True, cwd=REPO, capture_output=True
+        )
+        api_port = free_port()
+        api = Child(
+            "api",
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(api_port), "--no-migrate"],
+            {**env, **upstream, "WORKERS_ENABLED": "false"},
+            workdir,
+        )
+        children.append(api)
+        api_url = f"http://127.0.0.1:{api_port}"
+        wait_until(lambda: httpx.get(api_url + "/healthz").status_code == 200, 60, "the API")
+        submit_s = asyncio.run(submit_backlog(api_url, args.jobs, image, args.duration))
+        api.stop()  # the API's process competes with the worker for the 2 cores otherwise
+        children.remove(api)
+        print(f"{count} account(s): {args.jobs} jobs queued in {submit_s:.1f} s", flush=True)
+        # Enough jobs at once for every slot of every account plus the downloads behind them: the slots,
+        # not the worker's own concurrency, must be the bottleneck.
+        worker_env = {**env, **upstream, "WORKER_CONCURRENCY": str(args.worker_concurrency)}
+        worker = Child(
+            "worker", [sys.executable, "-m", "app.cli", "worker", "--no-migrate"], worker_env, workdir
+        )
+        children.append(worker)
+        # --settle-s: the window opens after the worker's start-up and first tasks (it learns how long
+        # tasks run from the first ones), so the figures are the steady state; 0 counts from the start.
+        time.sleep(args.settle_s)
+        httpx.delete(
+            f"{sandbox_url}/_sandbox/stats", headers={"Authorization": f"Bearer {SANDBOX_KEY}"}, timeout=10
+        ).raise_for_status()
+        t0 = time.time()
+        time.sleep(args.seconds)
+        stats = sandbox_stats(sandbox_url)  # read before the worker stops: the window is the drain only
+        t1 = time.time()
+        finished = stored_jobs(env["DATABASE_URL"], t0, t1)
+        load = os.getloadavg()[0]
+    finally:
+        for child in reversed(children):
+            child.stop()
+    window = float(stats["window_s"])
+    per_account = []
+    for name in sorted(stats["accounts"], key=int):
+        account = stats["accounts"][name]
+        family = account["families"].get(MODEL_FAMILY, {"limit": SLOTS, "busy_s": 0.0, "peak": 0})
+        limit = family["limit"] or SLOTS
+        per_account.append(
+            {
+                "account": int(name),
+                "utilization": family["busy_s"] / (limit * window),
+                "peak": family["peak"],
+                "created": account["created_total"],
+                "throttled": account["throttled"]["create"] + account["throttled"]["task_api"],
+            }
+        )
+    return {
+        "accounts": count,
+        "window_s": window,
+        "done": len(finished),
+        "jobs_per_min": len(finished) / (t1 - t0) * 60,
+        "per_account": per_account,
+        "responses_429": stats["responses"].get("429", 0),
+        "load_1m": load,
+    }
+
+
+def accounts_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    print()
+    print(
+        f"backlog {args.jobs} jobs of {MODEL} per count; sandbox tasks PENDING {args.pending_s} s + RUNNING "
+        f"{args.running_s} s; per account {SLOTS} running, 5 creates/s, 20 queries/s; {args.seconds:.0f} s "
+        f"window per count after {args.settle_s:.0f} s settling; WORKER_CONCURRENCY={args.worker_concurrency}"
+    )
+    base = rows[0]["jobs_per_min"] or float("nan")
+    header = f"{'accounts':>8} {'done':>5} {'jobs/min':>9} {'ratio':>6} {'429s':>5} {'load':>5}"
+    print(header + "  slot utilization per account")
+    for row in rows:
+        row["ratio"] = row["jobs_per_min"] / base
+        utils = " ".join(f"#{a['account']} {a['utilization'] * 100:.1f}%" for a in row["per_account"])
+        print(
+            f"{row['accounts']:8d} {row['done']:5d} {row['jobs_per_min']:9.1f} {row['ratio']:5.2f}× "
+            f"{row['responses_429']:5d} {row['load_1m']:5.2f}  {utils}"
+        )
+    print(json.dumps({"capacity_accounts": rows}, separators=(",", ":")))
+
+
 # --- the SDK baseline ---------------------------------------------------------------------------
 
 
@@ -422,8 +543,28 @@ def main() -> None:
     parser.add_argument(
         "--queue-ahead", action="store_true", help="also run the gateway with one task queued upstream"
     )
+    parser.add_argument(
+        "--accounts",
+        default=None,
+        help="comma list of account counts, e.g. 1,2,4: one drain per count instead of gateway vs SDK",
+    )
+    parser.add_argument(
+        "--worker-concurrency", type=int, default=32, help="with --accounts: WORKER_CONCURRENCY"
+    )
+    parser.add_argument(
+        "--settle-s", type=float, default=0.0, help="with --accounts: drain seconds before the window"
+    )
     args = parser.parse_args()
     image = png_data_uri()
+    if args.accounts:
+        try:
+            counts = [int(part) for part in args.accounts.split(",")]
+        except ValueError:
+            parser.error("--accounts: a comma list of whole numbers, e.g. 1,2,4")
+        if not counts or any(not 1 <= n <= 64 for n in counts):
+            parser.error("--accounts: each count between 1 and 64")
+        accounts_report([accounts_run(args, image, n) for n in counts], args)
+        return
     rows = []
     if args.only in (None, "gateway"):
         rows.append(gateway_run(args, image, "gateway, defaults (1 worker)", {}))
