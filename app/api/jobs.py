@@ -19,9 +19,8 @@ from app.api.stored import (
     IfNoneMatchHeader,
     IfRangeHeader,
     RangeHeader,
-    rendition,
+    serve_job_file,
     serve_stored,
-    stored_video_of,
     video_object,
 )
 from app.errors import Conflict, FieldError
@@ -268,10 +267,7 @@ async def get_thumbnail(
         raise Conflict(
             f"the job is {job.status}; it has no video to take a frame of", code="job_not_succeeded"
         )
-    job = stored_video_of(job)
-    assert job.storage_key is not None
-    thumbnail = await rendition(renditions, job.storage_key, "thumbnail")
-    return await serve_stored(request, storage, thumbnail, filename=f"{job.id}.jpg", what="thumbnail")
+    return await serve_job_file(request, storage, renditions, job, "thumbnail")
 
 
 @router.delete(

@@ -19,10 +19,7 @@ from app.api.stored import (
     IfNoneMatchHeader,
     IfRangeHeader,
     RangeHeader,
-    rendition,
-    serve_stored,
-    stored_video_of,
-    video_object,
+    serve_job_file,
 )
 from app.errors import NotFound
 from app.links import VARIANTS
@@ -83,9 +80,4 @@ async def get_link(
     if variant not in VARIANTS:  # a signed link never names one; checked after the signature all the same
         raise NotFound(f"no link variant {variant[:40]!r}")
     job = await jobs.get_unscoped(job_id)
-    if variant == "thumbnail":
-        job = stored_video_of(job)
-        assert job.storage_key is not None
-        thumbnail = await rendition(renditions, job.storage_key, "thumbnail")
-        return await serve_stored(request, storage, thumbnail, filename=f"{job.id}.jpg", what="thumbnail")
-    return await serve_stored(request, storage, video_object(job), filename=f"{job_id}.mp4")
+    return await serve_job_file(request, storage, renditions, job, variant)

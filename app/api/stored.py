@@ -14,7 +14,7 @@ needed, its failures as problems) are what a route checks before serving a job's
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Header, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
@@ -191,3 +191,20 @@ async def _stream(
         headers=headers,
         background=BackgroundTask(stream.aclose),
     )
+
+
+async def serve_job_file(
+    request: Request,
+    storage: Storage,
+    renditions: Renditions,
+    job: Job,
+    variant: Literal["video"] | Variant,
+) -> Response:
+    """A job's stored video, or one of its renditions (rendered once): what `/content`, `/thumbnail`,
+    `/v1/links/…` and `/v1/videos/{id}/content?variant=` answer, with `stored_video_of`'s problems."""
+    if variant == "video":
+        return await serve_stored(request, storage, video_object(job), filename=f"{job.id}.mp4")
+    job = stored_video_of(job)
+    assert job.storage_key is not None
+    image = await rendition(renditions, job.storage_key, variant)
+    return await serve_stored(request, storage, image, filename=f"{job.id}.{variant}.jpg", what=variant)

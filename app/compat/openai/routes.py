@@ -18,10 +18,7 @@ from app.api.stored import (
     IfNoneMatchHeader,
     IfRangeHeader,
     RangeHeader,
-    rendition,
-    serve_stored,
-    stored_video_of,
-    video_object,
+    serve_job_file,
 )
 from app.compat.openai import translate
 from app.compat.openai.errors import PREFIX, renamed
@@ -294,12 +291,7 @@ async def download_content(
     `409` before the video is completed, `410` once STORAGE_RETENTION_S removed it."""
     del if_none_match, range_header, if_range  # read by serve_stored; declared for the API reference
     job = await jobs.get(video_id, owner=caller.tenant)
-    if variant == "video":
-        return await serve_stored(request, storage, video_object(job), filename=f"{job.id}.mp4")
-    stored = stored_video_of(job)
-    assert stored.storage_key is not None
-    image = await rendition(renditions, stored.storage_key, variant)
-    return await serve_stored(request, storage, image, filename=f"{job.id}.{variant}.jpg", what=variant)
+    return await serve_job_file(request, storage, renditions, job, variant)
 
 
 @router.post(
