@@ -226,6 +226,30 @@ async def submit_backlog(api: str, count: int, image: str, duration: int) -> flo
     return time.monotonic() - started
 
 
+def queue_backlog(
+    workdir: Path, env: dict[str, str], args: argparse.Namespace, image: str
+) -> tuple[Child, float]:
+    """Migrate, start an API with its loops off and queue the backlog through it: the running API and the
+    seconds the submissions took."""
+    subprocess.run(
+        [sys.executable, "-m", "app.cli", "migrate"], env=env, check=True, cwd=REPO, capture_output=True
+    )
+    api_port = free_port()
+    api = Child(
+        "api",
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(api_port), "--no-migrate"],
+        {**env, "WORKERS_ENABLED": "false"},
+        workdir,
+    )
+    api_url = f"http://127.0.0.1:{api_port}"
+    try:
+        wait_until(lambda: httpx.get(api_url + "/healthz").status_code == 200, 60, "the API")
+        return api, asyncio.run(submit_backlog(api_url, args.jobs, image, args.duration))
+    except BaseException:
+        api.stop()
+        raise
+
+
 def gateway_run(args: argparse.Namespace, image: str, label: str, settings: dict[str, str]) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     env = base_env(workdir, args)
@@ -239,20 +263,8 @@ def gateway_run(args: argparse.Namespace, image: str, label: str, settings: dict
             "DASHSCOPE_BASE_URL": sandbox_url + "/api/v1",
             "AUTH_DISABLED": "true",  # measured: the queue and the upstream, not client keys and quotas
         }
-        subprocess.run(
-            [sys.executable, "-m", "app.cli", "migrate"], env=env, check=True, cwd=REPO, capture_output=True
-        )
-        api_port = free_port()
-        api = Child(
-            "api",
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(api_port), "--no-migrate"],
-            {**env, **upstream, "WORKERS_ENABLED": "false"},
-            workdir,
-        )
+        api, submit_s = queue_backlog(workdir, {**env, **upstream}, args, image)
         children.append(api)
-        api_url = f"http://127.0.0.1:{api_port}"
-        wait_until(lambda: httpx.get(api_url + "/healthz").status_code == 200, 60, "the API")
-        submit_s = asyncio.run(submit_backlog(api_url, args.jobs, image, args.duration))
         print(f"{label}: {args.jobs} jobs queued through the API in {submit_s:.1f} s", flush=True)
 
         worker_env = {**env, **upstream, **settings}
@@ -343,20 +355,8 @@ def accounts_run(args: argparse.Namespace, image: str, count: int) -> dict[str, 
             "DASHSCOPE_ACCOUNTS": json.dumps(pool),
             "AUTH_DISABLED": "true",
         }
-        subprocess.run(
-            [sys.executable, "-m", "app.cli", "migrate"], env=env, check=True, cwd=REPO, capture_output=True
-        )
-        api_port = free_port()
-        api = Child(
-            "api",
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(api_port), "--no-migrate"],
-            {**env, **upstream, "WORKERS_ENABLED": "false"},
-            workdir,
-        )
+        api, submit_s = queue_backlog(workdir, {**env, **upstream}, args, image)
         children.append(api)
-        api_url = f"http://127.0.0.1:{api_port}"
-        wait_until(lambda: httpx.get(api_url + "/healthz").status_code == 200, 60, "the API")
-        submit_s = asyncio.run(submit_backlog(api_url, args.jobs, image, args.duration))
         api.stop()  # the API's process competes with the worker for the 2 cores otherwise
         children.remove(api)
         print(f"{count} account(s): {args.jobs} jobs queued in {submit_s:.1f} s", flush=True)
