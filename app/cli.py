@@ -1,4 +1,8 @@
-"""The `wan-gateway` command: `serve`, `worker`, `migrate`, `keys`, `sandbox`, `webhook-secret`, `openapi`."""
+"""The `wan-gateway` command: `serve`, `worker`, `migrate`, `keys`, `sandbox`, `webhook-secret`, `openapi`,
+and the client commands `generate`, `jobs`, `usage` (app/client/), which call a running gateway over HTTP.
+
+The server's modules (settings, logging, the app) are imported only by the commands that run one, so a
+client command starts without them."""
 
 from __future__ import annotations
 
@@ -13,20 +17,24 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.client import generate as generate_cli
+from app.client import jobs as jobs_cli
+from app.client.common import version
 from app.client.usage import add_arguments as add_usage_arguments
 from app.client.usage import run as run_usage
-from app.config import Settings
-from app.startup import configure_logging, migrate
+from app.workers import add_arguments as add_worker_arguments
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
-from app.workers import add_arguments as add_worker_arguments
+
+    from app.config import Settings
 
 
 def cmd_serve(settings: Settings, host: str, port: int, migrate_first: bool) -> None:
     from app import serving
     from app.billing.table import PriceTableError
     from app.main import create_app
+    from app.startup import migrate
     from app.wiring import price_table
 
     try:  # the lifespan would refuse it too, but inside uvicorn's traceback
@@ -200,6 +208,7 @@ def add_keys_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_openapi(output: Path) -> None:
+    from app.config import Settings
     from app.main import create_app
 
     schema = create_app(Settings(_env_file=None)).openapi()
@@ -209,7 +218,10 @@ def cmd_openapi(output: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="wan-gateway", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="wan-gateway", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="apply migrations, then serve the API (and the job loop)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -223,6 +235,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8001)
     sub.add_parser("webhook-secret", help="print the webhook signing secret(s) receivers verify with")
+    generate_cli.add_arguments(
+        sub.add_parser(
+            "generate",
+            help="make a video from an image: submit, follow with a progress bar, save the MP4",
+            description=generate_cli.DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
+    jobs_cli.add_arguments(sub.add_parser("jobs", help="list, show, cancel and download a gateway's jobs"))
     add_usage_arguments(sub.add_parser("usage", help="what finished jobs cost (GET /v1/usage of a gateway)"))
     openapi = sub.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--output", type=Path, default=Path("openapi/openapi.json"))
@@ -233,6 +254,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if args.command == "usage":
         sys.exit(run_usage(args))
+    if args.command == "generate":
+        sys.exit(generate_cli.run(args))
+    if args.command == "jobs":
+        sys.exit(jobs_cli.run(args))
+    from app.config import Settings
+    from app.startup import configure_logging, migrate
+
     settings = Settings()
     if args.command == "worker":
         from app.workers.process import run as run_worker

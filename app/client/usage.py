@@ -1,20 +1,27 @@
 """`wan-gateway usage`: `GET /v1/usage` of a running gateway, printed as a table (or its JSON).
 
 `--url` / WAN_GATEWAY_URL (default http://127.0.0.1:8000), `--key` / WAN_GATEWAY_KEY. Exit 0 on 200;
-otherwise the problem's status and detail on stderr and exit 1.
+otherwise the problem's status, code and detail on stderr and exit 3 (`common.EXIT_REFUSED`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
 import httpx
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+from app.client.common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    add_connection_arguments,
+    auth_headers,
+    describe,
+    gateway_url,
+)
+
 COLUMNS = ("group", "jobs", "billed_seconds", "amount", "currency")
 
 
@@ -26,31 +33,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--to", dest="until", metavar="DATE", help="ISO date or date-time, exclusive (default: now)"
     )
     parser.add_argument("--group-by", choices=("day", "model", "key", "tenant"), default="day")
-    parser.add_argument("--url", default=None, help=f"the gateway (WAN_GATEWAY_URL, default {DEFAULT_URL})")
-    parser.add_argument("--key", default=None, help="a client key (WAN_GATEWAY_KEY)")
+    add_connection_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the answer's JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    url = (args.url or os.environ.get("WAN_GATEWAY_URL") or DEFAULT_URL).rstrip("/")
-    key = args.key or os.environ.get("WAN_GATEWAY_KEY")
+    url = gateway_url(args)
     params = {"group_by": args.group_by}
     if args.since:
         params["from"] = args.since
     if args.until:
         params["to"] = args.until
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers = auth_headers(args)
     try:
         response = httpx.get(f"{url}/v1/usage", params=params, headers=headers, timeout=30)
     except httpx.HTTPError as exc:
         print(f"wan-gateway usage: cannot reach {url}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_REFUSED
     if response.status_code != 200:
-        print(f"wan-gateway usage: {response.status_code} {_detail(response)}", file=sys.stderr)
-        return 1
+        print(f"wan-gateway usage: {describe(response)}", file=sys.stderr)
+        return EXIT_REFUSED
     body: dict[str, Any] = response.json()
     print(json.dumps(body, indent=2) if args.json else table(body))
-    return 0
+    return EXIT_OK
 
 
 def table(body: dict[str, Any]) -> str:
@@ -63,11 +68,3 @@ def table(body: dict[str, Any]) -> str:
     if not rows:
         lines.append("(no finished jobs)")
     return "\n".join(lines)
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        problem = response.json()
-    except ValueError:
-        return response.text[:200]
-    return str(problem.get("detail") or problem) if isinstance(problem, dict) else str(problem)

@@ -89,7 +89,7 @@ async def test_usage_sums_billed_jobs_per_group_scoped_to_the_tenant(
         assert out[1].split() == ["group", "jobs", "billed_seconds", "amount", "currency"]
         assert out[2].split() == ["wan2.6-i2v-flash", "2", "5", "1.50", "CNY"]
         args.group_by = "week"
-        assert await asyncio.to_thread(usage_cli.run, args) == 1
+        assert await asyncio.to_thread(usage_cli.run, args) == 3
         assert "422" in capsys.readouterr().err
 
         # group_by=key: a second key of alice's, through the DashScope facade and the OpenAI projection.
