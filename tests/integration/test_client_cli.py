@@ -66,7 +66,7 @@ async def interrupted_once(
 
     async def run() -> Done:
         assert process.stdout is not None and process.stderr is not None
-        seen = []
+        seen: list[str] = []
         async with asyncio.timeout(90):
             while when not in (line := (await process.stdout.readline()).decode()):
                 assert line, f"exited before {when!r}: {''.join(seen)}"
