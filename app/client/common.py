@@ -78,8 +78,8 @@ class GatewayError(Exception):
 
 
 def describe(response: httpx.Response) -> str:
-    """A refused request in one line: status, the problem's `code`, its detail, the offending field(s),
-    and the figures some problems carry (a budget's `limit`/`spent`/`reserved`, a quota's `retry_after_s`)."""
+    """A refused request in one line: status, the problem's `code`, its detail (a budget's or a quota's
+    figures are in it), the offending field(s)."""
     try:
         problem: Any = response.json()
     except ValueError:
@@ -93,9 +93,6 @@ def describe(response: httpx.Response) -> str:
     fields = [str(f) for f in errors if f] or ([str(problem["field"])] if problem.get("field") else [])
     if fields:
         line += f" (field: {', '.join(dict.fromkeys(fields))})"
-    figures = [f"{k} {problem[k]}" for k in ("limit", "spent", "reserved", "retry_after_s") if k in problem]
-    if figures:
-        line += f" [{', '.join(figures)}]"
     return line
 
 
