@@ -20,15 +20,19 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import av
+import httpx
 import pytest
 from rich.console import Console
 
 from app.cli import main
+from app.client.follow import follow
 from app.client.progress import BarView, PlainView
-from tests.conftest import make_settings, serve
-from tests.helpers import image_bytes
+from tests.conftest import Served, make_settings, serve
+from tests.helpers import image_bytes, wait_for
+from tests.tcpproxy import tcp_proxy
 
 KEY = "cli-test-key-0123456789abcdef0123"
 WAN_GATEWAY = Path(sys.executable).with_name("wan-gateway")
@@ -175,6 +179,54 @@ async def test_generate_follows_the_job_and_saves_a_playable_mp4(tmp_path: Path,
         running_id = interrupted.out.split()[0]
         assert f"jobs show {running_id}" in interrupted.err
         assert (await served.job(running_id))["status"] == "running"  # left running
+
+
+ORDER = ["queued", "submitted", "running", "storing", "succeeded"]
+
+
+class Seen:
+    """A view that records each job it is shown."""
+
+    def __init__(self) -> None:
+        self.statuses: list[str] = []
+
+    def __enter__(self) -> Seen:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, job: dict[str, Any]) -> None:
+        self.statuses.append(job["status"])
+
+    def note(self, text: str) -> None:
+        return None
+
+
+async def test_a_dropped_stream_is_resumed_after_the_last_event(gateway: Served, png_uri: str) -> None:
+    """The connection to the gateway is cut after `submitted` was shown: the follower reconnects with
+    Last-Event-ID (a replay from the start would show `queued` again) and sees the job to its end."""
+    job_id = await gateway.submit(png_uri)
+    url = urlsplit(gateway.url)
+    assert url.hostname is not None and url.port is not None
+    async with tcp_proxy(url.hostname, url.port) as proxy:
+        seen = Seen()
+        with httpx.Client(base_url=f"http://127.0.0.1:{proxy.port}", timeout=10) as http:
+            following = asyncio.ensure_future(
+                asyncio.to_thread(follow, http, await gateway.job(job_id), seen)
+            )
+            await gateway.drive(job_id, "submitted", "running")
+            await wait_for(lambda: _shown(seen, "submitted", "running"), within=30, what="the event shown")
+            await proxy.cut()
+            await proxy.restore()
+            await gateway.drive(job_id, "succeeded")
+            final = await asyncio.wait_for(following, 30)
+    assert final["status"] == "succeeded" and seen.statuses[-1] == "succeeded"
+    assert seen.statuses == sorted(seen.statuses, key=ORDER.index), seen.statuses
+
+
+async def _shown(seen: Seen, *statuses: str) -> bool:
+    return any(status in seen.statuses for status in statuses)
 
 
 def _jobs(*steps: dict[str, Any]) -> list[dict[str, Any]]:
