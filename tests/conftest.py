@@ -268,6 +268,8 @@ ONE_DATABASE_REASONS = {
     "refused before the database": "the request is answered (4xx) before any row is read or written",
     "http edge": "the HTTP server's own bounds (request head, body, methods): no SQL on the path",
     "no sql": "startup, documents or configuration only: the database is opened, never queried by the test",
+    "api client": "a client of the API (the CLI): what it shows are the API's answers, which the API's own "
+    "tests check on both databases",
 }
 
 

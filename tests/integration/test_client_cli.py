@@ -87,6 +87,8 @@ async def interrupted_once(
             await process.wait()
 
 
+@pytest.mark.slow
+@pytest.mark.one_database(reason="api client")
 async def test_generate_follows_the_job_and_saves_a_playable_mp4(tmp_path: Path, database_url: str) -> None:
     """The one end-to-end run: a local PNG uploaded, the job followed to `succeeded` and its MP4 saved
     (exit 0); a failing job's codes printed (exit 1); `--no-wait --json`; `jobs cancel|list|show|
@@ -203,6 +205,7 @@ class Seen:
         return None
 
 
+@pytest.mark.one_database(reason="api client")
 async def test_a_dropped_stream_is_resumed_after_the_last_event(gateway: Served, png_uri: str) -> None:
     """The connection to the gateway is cut after `submitted` was shown: the follower reconnects with
     Last-Event-ID (a replay from the start would show `queued` again) and sees the job to its end."""
