@@ -28,7 +28,9 @@ import pytest
 from rich.console import Console
 
 from app.cli import main
+from app.client.common import GatewayError
 from app.client.follow import follow
+from app.client.generate import submit
 from app.client.progress import BarView, PlainView
 from tests.conftest import Served, make_settings, serve
 from tests.helpers import image_bytes, wait_for
@@ -275,3 +277,31 @@ def test_progress_views_show_status_queue_position_and_eta(capsys: pytest.Captur
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out == f"wan-gateway {metadata.version('wan-gateway')}\n"
+
+
+def test_a_retried_submit_sends_the_same_idempotency_key() -> None:
+    """A dropped connection and a `409 idempotency_key_in_progress` are retried with the key of the first
+    attempt (the gateway then answers the job that attempt made); a 422 is not retried."""
+    keys: list[str] = []
+    answers: list[httpx.Response | Exception] = [
+        httpx.ConnectError("connection reset"),
+        httpx.Response(409, json={"code": "idempotency_key_in_progress"}, headers={"Retry-After": "0"}),
+        httpx.Response(202, json={"id": "job_1", "status": "queued"}),
+        httpx.Response(422, json={"code": "validation_error", "detail": "bad", "field": "duration"}),
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers["Idempotency-Key"])
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    waits: list[float] = []
+    with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://gateway") as http:
+        job = submit(http, {"prompt": "a cat"}, {}, "key-1", sleep=waits.append)
+        assert job == {"id": "job_1", "status": "queued"}
+        assert keys == ["key-1"] * 3 and waits == [0.5, 0.0]
+        with pytest.raises(GatewayError, match=r"^422 validation_error: bad \(field: duration\)$"):
+            submit(http, {"prompt": "a cat"}, {}, "key-2", sleep=waits.append)
+    assert keys[-1] == "key-2" and len(keys) == 4
