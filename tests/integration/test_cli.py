@@ -33,7 +33,7 @@ async def test_webhook_secret_is_generated_once_and_shared(gateway: Served) -> N
 
 def test_help_lists_the_commands() -> None:
     out = run("--help", env=dict(os.environ))
-    for command in ("serve", "migrate", "sandbox", "webhook-secret", "openapi"):
+    for command in ("serve", "migrate", "sandbox", "webhook-secret", "openapi", "generate", "jobs", "usage"):
         assert command in out
 
 
