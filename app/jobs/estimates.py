@@ -7,7 +7,8 @@ RUN_HISTORY_TTL_S in each process, so every API process and replica agrees withi
 job of a kind has finished, `pacing.typical_run_s`.
 
 - queued: the job's 1-based place in its model family's queue, in the order the poller's submit claim
-  hands out slots (`repository.queue_positions`, one query per family on a page), and an ETA: the
+  hands out slots (`repository.queue_positions`: one window query gives every waiting job's place,
+  reused for QUEUE_TTL_S by every page and stream of the process), and an ETA: the
   family's slots (UPSTREAM_MAX_INFLIGHT × the accounts in the pool) free up when the jobs holding them
   are expected to end; the jobs ahead take them in turn, each taking as long as this job's kind.
 - submitted / running: elapsed since submit against the learnt run time, on 0–RUN_SHARE (never more,
@@ -33,6 +34,9 @@ from app.jobs.states import JobStatus
 
 #: How long the run times of recent jobs are reused before being read again (per model, per process).
 RUN_HISTORY_TTL_S = 10.0
+#: How long a family's queue order (every waiting job's place, and the slot holders) is reused: pages
+#: and streams in one process share one window query per family per QUEUE_TTL_S, whatever the backlog.
+QUEUE_TTL_S = 1.0
 #: The share of the bar from submit to the end upstream; the copy (storing) fills the rest but for 1.
 RUN_SHARE = 90
 #: A family missing from UPSTREAM_MAX_INFLIGHT (the settings have all of them).
@@ -95,6 +99,8 @@ class Estimator:
         self.clock = clock
         # model → (monotonic expiry, its recent runs): one small query per model per RUN_HISTORY_TTL_S.
         self._runs: dict[str, tuple[float, list[tuple[str, datetime, datetime]]]] = {}
+        # family → (monotonic expiry, every waiting job's place, the slot holders' (model, request, since)).
+        self._queues: dict[str, tuple[float, dict[str, int], list[tuple[str, dict[str, Any], datetime]]]] = {}
 
     async def run_s(self, model: str, request: dict[str, Any] | None) -> float:
         """Expected seconds from submit to stored for a job of this model and request."""
@@ -106,6 +112,10 @@ class Estimator:
             self._runs[model] = cached
         learnt = pacing.mean_run_s(pacing.task_kind(model, request), cached[1])
         return learnt if learnt is not None else pacing.typical_run_s(request)
+
+    def queues_changed(self) -> None:
+        """A job of this process changed status (`ChangeFeed` listener): queue orders are read again."""
+        self._queues.clear()
 
     def slots(self, limit_group: str) -> int:
         """The family's upstream slots across the account pool."""
@@ -136,10 +146,23 @@ class Estimator:
             out.update(await self._queued(group, members, now))
         return out
 
+    async def _queue(
+        self, group: str, ids: list[str]
+    ) -> tuple[dict[str, int], list[tuple[str, dict[str, Any], datetime]]]:
+        """The family's queue order and slot holders: cached QUEUE_TTL_S, read again sooner after a
+        status change in this process (`queues_changed`) or for a job queued since (a new job has its
+        place at once). Another process's changes show within QUEUE_TTL_S."""
+        cached = self._queues.get(group)
+        if cached is None or cached[0] < time.monotonic() or any(i not in cached[1] for i in ids):
+            async with self._reads() as session:
+                positions = await repository.queue_positions(session, group)
+                holders = await repository.slot_holders(session, group)
+            cached = (time.monotonic() + QUEUE_TTL_S, positions, holders)
+            self._queues[group] = cached
+        return cached[1], cached[2]
+
     async def _queued(self, group: str, jobs: list[Job], now: datetime) -> dict[str, Live]:
-        async with self._reads() as session:
-            positions = await repository.queue_positions(session, group, [j.id for j in jobs])
-            holders = await repository.slot_holders(session, group)
+        positions, holders = await self._queue(group, [j.id for j in jobs])
         slots = self.slots(group)
         ends = []
         for model, request, since in holders:

@@ -442,12 +442,14 @@ def _waits_in_queue() -> ColumnElement[bool]:
     )
 
 
-async def queue_positions(session: AsyncSession, limit_group: str, job_ids: Sequence[str]) -> dict[str, int]:
-    """1-based places of `job_ids` (those still waiting) in their family's queue, in the claim's fair order
-    (`fair_submit_order`): 1 goes upstream next. One query for any number of jobs of the family (plus the
-    small count of slots in use per tenant): a window over the family's waiting rows, filtered to the ids.
+async def queue_positions(
+    session: AsyncSession, limit_group: str, job_ids: Sequence[str] | None = None
+) -> dict[str, int]:
+    """1-based places in the family's queue, in the claim's fair order (`fair_submit_order`): 1 goes
+    upstream next. Of `job_ids` (those still waiting), or of every waiting job (None). One query (plus the
+    small count of slots in use per tenant): a window over the family's waiting rows.
     """
-    if not job_ids:
+    if job_ids is not None and not job_ids:
         return {}
     in_use = await upstream_slots_by_owner(session, limit_group)
     waiting = (
@@ -459,9 +461,10 @@ async def queue_positions(session: AsyncSession, limit_group: str, job_ids: Sequ
         waiting.c.id,
         func.row_number().over(order_by=_fair_key(waiting, limit_group, in_use)).label("position"),
     ).subquery("ordered")
-    rows = await session.execute(
-        select(ordered.c.id, ordered.c.position).where(ordered.c.id.in_(list(job_ids)))
-    )
+    query = select(ordered.c.id, ordered.c.position)
+    if job_ids is not None:
+        query = query.where(ordered.c.id.in_(list(job_ids)))
+    rows = await session.execute(query)
     return {job_id: int(position) for job_id, position in rows.all()}
 
 

@@ -108,6 +108,7 @@ class JobService:
         self.estimates = Estimator(
             self._reads, max_inflight=config.max_inflight, accounts=len(self._accounts.names)
         )
+        feed.subscribe(self.estimates.queues_changed)
 
     # --- create -------------------------------------------------------------------------------
     async def create(
