@@ -146,8 +146,10 @@ class Settings(BaseSettings):
         'JSON array `[{"name": "a", "api_key": "sk-…", "base_url": "https://…/api/v1", "region": '
         '"cn-beijing"}, …]` (`base_url`, `region` optional). Each account has its own rate budgets and '
         "in-flight caps (UPSTREAM_MAX_INFLIGHT per account); a queued job goes to an account with a free "
-        "slot of its family and stays bound to it. In sandbox mode a missing `base_url` is the embedded "
-        "sandbox, and SANDBOX_ACCOUNT_COUNT=N alone pools its N keys.",
+        "slot of its family and stays bound to it, and is billed in that account's region (estimated in "
+        "the pool's priciest); every account must bill in one currency (a mix stops the start). In "
+        "sandbox mode a missing `base_url` is the embedded sandbox, and SANDBOX_ACCOUNT_COUNT=N alone "
+        "pools its N keys.",
     )
     dashscope_region: Literal["cn-beijing", "ap-southeast-1", "us-east-1"] | None = Field(
         default=None,

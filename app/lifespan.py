@@ -176,13 +176,16 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             base_url, api_key = pooled[0].base_url or "", pooled[0].api_key
         else:
             base_url, api_key, sandbox = await _open_upstream(settings, stack)
-        # One price region for now: the single account's, or the pool's first (per-account: left for later).
-        pricing = wiring.pricing(settings, base_url, prices, region=pooled[0].region if pooled else None)
-        if pooled and len(set(regions := wiring.pool_regions(settings, pooled).values())) > 1:
-            log.warning(
-                "the account pool spans regions %s: every job is priced as %s, the first account's",
-                sorted(regions),
-                pricing.region,
+        # Each account bills in its own region; a pool mixing currencies stops the start here.
+        pricing = wiring.pricing(
+            settings, base_url, prices, region=pooled[0].region if pooled else None, accounts=pooled
+        )
+        if len(pricing.regions) > 1:
+            log.info(
+                "the account pool spans regions %s (%s): each job is billed in its account's region, "
+                "estimated in the priciest",
+                ", ".join(pricing.regions),
+                pricing.currency,
             )
         upstream_http = await stack.enter_async_context(
             httpx.AsyncClient(

@@ -3,7 +3,10 @@ job's task lives (and is polled, and reconciled) on the account it was sent to."
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -183,3 +186,61 @@ async def test_a_refused_account_leaves_rotation_and_returns(tmp_path: Path, dat
         ready = await served.client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["checks"]["upstream_accounts"] == "ok", ready.text
         assert await account_up("sandbox-2") == "1.0"
+
+
+async def test_each_job_is_billed_in_its_accounts_region(tmp_path: Path, database_url: str) -> None:
+    """Two accounts in Singapore and Virginia (both USD; Virginia's wan2.6-i2v-flash priced by
+    PRICE_TABLE_FILE, dearer): every job is estimated at the dearer price while queued, billed at its own
+    account's once it succeeds, and /v1/usage adds the bills in the pool's one currency."""
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        'version = "us-1"\n[regions.us-east-1.models."wan2.6-i2v-flash"]\n'
+        '"720P" = { audio = "0.07", silent = "0.02" }\n'
+    )
+    accounts = [
+        {"name": "sg", "api_key": "sk-sandbox", "region": "ap-southeast-1"},
+        {"name": "us", "api_key": "sk-sandbox-2", "region": "us-east-1"},
+    ]
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        sandbox_account_count=2,
+        dashscope_accounts=json.dumps(accounts),  # the embedded sandbox's two keys, one region each
+        price_table_file=prices,
+        upstream_max_inflight="wan2.6=2",  # 4 jobs: two on each account
+        sandbox_running_s=0.2,
+    )
+    async with serve(settings) as served:
+        gateway = served.gateway
+        assert gateway.accounts.names == ["sg", "us"]
+        png = data_uri(640, 360)
+        ids = [await served.submit(png, prompt=f"region {i}") for i in range(4)]
+        for job_id in ids:
+            cost = (await served.job(job_id))["cost"]
+            assert cost["estimated"] and (cost["amount"], cost["unit_price"], cost["currency"]) == (
+                "0.14",
+                "0.07",
+                "USD",
+            ), cost
+
+        async def all_done() -> list[dict[str, Any]] | None:
+            await gateway.poller.run_once()
+            jobs = [await served.job(job_id) for job_id in ids]
+            return jobs if all(j["status"] in ("succeeded", "failed") for j in jobs) else None
+
+        jobs = await wait_for(all_done, within=60, what="the four jobs to finish")
+        async with gateway.sessions() as session:
+            rows = (await session.execute(select(Job.id, Job.account).where(Job.id.in_(ids)))).all()
+        bound = {job_id: str(account) for job_id, account in rows}
+        assert sorted(bound.values()) == ["sg", "sg", "us", "us"], bound
+        expected = {"sg": ("0.10", "0.05"), "us": ("0.14", "0.07")}
+        for job in jobs:
+            cost = job["cost"]
+            assert job["status"] == "succeeded" and not cost["estimated"], job
+            assert (cost["amount"], cost["unit_price"], cost["currency"]) == (
+                *expected[bound[job["id"]]],
+                "USD",
+            )
+            assert Decimal(cost["amount"]) <= Decimal("0.14")  # never above what was reserved
+        usage = (await served.client.get("/v1/usage", params={"group_by": "model"})).json()
+        assert [(r["amount"], r["currency"], r["jobs"]) for r in usage["data"]] == [("0.48", "USD", 4)], usage
