@@ -183,9 +183,9 @@ class Settings(BaseSettings):
     upstream_account_retry_s: float = Field(
         default=60.0,
         gt=0,
-        description="A pooled account whose key is refused (401/403 on a create) leaves rotation; after this "
-        "many seconds one job is placed on it again, and a create that goes through puts it back. Each "
-        "process learns this from its own calls.",
+        description="A pooled account whose key is refused (401/403 on any call: create, poll, cancel, "
+        "reconciliation) leaves rotation for every process sharing the database; after this many seconds "
+        "one job is placed on it again, and any call on it that goes through puts it back.",
     )
     upstream_submit_rps: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_SUBMIT_RPS),
