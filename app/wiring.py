@@ -34,17 +34,28 @@ def price_table(settings: Settings) -> PriceTable:
 
 
 def pricing(
-    settings: Settings, base_url: str, table: PriceTable | None = None, *, region: str | None = None
+    settings: Settings,
+    base_url: str,
+    table: PriceTable | None = None,
+    *,
+    region: str | None = None,
+    accounts: list[UpstreamAccount] | None = None,
 ) -> Pricing:
     """`table` (default: `price_table`) priced in the region the upstream at `base_url` bills in
-    (`region` — a DASHSCOPE_ACCOUNTS entry's —, else DASHSCOPE_REGION, else derived from the host)."""
+    (`region` — a DASHSCOPE_ACCOUNTS entry's —, else DASHSCOPE_REGION, else derived from the host), and
+    for a pool each of its `accounts` in its own region (`pool_regions`). A pool mixing currencies raises
+    `billing.cost.MixedCurrencies`, naming each account's region."""
     table = table if table is not None else price_table(settings)
-    return Pricing(table, resolve_region(region or settings.dashscope_region, base_url))
+    regions = pool_regions(settings, accounts) if accounts else {}
+    return Pricing(table, resolve_region(region or settings.dashscope_region, base_url), regions)
 
 
 def pool_regions(settings: Settings, accounts: list[UpstreamAccount]) -> dict[str, str]:
     """Each pooled account's price region (its `region`, else DASHSCOPE_REGION, else its host's)."""
-    return {a.name: resolve_region(a.region or settings.dashscope_region, a.base_url or "") for a in accounts}
+    default = settings.dashscope_base_url
+    return {
+        a.name: resolve_region(a.region or settings.dashscope_region, a.base_url or default) for a in accounts
+    }
 
 
 def upstream_timeout(settings: Settings) -> httpx.Timeout:

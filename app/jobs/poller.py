@@ -57,9 +57,6 @@ log = logging.getLogger(__name__)
 RESULT_URL_LIFETIME = timedelta(hours=24)
 #: A refused poll (bad key, revoked access) is our configuration's fault, not the job's: retry slowly.
 POLL_REFUSED_RETRY_S = 30.0
-#: A create answered with these statuses means the account's key is refused: in a pool the account
-#: leaves rotation (providers/health.py) and the job goes back to the queue for another one.
-ACCOUNT_REFUSED = (401, 403)
 #: A transient error delays a job by at most this many POLL_MAX_INTERVAL_S (Retry-After still wins).
 RETRY_CAP_POLLS = 4
 #: A storing job's copy progress is written at most this often (and once the body is in).
@@ -142,6 +139,8 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         now = utcnow()
         lease_until = now + timedelta(seconds=self._config.lease_s)
         claimed: list[tuple[Job, Action]] = []
+        probed: set[str | None] = set()
+        await self.health.refresh()  # what every process learnt of the accounts (cached ~1 s)
         async with self._sessions.begin() as session:
             for group in await repository.limit_groups_with_queued(session, now):
                 await repository.lock_family(session, group)
@@ -154,13 +153,15 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                     jobs = await repository.claim_for_submit(
                         session, group, free, self.worker_id, now, lease_until, account=account
                     )
-                    if jobs:
-                        self.health.probing(account)  # a no-op for an account in rotation
+                    if jobs and not self.health.up(account):
+                        probed.add(account)
                     claimed += [(job, Action.SUBMIT) for job in jobs]
             rest = limit - len(claimed)
             if rest > 0:
                 jobs = await repository.claim_due(session, rest, self.worker_id, now, lease_until)
                 claimed += [(job, Action.WORK) for job in jobs]
+        for account in probed:  # after the commit: a write of its own (SQLite's writes take turns)
+            await self.health.probing(account)
         return claimed
 
     # --- handling -----------------------------------------------------------------------------
@@ -289,7 +290,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         try:
             receipt = await self._accounts.of(job.account).submit(job.upstream_body or {})
         except PermanentError as exc:
-            if self._accounts.pooled and exc.status in ACCOUNT_REFUSED:
+            if self._accounts.pooled and await self.health.observe(job.account, exc):
                 await self._account_refused(job, exc)
                 return
             await self._fail(job, "upstream_rejected", f"DashScope refused the task: {exc.message}", exc.code)
@@ -315,7 +316,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                     job, f"create: {exc}", exc.retry_after, submit_started_at=None, create_attempt=None
                 )
             return
-        self.health.accepted(job.account)
+        await self.health.accepted(job.account)
         try:
             await self._mark_submitted(
                 job, receipt.task_id, receipt.state, receipt.request_id, first_poll_in=self._config.poll_min_s
@@ -342,8 +343,12 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
     async def _account_refused(self, job: Job, exc: PermanentError) -> None:
         """The account's key was refused: no task was made, so the job is not failed but goes back to the
         queue unbound, for an account in rotation (or this one, once its cool-down ends)."""
-        log.error("upstream account %s refused a create (%s): out of rotation", job.account, exc)
-        self.health.refused(job.account, f"HTTP {exc.status} {exc.code or ''}".strip())
+        log.error(
+            "upstream account %s refused a create (%s): job %s goes back to the queue",
+            job.account,
+            exc,
+            job.id,
+        )
         await self._release(
             job,
             account=None,
@@ -383,8 +388,10 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         try:
             listed = await provider.list_tasks(job.model, *window)
         except ProviderError as exc:
+            await self.health.observe(job.account, exc)  # its jobs wait for the key (never another account)
             await self._reconcile_later(job, attempt, f"reconcile: listing tasks: {exc}")
             return
+        await self.health.accepted(job.account)
         async with self._sessions() as session:
             in_use = await repository.task_ids_in_use(session, [t.task_id for t in listed])
             others = await repository.unresolved_creates(
@@ -401,6 +408,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 try:
                     fetched.append(Candidate(task, await provider.get(task.task_id)))
                 except ProviderError as exc:  # unknown is not "not ours": decide on a later pass
+                    await self.health.observe(job.account, exc)
                     await self._reconcile_later(
                         job, attempt, f"reconcile: reading task {task.task_id}: {exc}"
                     )
@@ -465,8 +473,10 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             return
         except PermanentError as exc:
             # Our key or configuration is wrong, not the job: keep it and keep trying, slowly (a restored
-            # key finds the task again), until its deadline, which fails it saying why.
+            # key finds the task again), until its deadline, which fails it saying why. In a pool a
+            # refused key takes the account out of rotation for every process.
             log.error("job %s: polling task %s refused: %s", job.id, job.task_id, exc)
+            await self.health.observe(job.account, exc)
             now = utcnow()
             if now >= job.deadline_at:
                 await self._fail(
@@ -488,6 +498,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 },
             )
             return
+        await self.health.accepted(job.account)
         await self._apply(job, task)
 
     async def _apply(self, job: Job, task: ProviderTask) -> None:
@@ -508,8 +519,10 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         if state in (TaskState.PENDING, TaskState.RUNNING) and now >= job.deadline_at:
             # Polled first, so a task that finished in time is stored rather than lost.
             if state is TaskState.PENDING:
-                with contextlib.suppress(ProviderError):
+                try:
                     await self._accounts.of(job.account).cancel(job.task_id or "")
+                except ProviderError as exc:
+                    await self.health.observe(job.account, exc)
             await self._fail(
                 job,
                 "deadline_exceeded",
@@ -678,6 +691,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         assert job.task_id is not None
         try:
             task = await self._accounts.of(job.account).get(job.task_id)
-        except ProviderError:
+        except ProviderError as exc:
+            await self.health.observe(job.account, exc)
             return None
         return task.video_url if task.state is TaskState.SUCCEEDED else None

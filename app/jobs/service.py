@@ -38,6 +38,7 @@ from app.jobs.states import JobStatus
 from app.jobs.transitions import Transitions
 from app.netguard import Resolver
 from app.providers.base import AccountPool, PermanentError, TransientError, VideoProvider
+from app.providers.health import AccountHealth
 from app.storage.base import Storage, StorageError
 from app.storage.renditions import rendition_keys
 from app.tenants.quotas import QuotaLimits
@@ -88,8 +89,11 @@ class JobService:
         resolver: Resolver | None = None,
         reads: async_sessionmaker[AsyncSession] | None = None,
         accounts: AccountPool | None = None,
+        health: AccountHealth | None = None,
     ) -> None:
         self._sessions = sessions
+        #: A cancel refused for the account's key takes the account out of rotation (providers/health.py).
+        self._health = health
         # Reads of one statement each (get, list, events): autocommit, no write lock (db/engine.py).
         self._reads = reads or sessions
         # `provider` prepares requests (the same on every account); cancels go to the job's own account.
@@ -312,6 +316,8 @@ class JobService:
         try:
             await self._accounts.of(account).cancel(task_id)  # the job's own account: no other knows it
         except PermanentError as exc:
+            if self._health is not None:
+                await self._health.observe(account, exc)
             if exc.code == "UnsupportedOperation":
                 raise Conflict(
                     "the upstream task already started: DashScope can only cancel PENDING tasks",
@@ -325,6 +331,8 @@ class JobService:
                 code="upstream_unavailable",
                 headers={"Retry-After": retry},
             ) from exc
+        if self._health is not None:
+            await self._health.accepted(account)
 
     async def _mark_canceled(self, job: Job) -> bool:
         now = utcnow()
