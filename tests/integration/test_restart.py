@@ -42,6 +42,7 @@ def gateway_env(tmp_path: Path, database_url: str) -> dict[str, str]:
         "OUTPUT_DIR": str(tmp_path / "output"),
         "SANDBOX_STATE_PATH": str(tmp_path / "sandbox.db"),
         "SANDBOX_CLIP_CACHE_DIR": str(CLIP_CACHE),
+        "SANDBOX_CLIP_CAPTIONS": "false",  # "job 0", "job 1", …: one clip for all of them
         # SANDBOX_PORT unset, as with `make run`: the embedded sandbox comes back on another port, so
         # video URLs stored before a kill point nowhere and must be re-read from the task.
         "SANDBOX_PENDING_S": "0.5",
