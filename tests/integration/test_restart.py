@@ -123,7 +123,9 @@ async def test_kill_9_at_several_points_then_every_job_finishes_once(process: Ga
 
     process.stop()
     # What upstream holds: open the sandbox's state file with a fresh sandbox and list every task.
-    config = SandboxConfig(state_path=Path(process.env["SANDBOX_STATE_PATH"]), clip_cache_dir=CLIP_CACHE)
+    config = SandboxConfig(
+        state_path=Path(process.env["SANDBOX_STATE_PATH"]), clip_cache_dir=CLIP_CACHE, clip_captions=False
+    )
     async with (
         SandboxServer(config) as upstream,
         httpx.AsyncClient(timeout=10, verify=client_context()) as client,
