@@ -174,7 +174,7 @@ class _Caption:
         self.boxes: list[tuple[int, int, NDArray[np.uint16], NDArray[np.uint16]]] = []
         if not text or width < 64 or height < 64:
             return
-        font = ImageFont.load_default(size=max(10, height // 20))
+        font = ImageFont.load_default(size=max(10, min(width, height) // 20))
         while True:
             left, top, right, bottom = font.getbbox(text)
             if right - left <= width * 0.9 or len(text) <= 4:
