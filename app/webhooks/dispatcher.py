@@ -28,12 +28,24 @@ from app.jobs.models import JobEvent
 from app.loops import ClaimLoop
 from app.netguard import Resolver, UnsafeURL, vet_url
 from app.statuses import DeliveryStatus
+from app.telemetry import metrics
 from app.webhooks import payloads, repository, signing
 from app.webhooks.models import WebhookDelivery
 from app.webhooks.secrets import SecretSource
 from app.webhooks.sender import SendResult, WebhookSender
 
 log = logging.getLogger(__name__)
+
+
+def _outcome(result: SendResult) -> str:
+    """The `outcome` label of an attempt: `ok`, the status class (410 and 429 apart), or why no answer."""
+    status = result.status_code
+    if status is None:
+        return "timeout" if result.timed_out else "network"
+    if status == 410:
+        return "http_410"
+    return metrics.http_outcome(status)
+
 
 #: Up to this fraction is added to each scheduled delay, so retries of many deliveries spread out.
 JITTER = 0.10
@@ -114,7 +126,9 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
             )
         except UnsafeURL as exc:
             refused = SendResult(None, 0, f"refused: {exc.reason}", None)
-            await self._finish(delivery, refused, status=DeliveryStatus.FAILED, last_error=refused.error)
+            await self._finish(
+                delivery, refused, status=DeliveryStatus.FAILED, last_error=refused.error, outcome="refused"
+            )
             return
         text = payloads.body(event.type, event.created_at, event.data)
         now = utcnow()
@@ -164,9 +178,16 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
         )
 
     async def _finish(
-        self, delivery: WebhookDelivery, result: SendResult | None, *, gone: bool = False, **values: Any
+        self,
+        delivery: WebhookDelivery,
+        result: SendResult | None,
+        *,
+        gone: bool = False,
+        outcome: str | None = None,
+        **values: Any,
     ) -> None:
-        """Record the attempt (if one was made) and the delivery's new state in one transaction."""
+        """Record the attempt (if one was made) and the delivery's new state in one transaction; the
+        attempt is counted (`wan_gateway_webhook_attempts_total`) once that has committed."""
         if values.get("status") in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
             values.setdefault("finished_at", utcnow())
             values.setdefault("next_attempt_at", None)
@@ -180,6 +201,9 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
                     latency_ms=result.latency_ms,
                     error=result.error,
                     response_body=result.response_body,
+                )
+                metrics.after_commit(
+                    session, lambda: metrics.WEBHOOK_ATTEMPTS.labels(outcome or _outcome(result)).inc()
                 )
             if not await repository.finish_attempt(session, delivery, **values):
                 # e.g. a manual redelivery reset it meanwhile: that newer state stands

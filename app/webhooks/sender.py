@@ -26,6 +26,8 @@ class SendResult:
     error: str | None
     response_body: str | None
     retry_after: float | None = None
+    #: No answer came in time (else, without a status code, the connection failed).
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
@@ -66,7 +68,7 @@ async def _send(
     try:
         response = await client.send(request, stream=True, follow_redirects=False)
     except httpx.TimeoutException:
-        return SendResult(None, elapsed(), f"no answer within {timeout_s:g} s", None)
+        return SendResult(None, elapsed(), f"no answer within {timeout_s:g} s", None, timed_out=True)
     except httpx.TransportError as exc:
         return SendResult(None, elapsed(), f"{type(exc).__name__}: {exc}".strip(), None)
     try:
