@@ -37,7 +37,7 @@ from app.retry import parse_retry_after
 from app.storage.base import Storage, StorageError, StoredObject
 from app.storage.keys import validate_key
 from app.storage.probe import ProbeError, VideoProbe, probe_video_async
-from app.telemetry import metrics
+from app.telemetry import metrics, tracing
 
 #: Bytes gathered in memory before one write+hash in a worker thread: bounds memory and thread hops.
 WRITE_BUFFER_BYTES = 1 << 20
@@ -333,6 +333,19 @@ async def copy_video(
     a bad `key` or a naive `expires_at` is a programming error (ValueError).
     """
     validate_key(key)
+    with tracing.span("wan.storage.copy", key=key):
+        return await _copy(client, url, storage, key, max_bytes, timeout_s, expires_at)
+
+
+async def _copy(
+    client: httpx.AsyncClient,
+    url: str,
+    storage: Storage,
+    key: str,
+    max_bytes: int,
+    timeout_s: float,
+    expires_at: datetime | None,
+) -> CopyResult:
     if expires_at is not None:
         if expires_at.tzinfo is None:
             raise ValueError("expires_at must be timezone-aware")

@@ -21,14 +21,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.base import utcnow
-from app.jobs.models import JobEvent
+from app.jobs.models import Job, JobEvent
 from app.loops import ClaimLoop
 from app.netguard import Resolver, UnsafeURL, vet_url
 from app.statuses import DeliveryStatus
-from app.telemetry import metrics
+from app.telemetry import metrics, tracing
 from app.webhooks import payloads, repository, signing
 from app.webhooks.models import WebhookDelivery
 from app.webhooks.secrets import SecretSource
@@ -104,6 +105,16 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
             return await repository.next_due_at(session, utcnow())
 
     async def handle(self, delivery: WebhookDelivery) -> None:
+        traceparent = None
+        if tracing.enabled():  # the job's trace: one more read, only when tracing is on
+            async with self._sessions() as session:
+                traceparent = await session.scalar(select(Job.traceparent).where(Job.id == delivery.job_id))
+        with tracing.job_span(
+            "wan.webhook.deliver", delivery.job_id, traceparent, attempt=delivery.attempt_count + 1
+        ):
+            await self._deliver(delivery)
+
+    async def _deliver(self, delivery: WebhookDelivery) -> None:
         async with self._sessions() as session:
             event = await session.get(JobEvent, delivery.event_id)
             gone = await repository.is_gone(session, delivery.url)

@@ -14,6 +14,7 @@ import httpx
 
 from app.netguard import VettedURL
 from app.retry import parse_retry_after
+from app.telemetry import tracing
 from app.tls import client_context
 
 RESPONSE_EXCERPT_BYTES = 1024
@@ -46,7 +47,7 @@ class WebhookSender:
         async with httpx.AsyncClient(
             verify=self._ssl, trust_env=False, follow_redirects=False, transport=self._transport
         ) as client:
-            return await _send(client, target, headers, body, timeout_s)
+            return await _send(tracing.instrument_client(client), target, headers, body, timeout_s)
 
 
 async def _send(
