@@ -66,6 +66,29 @@ def install(processor: SpanProcessor) -> TracerProvider:
     """Make this process's provider, exporting through `processor` (replacing any earlier one)."""
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult
+    from opentelemetry.trace import SpanKind
+
+    class _NoLoneClientSpans(Sampler):
+        """Drops a client span (SQL, HTTP) that starts a trace: the loops' claims and bookkeeping, many a
+        second and about no request or job. Within a request's or a job step's trace, all is kept."""
+
+        def should_sample(
+            self,
+            parent_context: Any,
+            trace_id: int,
+            name: str,
+            kind: Any = None,
+            attributes: Any = None,
+            links: Any = None,
+            trace_state: Any = None,
+        ) -> SamplingResult:
+            if kind is SpanKind.CLIENT:
+                return SamplingResult(Decision.DROP)
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+
+        def get_description(self) -> str:
+            return "NoLoneClientSpans"
 
     class _JobIdProcessor(SpanProcessor):
         """Every span started while a job is being worked on (`job_span`) names the job."""
@@ -78,7 +101,9 @@ def install(processor: SpanProcessor) -> TracerProvider:
     uninstall()
     # OTEL_SERVICE_NAME (and OTEL_RESOURCE_ATTRIBUTES) win over the default name.
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": "wan-gateway"}
-    provider = TracerProvider(resource=Resource.create(attributes))
+    # OTEL_TRACES_SAMPLER, when set, wins over the default sampler.
+    sampler = None if os.environ.get("OTEL_TRACES_SAMPLER") else ParentBased(root=_NoLoneClientSpans())
+    provider = TracerProvider(resource=Resource.create(attributes), sampler=sampler)
     provider.add_span_processor(_JobIdProcessor())
     provider.add_span_processor(processor)
     _state.provider = provider

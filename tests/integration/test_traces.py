@@ -71,5 +71,6 @@ async def test_one_job_is_one_trace_from_submit_to_webhook(
     assert any(url.endswith(".mp4") or "/files/" in url for url in client_urls), client_urls  # download
     sql = [s for s in in_trace if {"db.system", "db.system.name"} & set(s.attributes or {})]
     assert sql and any(about_the_job(s) for s in sql)
-    # Probes and scrapes make no spans.
+    # No trace starts with a lone client span (the loops' SQL); probes and scrapes make no spans.
+    assert not [s for s in spans if s.kind is SpanKind.CLIENT and s.parent is None]
     assert not [s for s in spans if "/metrics" in s.name or "/readyz" in s.name]
