@@ -441,6 +441,15 @@ class Settings(BaseSettings):
         description="How often event streams and `Prefer: wait` look for changes made by other processes "
         "(changes made in this process are seen at once).",
     )
+    # --- observability --------------------------------------------------------------------------
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description="OpenTelemetry collector (OTLP over HTTP, e.g. `http://otel-collector:4318`): set, the "
+        "gateway exports traces to its `/v1/traces` — one trace per job, from the submit through its "
+        "upstream calls, the copy and its webhooks (the `otel` extra; docs/OBSERVABILITY.md). The SDK's "
+        "other `OTEL_*` variables (service name, headers, sampler) apply. Unset: no tracing at all.",
+    )
+
     # --- clients: keys and quotas ----------------------------------------------------------------
     gateway_api_keys: SecretStr | None = Field(
         default=None,

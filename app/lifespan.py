@@ -48,6 +48,7 @@ from app.storage.base import Storage
 from app.storage.factory import open_storage
 from app.storage.renditions import Renditions
 from app.storage.space import StorageSpace
+from app.telemetry import tracing
 from app.tenants.auth import Authenticator
 from app.tenants.keys import ConfiguredKey, KeyProblem, parse_configured_keys
 from app.webhooks.dispatcher import Dispatcher
@@ -168,9 +169,13 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
     engine = create_engine(
         settings.database_url, pool_size=settings.database_pool_size, echo=settings.database_echo
     )
+    # Traces only with OTEL_EXPORTER_OTLP_ENDPOINT (telemetry/tracing.py); off, these are no-ops.
+    tracing.enable(settings.otel_exporter_otlp_endpoint)
+    tracing.instrument_engine(engine)
     sessions = session_factory(engine)
     reads = read_session_factory(engine)  # one-statement reads for clients: autocommit
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(tracing.flush)  # last: the spans of the shutdown included
         stack.push_async_callback(engine.dispose)
         pooled, sandbox = await _open_accounts(settings, stack)
         if pooled:
@@ -189,16 +194,22 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
                 pricing.currency,
             )
         upstream_http = await stack.enter_async_context(
-            httpx.AsyncClient(
-                timeout=wiring.upstream_timeout(settings),
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-                follow_redirects=False,
-                verify=tls.client_context(),
+            tracing.instrument_client(
+                httpx.AsyncClient(
+                    timeout=wiring.upstream_timeout(settings),
+                    limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+                    follow_redirects=False,
+                    verify=tls.client_context(),
+                )
             )
         )
         download_http = await stack.enter_async_context(
-            httpx.AsyncClient(
-                timeout=wiring.download_timeout(settings), follow_redirects=True, verify=tls.client_context()
+            tracing.instrument_client(
+                httpx.AsyncClient(
+                    timeout=wiring.download_timeout(settings),
+                    follow_redirects=True,
+                    verify=tls.client_context(),
+                )
             )
         )
         # Client-given image URLs: no keep-alive, no redirects, no cookies (see app/jobs/fetch.py).

@@ -22,6 +22,7 @@ from app.config import Settings
 from app.errors import PROBLEM_JSON, install_handlers
 from app.jobs.schemas import WebhookPayload
 from app.lifespan import lifespan
+from app.telemetry import tracing
 
 DESCRIPTION = """\
 A self-hosted gateway for **Wan image-to-video** on Alibaba Cloud Model Studio (DashScope).
@@ -62,6 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_videos.router)
     document_webhooks(app)
     docs.install_docs(app)
+    # A server span per request, only with OTEL_EXPORTER_OTLP_ENDPOINT (the provider is made here, before
+    # the lifespan, which instruments the engine and the clients with the same one).
+    if tracing.enable(app.state.settings.otel_exporter_otlp_endpoint):
+        tracing.instrument_app(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

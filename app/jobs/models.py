@@ -100,6 +100,9 @@ class Job(Leased, Base):
     # The upstream account (DASHSCOPE_ACCOUNTS name) the submit claim placed the job on; every later call
     # for its task goes there. NULL: the single default account.
     account: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The W3C `traceparent` of the request that submitted the job, when tracing is on: the worker's spans
+    # about the job (upstream calls, the copy, webhooks) join that trace (app/telemetry/tracing.py).
+    traceparent: Mapped[str | None] = mapped_column(String(64), default=None)
     # An ambiguous create: when it was sent and answered, its request id, the task-list passes made.
     create_attempt: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
     submit_attempts: Mapped[int] = mapped_column(Integer, default=0)

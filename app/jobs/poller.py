@@ -50,6 +50,7 @@ from app.retry import MAX_BACKOFF_S, backoff
 from app.storage.base import Storage
 from app.storage.copy import CopyError, OnProgress, copy_video, parse_url_expiry
 from app.storage.space import StorageSpace
+from app.telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,21 @@ class PollerConfig:
 
 class LostJob(Exception):
     """Our compare-and-set failed: someone else (another worker, a cancel) changed the job."""
+
+
+#: The span of a step, by the status it starts from (tracing on: app/telemetry/tracing.py).
+_STEP_SPANS = {
+    JobStatus.QUEUED: "wan.job.reconcile",
+    JobStatus.SUBMITTED: "wan.job.poll",
+    JobStatus.RUNNING: "wan.job.poll",
+    JobStatus.STORING: "wan.job.store",
+}
+
+
+def _span_name(job: Job, action: Action) -> str:
+    if action is Action.SUBMIT:
+        return "wan.job.submit"
+    return _STEP_SPANS.get(JobStatus(job.status), "wan.job.step")
 
 
 def make_worker_id() -> str:
@@ -167,6 +183,10 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
     # --- handling -----------------------------------------------------------------------------
     async def handle(self, item: tuple[Job, Action]) -> None:
         job, action = item
+        with tracing.job_span(_span_name(job, action), job.id, job.traceparent, status=job.status):
+            await self._handle(job, action)
+
+    async def _handle(self, job: Job, action: Action) -> None:
         try:
             async with self._keep_lease(job):
                 if action is Action.SUBMIT:

@@ -68,6 +68,7 @@ _NOT_FOR_CLIENTS = (
     Job.deadline_at,
     Job.poll_count,
     Job.submit_attempts,
+    Job.traceparent,
 )
 CLIENT_VIEW = tuple(defer(column, raiseload=True) for column in _NOT_FOR_CLIENTS)
 #: Built once: its cache key is computed once, not per request as `session.get` with options does.

@@ -41,6 +41,7 @@ from app.providers.base import AccountPool, PermanentError, TransientError, Vide
 from app.providers.health import AccountHealth
 from app.storage.base import Storage, StorageError
 from app.storage.renditions import rendition_keys
+from app.telemetry import tracing
 from app.tenants.quotas import QuotaLimits
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ class JobService:
                 now=now,
                 deadline_s=self._config.job_deadline_s,
             )
+            job.traceparent = tracing.current_traceparent()
             window = None
             async with self._sessions.begin() as session:
                 await self._reuse.apply(session, job, lookup, now)
@@ -168,6 +170,7 @@ class JobService:
                     window = await admission.admit(session, owner, limits, job.video_seconds, now, charge)
                 changed = await self._transitions.insert(session, job)
                 await held.link(session, job)
+        tracing.name_job(job.id)
         if job.cached:
             log.info("job %s reuses the video of job %s", job.id, job.source_job_id)
         elif job.source_job_id:

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ from app.retry import parse_retry_after
 from app.storage.base import Storage, StorageError, StoredObject
 from app.storage.keys import validate_key
 from app.storage.probe import ProbeError, VideoProbe, probe_video_async
+from app.telemetry import metrics, tracing
 
 #: Bytes gathered in memory before one write+hash in a worker thread: bounds memory and thread hops.
 WRITE_BUFFER_BYTES = 1 << 20
@@ -342,6 +344,20 @@ async def copy_video(
     a bad `key` or a naive `expires_at` is a programming error (ValueError).
     """
     validate_key(key)
+    with tracing.span("wan.storage.copy", key=key):
+        return await _copy(client, url, storage, key, max_bytes, timeout_s, expires_at, on_progress)
+
+
+async def _copy(
+    client: httpx.AsyncClient,
+    url: str,
+    storage: Storage,
+    key: str,
+    max_bytes: int,
+    timeout_s: float,
+    expires_at: datetime | None,
+    on_progress: OnProgress | None,
+) -> CopyResult:
     if expires_at is not None:
         if expires_at.tzinfo is None:
             raise ValueError("expires_at must be timezone-aware")
@@ -358,6 +374,7 @@ async def copy_video(
     temp = Path(name)
     published = False
     progress = _Progress()
+    started = time.perf_counter()
     try:
         try:
             # Closing waits for an in-flight threaded write (BufferedWriter holds its lock), so a
@@ -391,6 +408,9 @@ async def copy_video(
         except (OSError, StorageError) as exc:
             raise _storage_failed("cannot publish the video", exc, progress) from exc
         published = True
+        # Counted here, where the bytes landed: a job that then fails to record them stored them still.
+        metrics.STORED_BYTES.inc(stored.size_bytes)
+        metrics.COPY_THROUGHPUT.observe(stored.size_bytes / max(time.perf_counter() - started, 1e-6))
         return CopyResult(stored=stored, probe=probe)
     finally:
         if not published:
