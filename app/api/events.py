@@ -55,6 +55,18 @@ data: {"type":"job.succeeded","timestamp":"2026-11-21T20:57:11Z","data":{…}}
 """
 
 
+#: The `data` of a `job.progress` event: a WebhookPayload's shape, but no status change.
+PROGRESS_SCHEMA = {
+    "type": "object",
+    "title": "ProgressEvent",
+    "required": ["type", "timestamp", "data"],
+    "properties": {
+        "type": {"type": "string", "const": PROGRESS_EVENT},
+        "timestamp": {"type": "string", "format": "date-time", "description": "When it was sent."},
+        "data": {"$ref": "#/components/schemas/Job", "description": "The job as GET returns it now."},
+    },
+}
+
 #: One event of the stream (OpenAPI 3.1 documents a `text/event-stream` by the schema of each event).
 EVENT_SCHEMA = {
     "type": "object",
@@ -76,9 +88,9 @@ EVENT_SCHEMA = {
         "data": {
             "type": "string",
             "contentMediaType": "application/json",
-            "contentSchema": {"$ref": "#/components/schemas/WebhookPayload"},
-            "description": "A WebhookPayload, as JSON; for `job.progress`, `data` is the job as `GET "
-            "/v1/jobs/{id}` returns it now.",
+            "contentSchema": {"oneOf": [{"$ref": "#/components/schemas/WebhookPayload"}, PROGRESS_SCHEMA]},
+            "description": "A WebhookPayload, as JSON; for `job.progress`, the same shape with `type` "
+            "`job.progress` and `data` the job as `GET /v1/jobs/{id}` returns it now.",
         },
     },
 }
@@ -90,7 +102,8 @@ EVENT_SCHEMA = {
     response_class=EventSourceResponse,
     responses={
         200: {
-            "description": "`text/event-stream`; `data` of each event is a WebhookPayload",
+            "description": "`text/event-stream`; `data` of each status event is a WebhookPayload, of each "
+            "`job.progress` event a ProgressEvent",
             "content": {"text/event-stream": {"schema": EVENT_SCHEMA, "example": EXAMPLE}},
         },
         **problem_responses(401, 404, 422),

@@ -121,18 +121,24 @@ class Estimator:
         """The family's upstream slots across the account pool."""
         return max(1, self._max_inflight.get(limit_group, DEFAULT_MAX_INFLIGHT)) * self._accounts
 
-    async def live(self, jobs: Sequence[Job]) -> dict[str, Live]:
-        """`Live` of each job, by id: a few queries per model family among them, whatever their number."""
+    async def live(self, jobs: Sequence[Job], *, follow: bool = True) -> dict[str, Live]:
+        """`Live` of each job, by id: a few queries per model family among them, whatever their number.
+        A follower (queued behind an identical job, `source_job_id`) shows the progress and ETA of the
+        job it follows, which ends both; it has no queue position of its own."""
         now = self.clock()
         out: dict[str, Live] = {}
         waiting: dict[str, list[Job]] = {}
+        following: list[Job] = []
         for job in jobs:
             status = JobStatus(job.status)
             if status is JobStatus.QUEUED and job.submit_started_at is None and job.source_job_id is None:
                 waiting.setdefault(job.limit_group, []).append(job)
                 continue
+            if status is JobStatus.QUEUED and job.source_job_id is not None and follow:
+                following.append(job)
+                continue
             if status.terminal or status is JobStatus.QUEUED:
-                # Finished; or a follower (it ends with the job it follows); or its create is under way.
+                # Finished; or its create is under way (no longer in line, not yet submitted).
                 out[job.id] = Live(progress(job, now=now))
                 continue
             run = await self.run_s(job.model, job.request)
@@ -144,6 +150,17 @@ class Estimator:
             out[job.id] = Live(progress(job, run_s=run, now=now), None, _second(eta) if eta else None)
         for group, members in waiting.items():
             out.update(await self._queued(group, members, now))
+        if following:
+            async with self._reads() as session:
+                sources = await repository.get_many(session, list({j.source_job_id or "" for j in following}))
+            shown = await self.live(sources, follow=False)
+            for job in following:
+                source = shown.get(job.source_job_id or "")
+                out[job.id] = (
+                    Live(source.progress, None, source.eta)
+                    if source is not None and source.progress is not None and source.progress < 100
+                    else Live(progress(job, now=now))
+                )
         return out
 
     async def _queue(

@@ -82,6 +82,15 @@ async def get(session: AsyncSession, job_id: str, *, client_view: bool = False) 
     return await session.get(Job, job_id)
 
 
+async def get_many(session: AsyncSession, job_ids: Sequence[str]) -> list[Job]:
+    """The jobs with these ids (those that exist), as clients see them (`CLIENT_VIEW`)."""
+    if not job_ids:
+        return []
+    return list(
+        (await session.scalars(select(Job).options(*CLIENT_VIEW).where(Job.id.in_(list(job_ids))))).all()
+    )
+
+
 @dataclass(frozen=True)
 class Page:
     jobs: list[Job]

@@ -330,7 +330,7 @@ class Job(BaseModel):
         "while submitted or running, the time since submit against the run time learnt from recent jobs "
         "of the same model, resolution and duration (a typical guess before any has finished), on 0–90 "
         "and never more however late; while storing, the bytes copied on 90–99; 100 once stored. Null "
-        "once failed or canceled.",
+        "once failed or canceled. A job following an identical one (`source_job_id`) shows that job's.",
     )
     queue_position: int | None = Field(
         default=None,
@@ -343,8 +343,8 @@ class Job(BaseModel):
     eta: datetime | None = Field(
         default=None,
         description="When the job is expected to be stored (UTC): from the learnt run times and, while "
-        "queued, the family's upstream slots ahead of it. Null when unknown: finished, running past its "
-        "expected time, following another job, or in status events and webhooks.",
+        "queued, the family's upstream slots ahead of it (a job following an identical one: that job's). "
+        "Null when unknown: finished, running past its expected time, or in status events and webhooks.",
     )
     request: dict[str, Any] = Field(description="The normalized request (images described, never repeated).")
     upstream: UpstreamInfo | None = None

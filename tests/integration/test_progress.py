@@ -30,7 +30,10 @@ async def test_queue_positions_eta_and_progress(tmp_path: Path, database_url: st
     settings = make_settings(tmp_path, database_url, upstream_max_inflight={"wan2.6": 1})
     async with serve(settings) as served:
         estimates = served.gateway.service.estimates
-        ids = [await served.submit(png_uri) for _ in range(3)]
+        ids = [await served.submit(png_uri, seed=7)] + [await served.submit(png_uri) for _ in range(2)]
+        # The same seeded request again: it follows the first job rather than being sent itself.
+        follower = await served.submit(png_uri, seed=7)
+        assert (await served.job(follower))["source_job_id"] == ids[0]
 
         async def rows() -> dict[str, Job]:
             async with served.gateway.sessions() as session:
@@ -65,6 +68,12 @@ async def test_queue_positions_eta_and_progress(tmp_path: Path, database_url: st
             openai = (await served.client.get(f"/v1/videos/{first}")).json()
             assert openai["progress"] == job["progress"]  # the OpenAI projection shows the same number
             seen.append(job["progress"])
+            follows = await served.job(follower)  # shows the progress and ETA of the job it follows
+            assert (follows["progress"], follows["eta"], follows["queue_position"]) == (
+                job["progress"],
+                job["eta"],
+                None,
+            )
             if elapsed < TYPICAL_2S:
                 assert at(job["eta"]) == (submitted_at + timedelta(seconds=TYPICAL_2S)).replace(microsecond=0)
         assert seen == [0, 45, 90, 90]
