@@ -1,4 +1,5 @@
-"""Input media as the service's "data inspection" sees it (§2.6): decode images and check their limits.
+"""Input media as the service's "data inspection" sees it (§2.6): decode images and check their limits;
+the bytes of an image that passes go on to the result clip (clips.py shows it).
 
 Images come as data: URIs, `oss://` keys of earlier uploads, or http(s) URLs. Nothing beyond 127.0.0.1
 is reachable here, so [EMU] an http(s) image on another host is not fetched and is taken to be the
