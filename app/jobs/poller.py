@@ -24,6 +24,7 @@ import httpx
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import logcontext
 from app.db.base import utcnow
 from app.jobs import repository
 from app.jobs.delivery import billable_seconds
@@ -33,6 +34,7 @@ from app.jobs.pacing import RunTimes, next_poll_delay, running_since, task_kind,
 from app.jobs.reconcile import Adopt, Attempt, Candidate, Evidence, Wait, by_request_id, decide, overlaps
 from app.jobs.states import JobStatus
 from app.jobs.transitions import Transitions
+from app.logsafety import strip_query
 from app.loops import ClaimLoop
 from app.providers.base import (
     AccountPool,
@@ -162,6 +164,11 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
     # --- handling -----------------------------------------------------------------------------
     async def handle(self, item: tuple[Job, Action]) -> None:
         job, action = item
+        # Every line of this step, the copy's and the HTTP client's included, names the job (logcontext).
+        with logcontext.bind(**logcontext.job_fields(job)):
+            await self._handle(job, action)
+
+    async def _handle(self, job: Job, action: Action) -> None:
         try:
             async with self._keep_lease(job):
                 if action is Action.SUBMIT:
@@ -353,6 +360,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         self, job: Job, task_id: str, state: TaskState, request_id: str | None, *, first_poll_in: float
     ) -> None:
         """The job now owns upstream task `task_id`; the create attempt is over."""
+        logcontext.update(upstream_task_id=task_id, upstream_request_id=request_id)
         now = utcnow()
         await self._release(
             job,
@@ -498,6 +506,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         }
         if task.request_id and not upstream.get("request_id"):
             upstream["request_id"] = task.request_id
+            logcontext.update(upstream_request_id=task.request_id)
         upstream = {k: v for k, v in upstream.items() if v is not None}
         common: dict[str, Any] = {"upstream_status": task.state.value, "upstream": upstream, "retry_count": 0}
         state = task.state
@@ -528,6 +537,8 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 await self._retry_later(job, "SUCCEEDED without video_url", None)
                 return
             expires = parse_url_expiry(task.video_url) or now + RESULT_URL_LIFETIME
+            # The URL without its query: that is a signature, a download credential until it expires.
+            log.info("job %s: task SUCCEEDED; copying %s", job.id, strip_query(task.video_url))
             upstream["usage"] = dict(task.usage)
             await self._write(
                 job,

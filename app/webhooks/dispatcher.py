@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import logcontext
 from app.db.base import utcnow
-from app.jobs.models import JobEvent
+from app.jobs.models import Job, JobEvent
 from app.loops import ClaimLoop
 from app.netguard import Resolver, UnsafeURL, vet_url
 from app.statuses import DeliveryStatus
@@ -92,9 +94,26 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
             return await repository.next_due_at(session, utcnow())
 
     async def handle(self, delivery: WebhookDelivery) -> None:
+        # Every line of the delivery names it and its job (logcontext), as the poller's lines do.
+        with logcontext.bind(delivery_id=delivery.id, job_id=delivery.job_id):
+            await self._deliver(delivery)
+
+    async def _deliver(self, delivery: WebhookDelivery) -> None:
         async with self._sessions() as session:
             event = await session.get(JobEvent, delivery.event_id)
             gone = await repository.is_gone(session, delivery.url)
+            ids = (
+                await session.execute(
+                    select(Job.owner, Job.task_id, Job.upstream).where(Job.id == delivery.job_id)
+                )
+            ).first()
+        if ids is not None:
+            owner, task_id, upstream = ids
+            logcontext.update(
+                tenant=owner,
+                upstream_task_id=task_id,
+                upstream_request_id=(upstream or {}).get("request_id"),
+            )
         if event is None:  # the job was deleted
             await self._finish(
                 delivery, None, status=DeliveryStatus.FAILED, last_error="the event no longer exists"
@@ -123,6 +142,16 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
         await self._record(delivery, result)
 
     async def _record(self, delivery: WebhookDelivery, result: SendResult) -> None:
+        answer = f"HTTP {result.status_code}" if result.status_code is not None else result.error
+        log.log(
+            logging.INFO if result.ok else logging.WARNING,
+            "webhook delivery %s (attempt %d) to %s: %s in %d ms",
+            delivery.id,
+            delivery.attempt_count + 1,
+            delivery.origin,
+            answer,
+            result.latency_ms,
+        )
         common: dict[str, Any] = {
             "attempt_count": delivery.attempt_count + 1,
             "last_status_code": result.status_code,

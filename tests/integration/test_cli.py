@@ -96,7 +96,7 @@ async def test_serve_logs_every_request_with_its_sandbox_and_no_key(
         process.terminate()
         assert process.stderr is not None
         log = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
-    access = [line for line in log.splitlines() if " uvicorn.access: " in line]
+    access = [line for line in log.splitlines() if " app.access [request_id=" in line]
     for request in ("GET /v1/jobs?limit=1 ", "GET /v1/jobs/job_x?api_key=*** ", "GET /nowhere "):
         assert len([line for line in access if request in line]) == 1, log
     assert key not in log
