@@ -174,6 +174,8 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
         pooled, sandbox = await _open_accounts(settings, stack)
         if pooled:
             base_url, api_key = pooled[0].base_url or "", pooled[0].api_key
+        elif sandbox is not None:  # the single sandbox account: started by _open_accounts, not again
+            base_url, api_key = sandbox.base_url, settings.sandbox.api_key
         else:
             base_url, api_key, sandbox = await _open_upstream(settings, stack)
         # One price region for now: the single account's, or the pool's first (per-account: left for later).
