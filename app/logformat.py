@@ -9,7 +9,7 @@
 
 Both keep `logsafety`'s guarantees: the message, its arguments and the traceback are redacted when the
 record is made; what a formatter adds from the record (the context fields, the extras, a traceback it
-renders itself) passes `redact` here, every string of it.
+renders itself) passes `redact` here, every string of it (nested in dicts and lists too).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(context)s: %(message)s"
 #: Record attributes that are not fields of a line: the standard ones, the redactor's per-record
 #: `getMessage`, uvicorn's colored copy of its message.
 _NOT_FIELDS = frozenset([*RESERVED_ATTRS, "getMessage", "color_message", "context"])
+_REDACTED_ALREADY = frozenset({"message", "level", "logger"})
 
 
 def _redacted(value: Any) -> Any:
@@ -49,9 +50,10 @@ class TextFormatter(logging.Formatter):
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
-        present = [(name, record.__dict__.get(name)) for name in logcontext.FIELDS]
-        tokens = " ".join(f"{name}={value}" for name, value in present if value)
-        record.context = f" [{redact(tokens)}]" if tokens else ""
+        fields = record.__dict__
+        # Each value redacted alone: the joined token has `=` in it, which would run the query pattern.
+        tokens = " ".join(f"{name}={redact(fields[name])}" for name in logcontext.FIELDS if fields.get(name))
+        record.context = f" [{tokens}]" if tokens else ""
         return super().format(record)
 
 
@@ -67,10 +69,12 @@ class JsonFormatter(_JsonFormatter):
         )
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        # The time first, for a reader; then what the call wrote, every string redacted.
-        ordered = {"timestamp": log_data.pop("timestamp", None), **log_data}
-        redacted: dict[str, Any] = _redacted(ordered)
-        return redacted
+        # The time first, for a reader; then what the call wrote, every string redacted but the message
+        # (redacted with its arguments when the record was made) and the level and logger names.
+        ordered = {"timestamp": log_data.pop("timestamp", None)}
+        for key, value in log_data.items():
+            ordered[key] = value if key in _REDACTED_ALREADY else _redacted(value)
+        return ordered
 
 
 def formatter(name: str) -> logging.Formatter:
