@@ -496,6 +496,13 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field(default="INFO", description="Python logging level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`text`: one line per record, with the request's and the job's ids in brackets "
+        "(`[request_id=… job_id=…]`); `json`: one JSON object per line (`timestamp`, `level`, `logger`, "
+        "`message`, `request_id`, `job_id`, `tenant`, `upstream_task_id`, `upstream_request_id`, and the "
+        "access line's `method`, `path`, `status`, `duration_ms`, `client`). See docs/OBSERVABILITY.md.",
+    )
 
     @field_validator("upstream_submit_rps", mode="before")
     @classmethod

@@ -180,6 +180,8 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
         pooled, sandbox = await _open_accounts(settings, stack)
         if pooled:
             base_url, api_key = pooled[0].base_url or "", pooled[0].api_key
+        elif sandbox is not None:  # the single sandbox account: started by _open_accounts, not again
+            base_url, api_key = sandbox.base_url, settings.sandbox.api_key
         else:
             base_url, api_key, sandbox = await _open_upstream(settings, stack)
         # Each account bills in its own region; a pool mixing currencies stops the start here.

@@ -1,4 +1,5 @@
-"""What every gateway process does before it serves: logging through the redactor, then migrations.
+"""What every gateway process does before it serves: logging (LOG_FORMAT, through the redactor), then
+migrations.
 
 `wan-gateway serve`, `migrate`, `keys`, … (app/cli.py) and `wan-gateway worker` (app/workers/process.py)
 both start here, so neither imports the other.
@@ -10,16 +11,17 @@ import logging
 import sys
 
 from app.config import Settings
+from app.logformat import formatter
 from app.logsafety import install
 
 
 def configure_logging(settings: Settings) -> None:
+    """Every record through the redactor (which also stamps the `logcontext` ids on it), written to
+    stderr in LOG_FORMAT (app/logformat.py)."""
     install(settings.secret_values())
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(settings.log_format))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
 
 
 def migrate(settings: Settings) -> None:

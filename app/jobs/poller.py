@@ -26,6 +26,7 @@ import httpx
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import logcontext
 from app.db.base import utcnow
 from app.jobs import repository
 from app.jobs.delivery import billable_seconds
@@ -35,6 +36,7 @@ from app.jobs.pacing import RunTimes, next_poll_delay, running_since, task_kind,
 from app.jobs.reconcile import Adopt, Attempt, Candidate, Evidence, Wait, by_request_id, decide, overlaps
 from app.jobs.states import JobStatus
 from app.jobs.transitions import Transitions
+from app.logsafety import strip_query
 from app.loops import ClaimLoop
 from app.providers.base import (
     AccountPool,
@@ -183,7 +185,11 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
     # --- handling -----------------------------------------------------------------------------
     async def handle(self, item: tuple[Job, Action]) -> None:
         job, action = item
-        with tracing.job_span(_span_name(job, action), job.id, job.traceparent, status=job.status):
+        # Every line of this step, the copy's and the HTTP client's included, names the job (logcontext).
+        with (
+            tracing.job_span(_span_name(job, action), job.id, job.traceparent, status=job.status),
+            logcontext.bind(**logcontext.job_fields(job)),
+        ):
             await self._handle(job, action)
 
     async def _handle(self, job: Job, action: Action) -> None:
@@ -382,6 +388,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         self, job: Job, task_id: str, state: TaskState, request_id: str | None, *, first_poll_in: float
     ) -> None:
         """The job now owns upstream task `task_id`; the create attempt is over."""
+        logcontext.update(upstream_task_id=task_id, upstream_request_id=request_id)
         now = utcnow()
         await self._release(
             job,
@@ -533,6 +540,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         }
         if task.request_id and not upstream.get("request_id"):
             upstream["request_id"] = task.request_id
+            logcontext.update(upstream_request_id=task.request_id)
         upstream = {k: v for k, v in upstream.items() if v is not None}
         common: dict[str, Any] = {"upstream_status": task.state.value, "upstream": upstream, "retry_count": 0}
         state = task.state
@@ -565,6 +573,8 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 await self._retry_later(job, "SUCCEEDED without video_url", None)
                 return
             expires = parse_url_expiry(task.video_url) or now + RESULT_URL_LIFETIME
+            # The URL without its query: that is a signature, a download credential until it expires.
+            log.info("job %s: task SUCCEEDED; copying %s", job.id, strip_query(task.video_url))
             upstream["usage"] = dict(task.usage)
             await self._write(
                 job,

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import logcontext
 from app.db.base import utcnow
 from app.errors import Conflict, FieldError, NotFound, ServiceUnavailable
 from app.jobs import admission, pacing, repository
@@ -142,45 +143,47 @@ class JobService:
     ) -> Created:
         """Store a new job for `owner` (the tenant), made with the key named `api_key`, within its quota
         `limits`, if any (or, with an `Idempotency-Key` already used for this body, return its job)."""
-        async with self._keys.hold(owner, idempotency_key, body) as held:
-            if held.replay is not None:
-                return Created(held.replay, replayed=True)
-            accepted = await self._intake.accept(body)
-            lookup = await self._reuse.look(owner, accepted.cache_key, wanted=body.cache)
-            now = utcnow()
-            job = new_job(
-                body,
-                accepted,
-                owner=owner,
-                api_key=api_key,
-                idempotency_key=held.key,
-                now=now,
-                deadline_s=self._config.job_deadline_s,
-            )
-            job.traceparent = tracing.current_traceparent()
-            window = None
-            async with self._sessions.begin() as session:
-                await self._reuse.apply(session, job, lookup, now)
-                if limits is not None and owner is not None:
-                    # The estimate the insert stores is what the budget reserves: priced first.
-                    self._transitions.price(job)
-                    charge = None
-                    if job.cost_micros is not None and job.cost is not None:
-                        charge = admission.Charge(job.cost_micros, str(job.cost.get("currency", "")))
-                    window = await admission.admit(session, owner, limits, job.video_seconds, now, charge)
-                changed = await self._transitions.insert(session, job)
-                await held.link(session, job)
-        tracing.name_job(job.id)
-        if job.cached:
-            log.info("job %s reuses the video of job %s", job.id, job.source_job_id)
-        elif job.source_job_id:
-            log.info("job %s follows the identical job %s", job.id, job.source_job_id)
-        else:
-            log.info("job %s queued (model=%s)", job.id, job.model)
-        self._feed.notify(*changed.jobs)
-        if job.source_job_id is None:
-            self._on_created()
-        return Created(job, window=window)
+        with logcontext.bind(tenant=owner):  # every line of the submit names the tenant, then the job
+            async with self._keys.hold(owner, idempotency_key, body) as held:
+                if held.replay is not None:
+                    return Created(held.replay, replayed=True)
+                accepted = await self._intake.accept(body)
+                lookup = await self._reuse.look(owner, accepted.cache_key, wanted=body.cache)
+                now = utcnow()
+                job = new_job(
+                    body,
+                    accepted,
+                    owner=owner,
+                    api_key=api_key,
+                    idempotency_key=held.key,
+                    now=now,
+                    deadline_s=self._config.job_deadline_s,
+                )
+                job.traceparent = tracing.current_traceparent()
+                window = None
+                async with self._sessions.begin() as session:
+                    await self._reuse.apply(session, job, lookup, now)
+                    if limits is not None and owner is not None:
+                        # The estimate the insert stores is what the budget reserves: priced first.
+                        self._transitions.price(job)
+                        charge = None
+                        if job.cost_micros is not None and job.cost is not None:
+                            charge = admission.Charge(job.cost_micros, str(job.cost.get("currency", "")))
+                        window = await admission.admit(session, owner, limits, job.video_seconds, now, charge)
+                    changed = await self._transitions.insert(session, job)
+                    await held.link(session, job)
+                logcontext.update(job_id=job.id)  # given by the insert
+            tracing.name_job(job.id)
+            if job.cached:
+                log.info("job %s reuses the video of job %s", job.id, job.source_job_id)
+            elif job.source_job_id:
+                log.info("job %s follows the identical job %s", job.id, job.source_job_id)
+            else:
+                log.info("job %s queued (model=%s)", job.id, job.model)
+            self._feed.notify(*changed.jobs)
+            if job.source_job_id is None:
+                self._on_created()
+            return Created(job, window=window)
 
     # --- read ---------------------------------------------------------------------------------
     async def get(self, job_id: str, *, owner: str | None = None) -> Job:

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import logcontext
 from app.db.base import utcnow
 from app.jobs.models import Job, JobEvent
 from app.loops import ClaimLoop
@@ -109,8 +110,12 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
         if tracing.enabled():  # the job's trace: one more read, only when tracing is on
             async with self._sessions() as session:
                 traceparent = await session.scalar(select(Job.traceparent).where(Job.id == delivery.job_id))
-        with tracing.job_span(
-            "wan.webhook.deliver", delivery.job_id, traceparent, attempt=delivery.attempt_count + 1
+        # Every line of the delivery names it and its job (logcontext), as the poller's lines do.
+        with (
+            tracing.job_span(
+                "wan.webhook.deliver", delivery.job_id, traceparent, attempt=delivery.attempt_count + 1
+            ),
+            logcontext.bind(delivery_id=delivery.id, job_id=delivery.job_id),
         ):
             await self._deliver(delivery)
 
@@ -118,6 +123,18 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
         async with self._sessions() as session:
             event = await session.get(JobEvent, delivery.event_id)
             gone = await repository.is_gone(session, delivery.url)
+            ids = (
+                await session.execute(
+                    select(Job.owner, Job.task_id, Job.upstream).where(Job.id == delivery.job_id)
+                )
+            ).first()
+        if ids is not None:
+            owner, task_id, upstream = ids
+            logcontext.update(
+                tenant=owner,
+                upstream_task_id=task_id,
+                upstream_request_id=(upstream or {}).get("request_id"),
+            )
         if event is None:  # the job was deleted
             await self._finish(
                 delivery, None, status=DeliveryStatus.FAILED, last_error="the event no longer exists"
@@ -148,6 +165,16 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
         await self._record(delivery, result)
 
     async def _record(self, delivery: WebhookDelivery, result: SendResult) -> None:
+        answer = f"HTTP {result.status_code}" if result.status_code is not None else result.error
+        log.log(
+            logging.INFO if result.ok else logging.WARNING,
+            "webhook delivery %s (attempt %d) to %s: %s in %d ms",
+            delivery.id,
+            delivery.attempt_count + 1,
+            delivery.origin,
+            answer,
+            result.latency_ms,
+        )
         common: dict[str, Any] = {
             "attempt_count": delivery.attempt_count + 1,
             "last_status_code": result.status_code,
