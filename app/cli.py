@@ -25,13 +25,14 @@ from app.workers import add_arguments as add_worker_arguments
 
 def cmd_serve(settings: Settings, host: str, port: int, migrate_first: bool) -> None:
     from app import serving
+    from app.billing.cost import MixedCurrencies
     from app.billing.table import PriceTableError
     from app.main import create_app
-    from app.wiring import price_table
+    from app.wiring import pricing
 
-    try:  # the lifespan would refuse it too, but inside uvicorn's traceback
-        price_table(settings)
-    except PriceTableError as exc:
+    try:  # the lifespan would refuse them too, but inside uvicorn's traceback
+        pricing(settings, settings.dashscope_base_url, accounts=settings.upstream_accounts)
+    except (PriceTableError, MixedCurrencies) as exc:
         raise SystemExit(f"wan-gateway serve: {exc}") from None
     if migrate_first:
         migrate(settings)

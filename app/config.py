@@ -146,8 +146,10 @@ class Settings(BaseSettings):
         'JSON array `[{"name": "a", "api_key": "sk-…", "base_url": "https://…/api/v1", "region": '
         '"cn-beijing"}, …]` (`base_url`, `region` optional). Each account has its own rate budgets and '
         "in-flight caps (UPSTREAM_MAX_INFLIGHT per account); a queued job goes to an account with a free "
-        "slot of its family and stays bound to it. In sandbox mode a missing `base_url` is the embedded "
-        "sandbox, and SANDBOX_ACCOUNT_COUNT=N alone pools its N keys.",
+        "slot of its family and stays bound to it, and is billed in that account's region (estimated in "
+        "the pool's priciest); every account must bill in one currency (a mix stops the start). In "
+        "sandbox mode a missing `base_url` is the embedded sandbox, and SANDBOX_ACCOUNT_COUNT=N alone "
+        "pools its N keys.",
     )
     dashscope_region: Literal["cn-beijing", "ap-southeast-1", "us-east-1"] | None = Field(
         default=None,
@@ -181,9 +183,9 @@ class Settings(BaseSettings):
     upstream_account_retry_s: float = Field(
         default=60.0,
         gt=0,
-        description="A pooled account whose key is refused (401/403 on a create) leaves rotation; after this "
-        "many seconds one job is placed on it again, and a create that goes through puts it back. Each "
-        "process learns this from its own calls.",
+        description="A pooled account whose key is refused (401/403 on any call: create, poll, cancel, "
+        "reconciliation) leaves rotation for every process sharing the database; after this many seconds "
+        "one job is placed on it again, and any call on it that goes through puts it back.",
     )
     upstream_submit_rps: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_SUBMIT_RPS),
@@ -428,6 +430,12 @@ class Settings(BaseSettings):
         "loopback/private/link-local addresses. Cloud metadata addresses stay refused.",
     )
     sse_keepalive_s: float = Field(default=15.0, description="Comment line interval on event streams.")
+    sse_progress_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="At most this often a job's event stream sends a `job.progress` event (no `id:`) while "
+        "the job has not finished, when its progress, queue position or ETA changed.",
+    )
     change_poll_interval_s: float = Field(
         default=1.0,
         description="How often event streams and `Prefer: wait` look for changes made by other processes "

@@ -24,6 +24,7 @@ from app.api.deps import STATE_KEY, Resources
 from app.compat.dashscope import routes as dashscope_routes
 from app.compat.dashscope.uploads import UPLOAD_PATH, UploadStore
 from app.config import Settings, UpstreamAccount
+from app.db.account_states import DatabaseAccountStates
 from app.db.budget import DatabaseBudgets
 from app.db.engine import create_engine, read_session_factory, session_factory
 from app.jobs.feed import ChangeFeed
@@ -181,13 +182,16 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             base_url, api_key = pooled[0].base_url or "", pooled[0].api_key
         else:
             base_url, api_key, sandbox = await _open_upstream(settings, stack)
-        # One price region for now: the single account's, or the pool's first (per-account: left for later).
-        pricing = wiring.pricing(settings, base_url, prices, region=pooled[0].region if pooled else None)
-        if pooled and len(set(regions := wiring.pool_regions(settings, pooled).values())) > 1:
-            log.warning(
-                "the account pool spans regions %s: every job is priced as %s, the first account's",
-                sorted(regions),
-                pricing.region,
+        # Each account bills in its own region; a pool mixing currencies stops the start here.
+        pricing = wiring.pricing(
+            settings, base_url, prices, region=pooled[0].region if pooled else None, accounts=pooled
+        )
+        if len(pricing.regions) > 1:
+            log.info(
+                "the account pool spans regions %s (%s): each job is billed in its account's region, "
+                "estimated in the priciest",
+                ", ".join(pricing.regions),
+                pricing.currency,
             )
         upstream_http = await stack.enter_async_context(
             tracing.instrument_client(
@@ -232,7 +236,10 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             members += [(a.name, client(a.base_url or "", a.api_key)) for a in pooled[1:]]
             log.info("upstream account pool: %s", ", ".join(a.name for a in pooled))
         accounts = AccountPool(members)
-        health = AccountHealth(accounts.names, retry_s=settings.upstream_account_retry_s)
+        # Shared by every process through the database: a key refused anywhere leaves rotation everywhere.
+        health = AccountHealth(
+            accounts.names, retry_s=settings.upstream_account_retry_s, store=DatabaseAccountStates(sessions)
+        )
         storage = await stack.enter_async_context(open_storage(settings))
         space = StorageSpace(storage.staging_dir, settings.storage_min_free_bytes)
         # The link key is read (or generated) once: every replica and restart signs alike (app/links.py).
@@ -282,6 +289,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             on_created=poller.wake,
             reads=reads,
             accounts=accounts,
+            health=health,
         )
         secrets = SecretSource(sessions, settings.webhook_secret)
         dispatcher = Dispatcher(

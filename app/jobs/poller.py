@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,7 +48,7 @@ from app.providers.base import (
 from app.providers.health import AccountHealth
 from app.retry import MAX_BACKOFF_S, backoff
 from app.storage.base import Storage
-from app.storage.copy import CopyError, copy_video, parse_url_expiry
+from app.storage.copy import CopyError, OnProgress, copy_video, parse_url_expiry
 from app.storage.space import StorageSpace
 from app.telemetry import tracing
 
@@ -56,11 +58,10 @@ log = logging.getLogger(__name__)
 RESULT_URL_LIFETIME = timedelta(hours=24)
 #: A refused poll (bad key, revoked access) is our configuration's fault, not the job's: retry slowly.
 POLL_REFUSED_RETRY_S = 30.0
-#: A create answered with these statuses means the account's key is refused: in a pool the account
-#: leaves rotation (providers/health.py) and the job goes back to the queue for another one.
-ACCOUNT_REFUSED = (401, 403)
 #: A transient error delays a job by at most this many POLL_MAX_INTERVAL_S (Retry-After still wins).
 RETRY_CAP_POLLS = 4
+#: A storing job's copy progress is written at most this often (and once the body is in).
+COPY_PROGRESS_EVERY_S = 1.0
 #: What a retrying job shows clients (`Job.retry`) when the failure has no reason of its own to give.
 TEMPORARY_ERROR = {"code": "temporary_error", "message": "a step failed for a reason that may pass; retrying"}
 
@@ -154,6 +155,8 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         now = utcnow()
         lease_until = now + timedelta(seconds=self._config.lease_s)
         claimed: list[tuple[Job, Action]] = []
+        probed: set[str | None] = set()
+        await self.health.refresh()  # what every process learnt of the accounts (cached ~1 s)
         async with self._sessions.begin() as session:
             for group in await repository.limit_groups_with_queued(session, now):
                 await repository.lock_family(session, group)
@@ -166,13 +169,15 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                     jobs = await repository.claim_for_submit(
                         session, group, free, self.worker_id, now, lease_until, account=account
                     )
-                    if jobs:
-                        self.health.probing(account)  # a no-op for an account in rotation
+                    if jobs and not self.health.up(account):
+                        probed.add(account)
                     claimed += [(job, Action.SUBMIT) for job in jobs]
             rest = limit - len(claimed)
             if rest > 0:
                 jobs = await repository.claim_due(session, rest, self.worker_id, now, lease_until)
                 claimed += [(job, Action.WORK) for job in jobs]
+        for account in probed:  # after the commit: a write of its own (SQLite's writes take turns)
+            await self.health.probing(account)
         return claimed
 
     # --- handling -----------------------------------------------------------------------------
@@ -305,7 +310,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         try:
             receipt = await self._accounts.of(job.account).submit(job.upstream_body or {})
         except PermanentError as exc:
-            if self._accounts.pooled and exc.status in ACCOUNT_REFUSED:
+            if self._accounts.pooled and await self.health.observe(job.account, exc):
                 await self._account_refused(job, exc)
                 return
             await self._fail(job, "upstream_rejected", f"DashScope refused the task: {exc.message}", exc.code)
@@ -331,7 +336,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                     job, f"create: {exc}", exc.retry_after, submit_started_at=None, create_attempt=None
                 )
             return
-        self.health.accepted(job.account)
+        await self.health.accepted(job.account)
         try:
             await self._mark_submitted(
                 job, receipt.task_id, receipt.state, receipt.request_id, first_poll_in=self._config.poll_min_s
@@ -358,8 +363,12 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
     async def _account_refused(self, job: Job, exc: PermanentError) -> None:
         """The account's key was refused: no task was made, so the job is not failed but goes back to the
         queue unbound, for an account in rotation (or this one, once its cool-down ends)."""
-        log.error("upstream account %s refused a create (%s): out of rotation", job.account, exc)
-        self.health.refused(job.account, f"HTTP {exc.status} {exc.code or ''}".strip())
+        log.error(
+            "upstream account %s refused a create (%s): job %s goes back to the queue",
+            job.account,
+            exc,
+            job.id,
+        )
         await self._release(
             job,
             account=None,
@@ -399,8 +408,10 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         try:
             listed = await provider.list_tasks(job.model, *window)
         except ProviderError as exc:
+            await self.health.observe(job.account, exc)  # its jobs wait for the key (never another account)
             await self._reconcile_later(job, attempt, f"reconcile: listing tasks: {exc}")
             return
+        await self.health.accepted(job.account)
         async with self._sessions() as session:
             in_use = await repository.task_ids_in_use(session, [t.task_id for t in listed])
             others = await repository.unresolved_creates(
@@ -417,6 +428,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 try:
                     fetched.append(Candidate(task, await provider.get(task.task_id)))
                 except ProviderError as exc:  # unknown is not "not ours": decide on a later pass
+                    await self.health.observe(job.account, exc)
                     await self._reconcile_later(
                         job, attempt, f"reconcile: reading task {task.task_id}: {exc}"
                     )
@@ -481,8 +493,10 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             return
         except PermanentError as exc:
             # Our key or configuration is wrong, not the job: keep it and keep trying, slowly (a restored
-            # key finds the task again), until its deadline, which fails it saying why.
+            # key finds the task again), until its deadline, which fails it saying why. In a pool a
+            # refused key takes the account out of rotation for every process.
             log.error("job %s: polling task %s refused: %s", job.id, job.task_id, exc)
+            await self.health.observe(job.account, exc)
             now = utcnow()
             if now >= job.deadline_at:
                 await self._fail(
@@ -504,6 +518,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 },
             )
             return
+        await self.health.accepted(job.account)
         await self._apply(job, task)
 
     async def _apply(self, job: Job, task: ProviderTask) -> None:
@@ -524,8 +539,10 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         if state in (TaskState.PENDING, TaskState.RUNNING) and now >= job.deadline_at:
             # Polled first, so a task that finished in time is stored rather than lost.
             if state is TaskState.PENDING:
-                with contextlib.suppress(ProviderError):
+                try:
                     await self._accounts.of(job.account).cancel(job.task_id or "")
+                except ProviderError as exc:
+                    await self.health.observe(job.account, exc)
             await self._fail(
                 job,
                 "deadline_exceeded",
@@ -596,6 +613,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 max_bytes=self._config.max_video_bytes,
                 timeout_s=self._config.download_timeout_s,
                 expires_at=expires,
+                on_progress=self._copy_progress(job.id),
             )
         except CopyError as exc:
             await self._copy_failed(job, exc)
@@ -627,6 +645,25 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             retry_count=0,
         )
         log.info("job %s succeeded (%s bytes, %.2fs)", job.id, copied.stored.size_bytes, probe.duration_s)
+
+    def _copy_progress(self, job_id: str) -> OnProgress:
+        """Persists how far a copy has got (`Job.copy_bytes`), so any API process shows it: the first
+        chunk, then at most every COPY_PROGRESS_EVERY_S, and the whole body. A failed write is only a
+        stale bar: it never fails the copy."""
+        last = [-math.inf]
+
+        async def record(received: int, declared: int | None) -> None:
+            now = time.monotonic()
+            if now - last[0] < COPY_PROGRESS_EVERY_S and received != declared:
+                return
+            last[0] = now
+            try:
+                async with self._sessions.begin() as session:
+                    await repository.set_copy_progress(session, job_id, received, declared)
+            except Exception:
+                log.warning("job %s: could not record the copy's progress", job_id, exc_info=True)
+
+        return record
 
     async def _copy_failed(self, job: Job, exc: CopyError) -> None:
         # The whole story goes to the log (and `last_error`); clients see `exc.message`, which names no path.
@@ -674,6 +711,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         assert job.task_id is not None
         try:
             task = await self._accounts.of(job.account).get(job.task_id)
-        except ProviderError:
+        except ProviderError as exc:
+            await self.health.observe(job.account, exc)
             return None
         return task.video_url if task.state is TaskState.SUCCEEDED else None

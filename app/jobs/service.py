@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +26,7 @@ from app.db.base import utcnow
 from app.errors import Conflict, FieldError, NotFound, ServiceUnavailable
 from app.jobs import admission, pacing, repository
 from app.jobs import schemas as api
+from app.jobs.estimates import Estimator, Live
 from app.jobs.feed import ChangeFeed, wait_changed
 from app.jobs.fetch import ImageFetcher
 from app.jobs.idempotency import IdempotencyKeys
@@ -37,15 +38,13 @@ from app.jobs.states import JobStatus
 from app.jobs.transitions import Transitions
 from app.netguard import Resolver
 from app.providers.base import AccountPool, PermanentError, TransientError, VideoProvider
+from app.providers.health import AccountHealth
 from app.storage.base import Storage, StorageError
 from app.storage.renditions import rendition_keys
 from app.telemetry import tracing
 from app.tenants.quotas import QuotaLimits
 
 log = logging.getLogger(__name__)
-
-#: How long the run times of recent jobs are reused before being read again (per model, per process).
-RUN_HISTORY_TTL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +61,8 @@ class ServiceConfig:
     poll_max_s: float
     #: STORAGE_RETENTION_S (None: stored videos are kept forever).
     storage_retention_s: float | None
+    #: UPSTREAM_MAX_INFLIGHT: each family's upstream slots per account, for queued jobs' ETAs.
+    max_inflight: Mapping[str, int]
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,11 @@ class JobService:
         resolver: Resolver | None = None,
         reads: async_sessionmaker[AsyncSession] | None = None,
         accounts: AccountPool | None = None,
+        health: AccountHealth | None = None,
     ) -> None:
         self._sessions = sessions
+        #: A cancel refused for the account's key takes the account out of rotation (providers/health.py).
+        self._health = health
         # Reads of one statement each (get, list, events): autocommit, no write lock (db/engine.py).
         self._reads = reads or sessions
         # `provider` prepares requests (the same on every account); cancels go to the job's own account.
@@ -105,8 +109,11 @@ class JobService:
         self._storage = storage
         self._reuse = ResultReuse(sessions, storage, enabled=config.result_cache)
         self._keys = IdempotencyKeys(sessions, ttl_s=config.idempotency_ttl_s)
-        # model → (monotonic expiry, its recent runs): one small query per model per RUN_HISTORY_TTL_S.
-        self._runs: dict[str, tuple[float, list[tuple[str, datetime, datetime]]]] = {}
+        #: Learnt run times and the live view of jobs (progress, queue position, ETA).
+        self.estimates = Estimator(
+            self._reads, max_inflight=config.max_inflight, accounts=len(self._accounts.names)
+        )
+        feed.subscribe(self.estimates.queues_changed)
 
     # --- create -------------------------------------------------------------------------------
     async def create(
@@ -267,7 +274,7 @@ class JobService:
         if status is JobStatus.STORING:
             expected_end = now  # the copy of a finished video: moments
         else:
-            run_s = await self._expected_run_s(job)
+            run_s = await self.estimates.run_s(job.model, job.request)
             expected_end = pacing.client_expected_end(
                 job.submitted_at or now, run_s, min_s=self._config.poll_min_s
             )
@@ -275,15 +282,9 @@ class JobService:
             now=now, expected_end=expected_end, min_s=self._config.poll_min_s, max_s=self._config.poll_max_s
         )
 
-    async def _expected_run_s(self, job: Job) -> float:
-        cached = self._runs.get(job.model)
-        if cached is None or cached[0] < time.monotonic():
-            async with self._reads() as session:
-                history = await repository.recent_runs(session, job.model, limit=4 * pacing.HISTORY_JOBS)
-            cached = (time.monotonic() + RUN_HISTORY_TTL_S, history)
-            self._runs[job.model] = cached
-        learnt = pacing.mean_run_s(pacing.task_kind(job.model, job.request), cached[1])
-        return learnt if learnt is not None else pacing.typical_run_s(job.request)
+    async def live(self, jobs: Sequence[Job]) -> dict[str, Live]:
+        """Each job's progress, queue position and ETA right now, by id (`estimates.Estimator.live`)."""
+        return await self.estimates.live(jobs)
 
     # --- cancel -------------------------------------------------------------------------------
     async def cancel(self, job_id: str, *, owner: str | None = None) -> Job:
@@ -318,6 +319,8 @@ class JobService:
         try:
             await self._accounts.of(account).cancel(task_id)  # the job's own account: no other knows it
         except PermanentError as exc:
+            if self._health is not None:
+                await self._health.observe(account, exc)
             if exc.code == "UnsupportedOperation":
                 raise Conflict(
                     "the upstream task already started: DashScope can only cancel PENDING tasks",
@@ -331,6 +334,8 @@ class JobService:
                 code="upstream_unavailable",
                 headers={"Retry-After": retry},
             ) from exc
+        if self._health is not None:
+            await self._health.accepted(account)
 
     async def _mark_canceled(self, job: Job) -> bool:
         now = utcnow()

@@ -166,6 +166,8 @@ class Metrics:
             heartbeats[loop.name.replace(" ", "_")] = None if last is None else (now - last).total_seconds()
         registry = CollectorRegistry(auto_describe=False)
         health = self._accounts
+        if health is not None:
+            await health.refresh(force=True)  # shared by every process (providers/health.py)
         accounts_up = {name: health.up(name) for name in health.names} if health is not None else {}
         registry.register(_Snapshot(stats, heartbeats, spent, accounts_up))
         # Two registries, one exposition: the families' names never overlap.
