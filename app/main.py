@@ -12,7 +12,7 @@ from fastapi import FastAPI, Header
 from fastapi.openapi.utils import get_openapi
 
 from app import __version__
-from app.api import deliveries, docs, events, health, jobs, links, usage
+from app.api import deliveries, docs, events, health, jobs, links, models, usage
 from app.api.body_limit import BodySizeLimit
 from app.compat.dashscope import errors as dashscope_errors
 from app.compat.dashscope import routes as dashscope
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(deliveries.router)
     app.include_router(health.router)
     app.include_router(usage.router)
+    app.include_router(models.router)
     dashscope.install(app)
     app.include_router(openai_videos.router)
     document_webhooks(app)

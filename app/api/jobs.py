@@ -129,6 +129,9 @@ async def list_jobs(
         list[str] | None,
         Query(description="Only these statuses (repeat the parameter or separate with commas)."),
     ] = None,
+    model: Annotated[
+        str | None, Query(max_length=64, description="Only jobs of this model (see `GET /v1/models`).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
     cursor: Annotated[
         str | None, Query(max_length=200, description="`next_cursor` of the page before.")
@@ -138,7 +141,9 @@ async def list_jobs(
     for value in statuses:
         if value not in _STATUSES:
             raise FieldError("status", f"unknown status {value!r}; one of {', '.join(_STATUSES)}")
-    page = await jobs.page(owner=caller.tenant, statuses=statuses or None, limit=limit, cursor=cursor)
+    page = await jobs.page(
+        owner=caller.tenant, statuses=statuses or None, model=model, limit=limit, cursor=cursor
+    )
     return schemas.JobList(data=[presenter.job(j) for j in page.jobs], next_cursor=page.next_cursor)
 
 

@@ -201,6 +201,7 @@ class JobService:
         limit: int,
         cursor: str | None,
         oldest_first: bool = False,
+        model: str | None = None,
     ) -> repository.Page:
         position = None
         if cursor:
@@ -216,6 +217,7 @@ class JobService:
                 limit=limit,
                 cursor=position,
                 oldest_first=oldest_first,
+                model=model,
             )
 
     async def search(self, query: repository.Search) -> tuple[list[Job], int]:
