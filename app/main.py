@@ -19,6 +19,7 @@ from app.compat.dashscope import routes as dashscope
 from app.compat.openai import errors as openai_errors
 from app.compat.openai import routes as openai_videos
 from app.config import Settings
+from app.console import routes as console
 from app.errors import PROBLEM_JSON, install_handlers
 from app.jobs.schemas import WebhookPayload
 from app.lifespan import lifespan
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     dashscope.install(app)
     app.include_router(openai_videos.router)
+    console.install(app)
     document_webhooks(app)
     docs.install_docs(app)
 
