@@ -88,11 +88,20 @@ function progressText(job) {
   return "";
 }
 
+function flat(value) {
+  // An object as `key: value` pairs on one line (an image description, usage, metadata).
+  if (Array.isArray(value)) return value.map(flat).join(", ");
+  if (value === null || typeof value !== "object") return String(value);
+  return Object.entries(value)
+    .map(([k, v]) => `${k}: ${k === "sha256" && typeof v === "string" ? `${v.slice(0, 12)}…` : flat(v)}`)
+    .join(" · ");
+}
+
 function kv(dl, entries) {
   dl.replaceChildren();
   for (const [name, value] of entries) {
     if (value === undefined || value === null || value === "") continue;
-    const shown = typeof value === "object" && !(value instanceof Node) ? JSON.stringify(value) : value;
+    const shown = typeof value === "object" && !(value instanceof Node) ? flat(value) : value;
     dl.append(el("dt", { text: name }), el("dd", {}, shown instanceof Node ? shown : String(shown)));
   }
 }
