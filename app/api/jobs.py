@@ -26,6 +26,7 @@ from app.api.stored import (
 from app.errors import Conflict, FieldError
 from app.jobs import schemas
 from app.jobs.states import JobStatus
+from app.providers.dashscope.capabilities import MODELS
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictRoute)
 log = logging.getLogger(__name__)
@@ -141,6 +142,8 @@ async def list_jobs(
     for value in statuses:
         if value not in _STATUSES:
             raise FieldError("status", f"unknown status {value!r}; one of {', '.join(_STATUSES)}")
+    if model is not None and model not in MODELS:
+        raise FieldError("model", f"unknown model {model[:64]!r}; GET /v1/models lists them")
     page = await jobs.page(
         owner=caller.tenant, statuses=statuses or None, model=model, limit=limit, cursor=cursor
     )

@@ -42,5 +42,7 @@ async def test_models_list_what_jobs_accept_and_the_list_filters_by_model(
 
     plus = (await gateway.client.get("/v1/jobs", params={"model": "wan2.2-i2v-plus"})).json()["data"]
     assert [job["model"] for job in plus] == ["wan2.2-i2v-plus"]
+    unknown = await gateway.client.get("/v1/jobs", params={"model": "sora-2\x00"})
+    assert unknown.status_code == 422 and unknown.json()["field"] == "model"
     everything = (await gateway.client.get("/v1/jobs", params={"limit": 100})).json()["data"]
     assert len(everything) == sum(1 for m in models.values() if m["kind"] == "i2v")
