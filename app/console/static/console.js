@@ -175,6 +175,7 @@ async function jobsPage() {
   let timer = null;
   const watchers = new Map(); // job id → AbortController of its long poll
   const rows = $("job-rows");
+  const shownAs = new WeakMap(); // row → the job's JSON it shows
 
   const stopWatching = () => {
     for (const controller of watchers.values()) controller.abort();
@@ -206,7 +207,11 @@ async function jobsPage() {
 
   function update(job) {
     const old = rows.querySelector(`tr[data-job-id="${CSS.escape(job.id)}"]`);
-    if (old) old.replaceWith(row(job));
+    if (old) {
+      const fresh = row(job);
+      shownAs.set(fresh, JSON.stringify(job));
+      old.replaceWith(fresh);
+    }
   }
 
   function watch(job) {
@@ -252,7 +257,16 @@ async function jobsPage() {
     }
     const ids = new Set(page.data.map((j) => j.id));
     for (const [id, controller] of watchers) if (!ids.has(id)) { controller.abort(); watchers.delete(id); }
-    rows.replaceChildren(...page.data.map(row));
+    // Rows whose job did not change are kept as they are (focus, a loaded thumbnail stay put).
+    const kept = new Map([...rows.children].map((tr) => [tr.dataset.jobId, tr]));
+    rows.replaceChildren(...page.data.map((j) => {
+      const old = kept.get(j.id);
+      const text = JSON.stringify(j);
+      if (old && shownAs.get(old) === text) return old;
+      const fresh = row(j);
+      shownAs.set(fresh, text);
+      return fresh;
+    }));
     $("jobs-empty").hidden = page.data.length > 0;
     $("page-next").hidden = !page.next_cursor;
     $("page-next").dataset.cursor = page.next_cursor || "";
