@@ -6,7 +6,7 @@ Job page shows the job reach `succeeded` without a reload and plays the video (`
 of the `<video>`); the Jobs list shows it with its thumbnail; both pages fit 1280 px and 375 px (no
 sideways scrolling); then an admin key sees Spend and Upstream health. It fails on any browser console
 error and on any request to a host other than 127.0.0.1 (chromedriver's performance log: CDP Network
-events). Screenshots go to the test's tmp dir; with CONSOLE_SCREENSHOT=1 the Job page at 1280 px is also
+events). Screenshots go to the test's tmp dir (new-, job-, jobs-, health-); with CONSOLE_SCREENSHOT=1 the Job page at 1280 px is also
 written to docs/console.png (the README's picture).
 
 Without /usr/bin/chromium and /usr/bin/chromedriver (`make browser-deps`) the test skips, and fails under
@@ -149,6 +149,7 @@ def drive(url: str, tmp: Path) -> None:
         curl_text: Callable[[], str] = lambda: driver.find_element(By.ID, "curl").text  # noqa: E731
         curl = until("the curl command", lambda: curl_text() if "cat.png" in curl_text() else None)
         assert "-F reference_image=@cat.png" in curl and "-F duration=2" in curl and ALICE not in curl
+        driver.save_screenshot(str(tmp / "new-1280.png"))
         driver.find_element(By.CSS_SELECTOR, "[data-testid=submit-job]").click()
 
         # The Job page: the job runs to `succeeded` on this page, without a reload.

@@ -591,6 +591,7 @@ async function spendPage() {
 
 function tree(value) {
   if (value === null || typeof value !== "object") return document.createTextNode(value === null ? "—" : String(value));
+  if (Object.keys(value).length === 0) return document.createTextNode("none");
   const dl = el("dl", { className: "kv" });
   for (const [name, inner] of Object.entries(value)) dl.append(el("dt", { text: name }), el("dd", {}, tree(inner)));
   return dl;
