@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from app import __version__
 from app.api.auth import PrincipalDep
-from app.api.deps import JobsDep, PresenterDep
+from app.api.deps import JobsDep, PresenterDep, get_authenticator
 from app.api.routing import StrictRoute
 from app.errors import FieldError, NotFound
 from app.jobs import schemas
@@ -86,7 +86,13 @@ def _csp(request: Request) -> str:
     )
 
 
-def page(request: Request, name: str, title: str, **context: Any) -> HTMLResponse:
+async def page(request: Request, name: str, title: str, **context: Any) -> HTMLResponse:
+    # Whether the gateway wants a key at all is no secret (any request finds out): without keys (the
+    # sandbox out of the box) the console signs in by itself.
+    try:
+        auth_on = await (await get_authenticator(request)).enabled()
+    except Exception:  # the database is unreachable: show the sign-in form, the API will say what is wrong
+        auth_on = True
     response = templates.TemplateResponse(
         request,
         f"{name}.html",
@@ -94,6 +100,7 @@ def page(request: Request, name: str, title: str, **context: Any) -> HTMLRespons
             "page": name,
             "title": title,
             "version": __version__,
+            "auth_on": auth_on,
             "asset": lambda file: f"{PREFIX}/static/{file}?v={asset_version(file)}",
             **context,
         },
@@ -115,27 +122,27 @@ async def jobs_page(
     model: Annotated[str | None, Query(max_length=64)] = None,
 ) -> HTMLResponse:
     del status, model  # read by console.js from the URL: the filters survive a reload or a shared link
-    return page(request, "jobs", "Jobs")
+    return await page(request, "jobs", "Jobs")
 
 
 @router.get(PREFIX + "/new", response_class=HTMLResponse)
 async def new_job_page(request: Request) -> HTMLResponse:
-    return page(request, "new", "New job")
+    return await page(request, "new", "New job")
 
 
 @router.get(PREFIX + "/jobs/{job_id}", response_class=HTMLResponse)
 async def job_page(request: Request, job_id: Annotated[str, PathParam(max_length=64)]) -> HTMLResponse:
-    return page(request, "job", "Job", job_id=job_id)
+    return await page(request, "job", "Job", job_id=job_id)
 
 
 @router.get(PREFIX + "/spend", response_class=HTMLResponse)
 async def spend_page(request: Request) -> HTMLResponse:
-    return page(request, "spend", "Spend")
+    return await page(request, "spend", "Spend")
 
 
 @router.get(PREFIX + "/health", response_class=HTMLResponse)
 async def health_page(request: Request) -> HTMLResponse:
-    return page(request, "health", "Upstream health")
+    return await page(request, "health", "Upstream health")
 
 
 class WhoAmI(BaseModel):

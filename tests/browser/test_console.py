@@ -6,8 +6,8 @@ Job page shows the job reach `succeeded` without a reload and plays the video (`
 of the `<video>`); the Jobs list shows it with its thumbnail; both pages fit 1280 px and 375 px (no
 sideways scrolling); then an admin key sees Spend and Upstream health. It fails on any browser console
 error and on any request to a host other than 127.0.0.1 (chromedriver's performance log: CDP Network
-events). Screenshots go to the test's tmp dir (new-, job-, jobs-, health-); with CONSOLE_SCREENSHOT=1 the Job page at 1280 px is also
-written to docs/console.png (the README's picture).
+events). Screenshots go to the test's tmp dir (new-, job-, jobs-, health-); with CONSOLE_SCREENSHOT=1
+the Job page at 1280 px is also written to docs/console.png (the README's picture).
 
 Without /usr/bin/chromium and /usr/bin/chromedriver (`make browser-deps`) the test skips, and fails under
 CI=true, where they must be there.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import serve
+from tests.conftest import Served, serve
 from tests.helpers import data_uri, image_bytes
 from tests.integration.test_tenants import ALICE, BOB, OPS, as_, keyed
 
@@ -25,6 +25,7 @@ async def test_console_pages_assets_and_helpers(tmp_path: Path, database_url: st
             assert all(f'data-testid="{hook}"' in page.text for hook in hooks), path
             assert "script-src 'self'" in page.headers["content-security-policy"]
             assert "<main" in page.text and 'aria-label="Console"' in page.text
+            assert 'data-auth="on"' in page.text  # a key is needed: the sign-in form shows
         new = (await client.get("/console/new")).text
         assert all(f'data-testid="{hook}"' in new for hook in ("prompt", "image-file", "submit-job"))
         assert 'data-testid="job-status"' in (await client.get("/console/jobs/job_x")).text
@@ -59,3 +60,9 @@ async def test_console_pages_assets_and_helpers(tmp_path: Path, database_url: st
         assert {k: copy["request"][k] for k in kept} == {k: job["request"][k] for k in kept}
         others = await client.post(f"/console/api/jobs/{job['id']}/rerun", headers=as_(BOB))
         assert others.status_code == 404
+
+
+async def test_without_keys_the_console_needs_no_sign_in(gateway: Served) -> None:
+    page = await gateway.client.get("/console")
+    assert 'data-auth="off"' in page.text  # console.js signs in by itself (the sandbox out of the box)
+    assert (await gateway.client.get("/console/api/whoami")).json()["admin"] is True

@@ -614,5 +614,6 @@ async function healthPage(me) {
 
 $("signin-form").addEventListener("submit", signIn);
 $("sign-out").addEventListener("click", () => signOut("Signed out."));
+if (storedKey() === null && body.dataset.auth === "off") sessionStorage.setItem(KEY, ""); // a gateway without keys
 if (storedKey() === null) showSignIn();
 else start();
