@@ -428,6 +428,12 @@ class Settings(BaseSettings):
         "loopback/private/link-local addresses. Cloud metadata addresses stay refused.",
     )
     sse_keepalive_s: float = Field(default=15.0, description="Comment line interval on event streams.")
+    sse_progress_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="At most this often a job's event stream sends a `job.progress` event (no `id:`) while "
+        "the job has not finished, when its progress, queue position or ETA changed.",
+    )
     change_poll_interval_s: float = Field(
         default=1.0,
         description="How often event streams and `Prefer: wait` look for changes made by other processes "

@@ -94,6 +94,7 @@ def service_config(settings: Settings) -> ServiceConfig:
         poll_min_s=settings.poll_min_interval_s,
         poll_max_s=settings.poll_max_interval_s,
         storage_retention_s=settings.storage_retention_s or None,
+        max_inflight=dict(settings.upstream_max_inflight),
     )
 
 
@@ -141,7 +142,11 @@ def link_signer(settings: Settings, secret: str) -> LinkSigner:
 
 
 def stream_timings(settings: Settings) -> StreamTimings:
-    return StreamTimings(keepalive_s=settings.sse_keepalive_s, recheck_s=settings.change_poll_interval_s)
+    return StreamTimings(
+        keepalive_s=settings.sse_keepalive_s,
+        recheck_s=settings.change_poll_interval_s,
+        progress_s=settings.sse_progress_interval_s,
+    )
 
 
 def sandbox_config(settings: Settings) -> SandboxConfig:

@@ -25,6 +25,9 @@ from app.api.stored import (
 )
 from app.errors import Conflict, FieldError
 from app.jobs import schemas
+from app.jobs.models import Job
+from app.jobs.presenter import Presenter
+from app.jobs.service import JobService
 from app.jobs.states import JobStatus
 from app.providers.dashscope.capabilities import MODELS
 
@@ -113,7 +116,7 @@ async def create_job(
         response.headers.update(created.window.headers())
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return presenter.job(job)
+    return await _view(jobs, presenter, job)
 
 
 @router.get(
@@ -147,7 +150,10 @@ async def list_jobs(
     page = await jobs.page(
         owner=caller.tenant, statuses=statuses or None, model=model, limit=limit, cursor=cursor
     )
-    return schemas.JobList(data=[presenter.job(j) for j in page.jobs], next_cursor=page.next_cursor)
+    live = await jobs.live(page.jobs)  # a few queries for the page, whatever its size
+    return schemas.JobList(
+        data=[presenter.job(j, live.get(j.id)) for j in page.jobs], next_cursor=page.next_cursor
+    )
 
 
 @router.get(
@@ -177,7 +183,12 @@ async def get_job(
         response.headers["Preference-Applied"] = f"wait={wait}"
         if not JobStatus(job.status).terminal and wait > 0:
             job = await jobs.wait_for_event(job, wait)
-    return presenter.job(job)
+    return await _view(jobs, presenter, job)
+
+
+async def _view(jobs: JobService, presenter: Presenter, job: Job) -> schemas.Job:
+    """The job with its progress, queue position and ETA right now."""
+    return presenter.job(job, (await jobs.live([job])).get(job.id))
 
 
 _PREFER_WAIT = re.compile(r'(?:^|[,;\s])wait\s*=\s*"?([0-9]+)"?', re.IGNORECASE)
@@ -205,7 +216,7 @@ async def cancel_job(
 ) -> schemas.Job:
     """A job not yet submitted is canceled here; a task still PENDING upstream is canceled there; a
     running one cannot be canceled (409, DashScope only cancels PENDING tasks). Canceling twice is fine."""
-    return presenter.job(await jobs.cancel(job_id, owner=caller.tenant))
+    return await _view(jobs, presenter, await jobs.cancel(job_id, owner=caller.tenant))
 
 
 @router.get(

@@ -88,6 +88,11 @@ class Job(Leased, Base):
     upstream: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)  # request id, times, prompts, usage
     video_source_url: Mapped[str | None] = mapped_column(StorableText)
     video_source_expires_at: Mapped[datetime | None]
+    # How far the copy of the finished video has got (bytes received, and declared by upstream; NULL: not
+    # started, or undeclared). Written at most about once a second by the copying worker, without a
+    # version bump (it is no state change), so every API process can show `progress` while `storing`.
+    copy_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    copy_total_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
     # Set (and committed) before a create call; cleared once the outcome is known. A row with this set
     # and no task_id may have created a billable task: it is reconciled, never blindly resubmitted.

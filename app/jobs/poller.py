@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,7 +48,7 @@ from app.providers.base import (
 from app.providers.health import AccountHealth
 from app.retry import MAX_BACKOFF_S, backoff
 from app.storage.base import Storage
-from app.storage.copy import CopyError, copy_video, parse_url_expiry
+from app.storage.copy import CopyError, OnProgress, copy_video, parse_url_expiry
 from app.storage.space import StorageSpace
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ POLL_REFUSED_RETRY_S = 30.0
 ACCOUNT_REFUSED = (401, 403)
 #: A transient error delays a job by at most this many POLL_MAX_INTERVAL_S (Retry-After still wins).
 RETRY_CAP_POLLS = 4
+#: A storing job's copy progress is written at most this often (and once the body is in).
+COPY_PROGRESS_EVERY_S = 1.0
 #: What a retrying job shows clients (`Job.retry`) when the failure has no reason of its own to give.
 TEMPORARY_ERROR = {"code": "temporary_error", "message": "a step failed for a reason that may pass; retrying"}
 
@@ -576,6 +580,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 max_bytes=self._config.max_video_bytes,
                 timeout_s=self._config.download_timeout_s,
                 expires_at=expires,
+                on_progress=self._copy_progress(job.id),
             )
         except CopyError as exc:
             await self._copy_failed(job, exc)
@@ -607,6 +612,25 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             retry_count=0,
         )
         log.info("job %s succeeded (%s bytes, %.2fs)", job.id, copied.stored.size_bytes, probe.duration_s)
+
+    def _copy_progress(self, job_id: str) -> OnProgress:
+        """Persists how far a copy has got (`Job.copy_bytes`), so any API process shows it: the first
+        chunk, then at most every COPY_PROGRESS_EVERY_S, and the whole body. A failed write is only a
+        stale bar: it never fails the copy."""
+        last = [-math.inf]
+
+        async def record(received: int, declared: int | None) -> None:
+            now = time.monotonic()
+            if now - last[0] < COPY_PROGRESS_EVERY_S and received != declared:
+                return
+            last[0] = now
+            try:
+                async with self._sessions.begin() as session:
+                    await repository.set_copy_progress(session, job_id, received, declared)
+            except Exception:
+                log.warning("job %s: could not record the copy's progress", job_id, exc_info=True)
+
+        return record
 
     async def _copy_failed(self, job: Job, exc: CopyError) -> None:
         # The whole story goes to the log (and `last_error`); clients see `exc.message`, which names no path.

@@ -20,8 +20,10 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Label,
     ScalarSelect,
     Select,
+    Subquery,
     and_,
     bindparam,
     case,
@@ -388,16 +390,28 @@ def fair_submit_order(
     rows afterwards (`leases.claim`), hence the spare candidates.
     """
     waiting = (
-        select(
-            Job.id,
-            Job.version,
-            Job.owner,
-            Job.created_at,
-            func.row_number().over(partition_by=Job.owner, order_by=(Job.created_at, Job.id)).label("rank"),
-        )
+        select(Job.id, Job.version, Job.owner, Job.created_at, _owner_rank())
         .where(Job.limit_group == limit_group, _awaits_submit(now))
         .subquery("waiting")
     )
+    return (
+        select(waiting.c.id, waiting.c.version)
+        .where(waiting.c.rank <= count)  # no tenant gets more than `count` of this claim's slots
+        .order_by(*_fair_key(waiting, limit_group, slots_in_use))
+        .limit(2 * count)
+    )
+
+
+def _owner_rank() -> Label[int]:
+    """A waiting job's place among its own tenant's waiting jobs (1: its oldest), FIFO."""
+    return func.row_number().over(partition_by=Job.owner, order_by=(Job.created_at, Job.id)).label("rank")
+
+
+def _fair_key(
+    waiting: Subquery, limit_group: str, slots_in_use: Mapping[str | None, int]
+) -> tuple[ColumnElement[Any], ...]:
+    """The sort key of `fair_submit_order` over `waiting` (id, owner, created_at, rank): the claim and the
+    queue positions clients see (`queue_positions`) order jobs alike."""
     past = aliased(Job, name="past")
 
     def latest_submit(same_owner: ColumnElement[bool]) -> ScalarSelect[datetime | None]:
@@ -413,15 +427,68 @@ def fair_submit_order(
         else_=latest_submit(past.owner == waiting.c.owner),
     )
     return (
-        select(waiting.c.id, waiting.c.version)
-        .where(waiting.c.rank <= count)  # no tenant gets more than `count` of this claim's slots
-        .order_by(
-            waiting.c.rank + _per_owner(waiting.c.owner, slots_in_use),
-            served_at.nulls_first(),
-            waiting.c.created_at,
-            waiting.c.id,
+        waiting.c.rank + _per_owner(waiting.c.owner, slots_in_use),
+        served_at.nulls_first(),
+        waiting.c.created_at,
+        waiting.c.id,
+    )
+
+
+def _waits_in_queue() -> ColumnElement[bool]:
+    """Queued and not yet sent upstream, following no other job: what a queue position counts. Unlike
+    `_awaits_submit`, a job waiting out a retry backoff or held by a lease still counts (it goes next
+    once due)."""
+    return and_(
+        Job.status == JobStatus.QUEUED,
+        Job.submit_started_at.is_(None),
+        Job.source_job_id.is_(None),
+    )
+
+
+async def queue_positions(
+    session: AsyncSession, limit_group: str, job_ids: Sequence[str] | None = None
+) -> dict[str, int]:
+    """1-based places in the family's queue, in the claim's fair order (`fair_submit_order`): 1 goes
+    upstream next. Of `job_ids` (those still waiting), or of every waiting job (None). One query (plus the
+    small count of slots in use per tenant): a window over the family's waiting rows.
+    """
+    if job_ids is not None and not job_ids:
+        return {}
+    in_use = await upstream_slots_by_owner(session, limit_group)
+    waiting = (
+        select(Job.id, Job.owner, Job.created_at, _owner_rank())
+        .where(Job.limit_group == limit_group, _waits_in_queue())
+        .subquery("waiting")
+    )
+    ordered = select(
+        waiting.c.id,
+        func.row_number().over(order_by=_fair_key(waiting, limit_group, in_use)).label("position"),
+    ).subquery("ordered")
+    query = select(ordered.c.id, ordered.c.position)
+    if job_ids is not None:
+        query = query.where(ordered.c.id.in_(list(job_ids)))
+    rows = await session.execute(query)
+    return {job_id: int(position) for job_id, position in rows.all()}
+
+
+async def slot_holders(session: AsyncSession, limit_group: str) -> list[tuple[str, dict[str, Any], datetime]]:
+    """`(model, request, since)` of the family's jobs holding an upstream slot (`_holds_slot`): since their
+    submit (or the start of their create)."""
+    rows = await session.execute(
+        select(Job.model, Job.request, func.coalesce(Job.submitted_at, Job.submit_started_at)).where(
+            Job.limit_group == limit_group, _holds_slot()
         )
-        .limit(2 * count)
+    )
+    return [(model, request or {}, since) for model, request, since in rows.all() if since is not None]
+
+
+async def set_copy_progress(session: AsyncSession, job_id: str, received: int, declared: int | None) -> None:
+    """Record how far a `storing` job's copy has got. No version bump: it is no state change, and the
+    copying worker's compare-and-set that ends the copy must still match."""
+    await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.STORING)
+        .values(copy_bytes=received, copy_total_bytes=declared)
     )
 
 

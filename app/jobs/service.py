@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +26,7 @@ from app.db.base import utcnow
 from app.errors import Conflict, FieldError, NotFound, ServiceUnavailable
 from app.jobs import admission, pacing, repository
 from app.jobs import schemas as api
+from app.jobs.estimates import Estimator, Live
 from app.jobs.feed import ChangeFeed, wait_changed
 from app.jobs.fetch import ImageFetcher
 from app.jobs.idempotency import IdempotencyKeys
@@ -43,9 +44,6 @@ from app.tenants.quotas import QuotaLimits
 
 log = logging.getLogger(__name__)
 
-#: How long the run times of recent jobs are reused before being read again (per model, per process).
-RUN_HISTORY_TTL_S = 10.0
-
 
 @dataclass(frozen=True)
 class ServiceConfig:
@@ -61,6 +59,8 @@ class ServiceConfig:
     poll_max_s: float
     #: STORAGE_RETENTION_S (None: stored videos are kept forever).
     storage_retention_s: float | None
+    #: UPSTREAM_MAX_INFLIGHT: each family's upstream slots per account, for queued jobs' ETAs.
+    max_inflight: Mapping[str, int]
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,11 @@ class JobService:
         self._storage = storage
         self._reuse = ResultReuse(sessions, storage, enabled=config.result_cache)
         self._keys = IdempotencyKeys(sessions, ttl_s=config.idempotency_ttl_s)
-        # model → (monotonic expiry, its recent runs): one small query per model per RUN_HISTORY_TTL_S.
-        self._runs: dict[str, tuple[float, list[tuple[str, datetime, datetime]]]] = {}
+        #: Learnt run times and the live view of jobs (progress, queue position, ETA).
+        self.estimates = Estimator(
+            self._reads, max_inflight=config.max_inflight, accounts=len(self._accounts.names)
+        )
+        feed.subscribe(self.estimates.queues_changed)
 
     # --- create -------------------------------------------------------------------------------
     async def create(
@@ -266,7 +269,7 @@ class JobService:
         if status is JobStatus.STORING:
             expected_end = now  # the copy of a finished video: moments
         else:
-            run_s = await self._expected_run_s(job)
+            run_s = await self.estimates.run_s(job.model, job.request)
             expected_end = pacing.client_expected_end(
                 job.submitted_at or now, run_s, min_s=self._config.poll_min_s
             )
@@ -274,15 +277,9 @@ class JobService:
             now=now, expected_end=expected_end, min_s=self._config.poll_min_s, max_s=self._config.poll_max_s
         )
 
-    async def _expected_run_s(self, job: Job) -> float:
-        cached = self._runs.get(job.model)
-        if cached is None or cached[0] < time.monotonic():
-            async with self._reads() as session:
-                history = await repository.recent_runs(session, job.model, limit=4 * pacing.HISTORY_JOBS)
-            cached = (time.monotonic() + RUN_HISTORY_TTL_S, history)
-            self._runs[job.model] = cached
-        learnt = pacing.mean_run_s(pacing.task_kind(job.model, job.request), cached[1])
-        return learnt if learnt is not None else pacing.typical_run_s(job.request)
+    async def live(self, jobs: Sequence[Job]) -> dict[str, Live]:
+        """Each job's progress, queue position and ETA right now, by id (`estimates.Estimator.live`)."""
+        return await self.estimates.live(jobs)
 
     # --- cancel -------------------------------------------------------------------------------
     async def cancel(self, job_id: str, *, owner: str | None = None) -> Job:

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -40,6 +41,8 @@ from app.storage.probe import ProbeError, VideoProbe, probe_video_async
 #: Bytes gathered in memory before one write+hash in a worker thread: bounds memory and thread hops.
 WRITE_BUFFER_BYTES = 1 << 20
 _ERROR_BODY_BYTES = 2048
+#: Told how far a copy has got: `(bytes received, bytes declared or None)`, after each buffered write.
+OnProgress = Callable[[int, int | None], Awaitable[None]]
 #: Errors that mean "the filesystem is full", not "the filesystem is broken".
 OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -252,6 +255,7 @@ async def _download(
     timeout_s: float,
     staging: Path,
     progress: _Progress,
+    on_progress: OnProgress | None = None,
 ) -> tuple[str, int]:
     """Stream `url` into `f`; return (sha256 hex, size). Raises CopyError (and OSError when writing)."""
     digest = hashlib.sha256()
@@ -289,8 +293,12 @@ async def _download(
                 if len(buffer) >= WRITE_BUFFER_BYTES:
                     full, buffer = buffer, bytearray()
                     await asyncio.to_thread(_write_and_hash, f, digest, full)
+                    if on_progress is not None:
+                        await on_progress(received, declared)
             if buffer:
                 await asyncio.to_thread(_write_and_hash, f, digest, buffer)
+            if on_progress is not None:
+                await on_progress(received, declared)
             # h11 already refuses a body shorter than its Content-Length; this also covers transports
             # that do not (and any Content-Encoding a server applied despite `identity`).
             if declared is not None and response.num_bytes_downloaded != declared:
@@ -323,11 +331,14 @@ async def copy_video(
     max_bytes: int,
     timeout_s: float,
     expires_at: datetime | None = None,
+    on_progress: OnProgress | None = None,
 ) -> CopyResult:
     """Download `url` and publish it under `key`; on success the object is durable, hashed and probed.
 
     `timeout_s` bounds connecting and each read (a stalled body fails, a slow but moving one does not).
-    `expires_at` (tz-aware; see `parse_url_expiry`) short-cuts a URL known to be dead. Raises CopyError;
+    `expires_at` (tz-aware; see `parse_url_expiry`) short-cuts a URL known to be dead. `on_progress` is
+    awaited after every buffered write (each WRITE_BUFFER_BYTES) and once the body is in: it throttles
+    itself (the job poller persists it at most about once a second). Raises CopyError;
     a bad `key` or a naive `expires_at` is a programming error (ValueError).
     """
     validate_key(key)
@@ -360,6 +371,7 @@ async def copy_video(
                     timeout_s=timeout_s,
                     staging=temp.parent,
                     progress=progress,
+                    on_progress=on_progress,
                 )
                 await asyncio.to_thread(_flush_and_sync, f)
         except OSError as exc:
