@@ -23,7 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -42,7 +42,11 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 PREFIX = "/console"
 
+#: The JSON helpers: `/v1`'s route class (authentication first, strict parameters).
 router = APIRouter(route_class=StrictRoute, include_in_schema=False)
+#: The pages: plain routes, GET and HEAD, that ignore query parameters they do not read (a link with
+#: `?utm_source=` still opens the page).
+pages = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=HERE / "templates")
 
 #: Request fields a re-run keeps: every field of a create body but the images (taken as sent).
@@ -109,38 +113,34 @@ async def page(request: Request, name: str, title: str, **context: Any) -> HTMLR
     return response
 
 
-@router.get("/", response_class=RedirectResponse)
+@pages.api_route("/", methods=["GET", "HEAD"], response_class=RedirectResponse)
 async def root() -> RedirectResponse:
     """The gateway's front door is the console."""
     return RedirectResponse(PREFIX, status_code=307)
 
 
-@router.get(PREFIX, response_class=HTMLResponse)
-async def jobs_page(
-    request: Request,
-    status: Annotated[str | None, Query(max_length=200)] = None,
-    model: Annotated[str | None, Query(max_length=64)] = None,
-) -> HTMLResponse:
-    del status, model  # read by console.js from the URL: the filters survive a reload or a shared link
+@pages.api_route(PREFIX, methods=["GET", "HEAD"], response_class=HTMLResponse)
+async def jobs_page(request: Request) -> HTMLResponse:
+    # `?status=&model=` are read by console.js: the filters survive a reload or a shared link.
     return await page(request, "jobs", "Jobs")
 
 
-@router.get(PREFIX + "/new", response_class=HTMLResponse)
+@pages.api_route(PREFIX + "/new", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def new_job_page(request: Request) -> HTMLResponse:
     return await page(request, "new", "New job")
 
 
-@router.get(PREFIX + "/jobs/{job_id}", response_class=HTMLResponse)
+@pages.api_route(PREFIX + "/jobs/{job_id}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def job_page(request: Request, job_id: Annotated[str, PathParam(max_length=64)]) -> HTMLResponse:
     return await page(request, "job", "Job", job_id=job_id)
 
 
-@router.get(PREFIX + "/spend", response_class=HTMLResponse)
+@pages.api_route(PREFIX + "/spend", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def spend_page(request: Request) -> HTMLResponse:
     return await page(request, "spend", "Spend")
 
 
-@router.get(PREFIX + "/health", response_class=HTMLResponse)
+@pages.api_route(PREFIX + "/health", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def health_page(request: Request) -> HTMLResponse:
     return await page(request, "health", "Upstream health")
 
@@ -215,5 +215,6 @@ async def rerun(
 
 def install(app: Any) -> None:
     """The console's pages, helpers and static files on `app`."""
+    app.include_router(pages)
     app.include_router(router)
     app.mount(PREFIX + "/static", CachedStatic(directory=STATIC), name="console-static")

@@ -26,6 +26,8 @@ async def test_console_pages_assets_and_helpers(tmp_path: Path, database_url: st
             assert "script-src 'self'" in page.headers["content-security-policy"]
             assert "<main" in page.text and 'aria-label="Console"' in page.text
             assert 'data-auth="on"' in page.text  # a key is needed: the sign-in form shows
+        assert (await client.get("/console?status=running&utm_source=x")).status_code == 200
+        assert (await client.head("/console/new")).status_code == 200
         new = (await client.get("/console/new")).text
         assert all(f'data-testid="{hook}"' in new for hook in ("prompt", "image-file", "submit-job"))
         assert 'data-testid="job-status"' in (await client.get("/console/jobs/job_x")).text
