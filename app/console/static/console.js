@@ -83,9 +83,10 @@ function statusBadge(job, attrs = {}) {
 }
 
 function progressText(job) {
-  if (job.status === "queued" && job.queue_position) return `#${job.queue_position} in queue`;
-  if (job.progress !== null && job.progress !== undefined) return `${job.progress}%`;
-  return "";
+  const eta = job.eta && !TERMINAL.has(job.status) ? ` · by ${new Date(job.eta).toLocaleTimeString()}` : "";
+  if (job.status === "queued" && job.queue_position) return `#${job.queue_position} in queue${eta}`;
+  if (job.progress !== null && job.progress !== undefined) return `${job.progress}%${eta}`;
+  return eta.slice(3);
 }
 
 function flat(value) {
