@@ -24,8 +24,15 @@ function authHeaders(key = storedKey()) {
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 
+// Every request of the page ends with the page: Chrome otherwise keeps a leaving page's long polls and
+// streams open until the server answers them, and with 6 connections per host the next page's first
+// request waits for them (20 s seen, list → job).
+const pageLife = new AbortController();
+window.addEventListener("pagehide", () => pageLife.abort());
+
 async function api(path, { method = "GET", json, form, headers = {}, signal, key, raw = false } = {}) {
-  const init = { method, signal, headers: { ...authHeaders(key ?? storedKey()), ...headers } };
+  const ends = signal ? AbortSignal.any([signal, pageLife.signal]) : pageLife.signal;
+  const init = { method, signal: ends, headers: { ...authHeaders(key ?? storedKey()), ...headers } };
   if (json !== undefined) {
     init.body = JSON.stringify(json);
     init.headers["Content-Type"] = "application/json";
@@ -216,8 +223,8 @@ async function jobsPage() {
   }
 
   function watch(job) {
-    // A long poll per unfinished job shown (at most 4: browsers open 6 connections per host).
-    if (TERMINAL.has(job.status) || watchers.has(job.id) || watchers.size >= 4) return;
+    // A long poll per unfinished job shown (at most 3: browsers open 6 connections per host).
+    if (TERMINAL.has(job.status) || watchers.has(job.id) || watchers.size >= 3) return;
     const controller = new AbortController();
     watchers.set(job.id, controller);
     (async () => {
