@@ -75,6 +75,7 @@ def chromium(downloads: Path) -> Iterator[WebDriver]:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads)})
+    # With the driver's path given, selenium skips Selenium Manager (no driver download, no usage stats).
     driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
     try:
         yield driver
