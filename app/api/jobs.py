@@ -29,6 +29,7 @@ from app.jobs.models import Job
 from app.jobs.presenter import Presenter
 from app.jobs.service import JobService
 from app.jobs.states import JobStatus
+from app.providers.dashscope.capabilities import MODELS
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictRoute)
 log = logging.getLogger(__name__)
@@ -132,6 +133,9 @@ async def list_jobs(
         list[str] | None,
         Query(description="Only these statuses (repeat the parameter or separate with commas)."),
     ] = None,
+    model: Annotated[
+        str | None, Query(max_length=64, description="Only jobs of this model (see `GET /v1/models`).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
     cursor: Annotated[
         str | None, Query(max_length=200, description="`next_cursor` of the page before.")
@@ -141,7 +145,11 @@ async def list_jobs(
     for value in statuses:
         if value not in _STATUSES:
             raise FieldError("status", f"unknown status {value!r}; one of {', '.join(_STATUSES)}")
-    page = await jobs.page(owner=caller.tenant, statuses=statuses or None, limit=limit, cursor=cursor)
+    if model is not None and model not in MODELS:
+        raise FieldError("model", f"unknown model {model[:64]!r}; GET /v1/models lists them")
+    page = await jobs.page(
+        owner=caller.tenant, statuses=statuses or None, model=model, limit=limit, cursor=cursor
+    )
     live = await jobs.live(page.jobs)  # a few queries for the page, whatever its size
     return schemas.JobList(
         data=[presenter.job(j, live.get(j.id)) for j in page.jobs], next_cursor=page.next_cursor

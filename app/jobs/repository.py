@@ -269,12 +269,15 @@ async def list_page(
     limit: int,
     cursor: tuple[datetime, str] | None,
     oldest_first: bool = False,
+    model: str | None = None,
 ) -> Page:
     """Newest first (or oldest first); the cursor is the last row of the previous page. Rows as clients
     see them (`CLIENT_VIEW`)."""
     query = select(Job).options(*CLIENT_VIEW).where(owned_by(owner), Job.deleted_at.is_(None))
     if statuses:
         query = query.where(Job.status.in_(statuses))
+    if model:
+        query = query.where(Job.model == model)
     if cursor is not None:
         created, job_id = cursor
         if oldest_first:

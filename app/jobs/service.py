@@ -214,6 +214,7 @@ class JobService:
         limit: int,
         cursor: str | None,
         oldest_first: bool = False,
+        model: str | None = None,
     ) -> repository.Page:
         position = None
         if cursor:
@@ -229,6 +230,7 @@ class JobService:
                 limit=limit,
                 cursor=position,
                 oldest_first=oldest_first,
+                model=model,
             )
 
     async def search(self, query: repository.Search) -> tuple[list[Job], int]:
