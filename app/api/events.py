@@ -20,7 +20,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.api.auth import PrincipalDep
+from app.api.auth import PrincipalDep, job_scope
 from app.api.deps import FeedDep, JobsDep, PresenterDep, StreamsDep
 from app.api.problems import problem_responses
 from app.api.routing import StrictRoute
@@ -126,7 +126,7 @@ async def job_events(
         ),
     ] = None,
 ) -> EventSourceResponse:
-    await jobs.get(job_id, owner=caller.tenant)  # 404 before the stream starts
+    await jobs.get(job_id, owner=job_scope(caller))  # 404 before the stream starts
     start = after or 0
     if last_event_id is not None:
         if not _EVENT_ID.fullmatch(last_event_id.strip()):
@@ -142,7 +142,7 @@ async def job_events(
                 changed.clear()
                 # Status first, events second: the terminal event commits with the terminal status, so
                 # a job seen finished here has all its events visible to the read below.
-                job = await jobs.get(job_id, owner=caller.tenant)
+                job = await jobs.get(job_id, owner=job_scope(caller))
                 finished = JobStatus(job.status).terminal
                 events = await jobs.events_after(job_id, seen)
                 for event in events:

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse
 
-from app.api.auth import PrincipalDep
+from app.api.auth import PrincipalDep, job_scope
 from app.api.deps import JobsDep, PresenterDep, RenditionsDep, StorageDep
 from app.api.forms import multipart_body
 from app.api.problems import problem_responses
@@ -148,7 +148,7 @@ async def list_jobs(
     if model is not None and model not in MODELS:
         raise FieldError("model", f"unknown model {model[:64]!r}; GET /v1/models lists them")
     page = await jobs.page(
-        owner=caller.tenant, statuses=statuses or None, model=model, limit=limit, cursor=cursor
+        owner=job_scope(caller), statuses=statuses or None, model=model, limit=limit, cursor=cursor
     )
     live = await jobs.live(page.jobs)  # a few queries for the page, whatever its size
     return schemas.JobList(
@@ -177,7 +177,7 @@ async def get_job(
 ) -> schemas.Job:
     """With `Prefer: wait=N` this is a long poll: it answers as soon as the job enters a new status, or
     after N seconds (at most 60) with the job unchanged; a finished job answers at once."""
-    job = await jobs.get(job_id, owner=caller.tenant)
+    job = await jobs.get(job_id, owner=job_scope(caller))
     wait = parse_prefer_wait(prefer)
     if wait is not None:
         response.headers["Preference-Applied"] = f"wait={wait}"
@@ -216,7 +216,7 @@ async def cancel_job(
 ) -> schemas.Job:
     """A job not yet submitted is canceled here; a task still PENDING upstream is canceled there; a
     running one cannot be canceled (409, DashScope only cancels PENDING tasks). Canceling twice is fine."""
-    return await _view(jobs, presenter, await jobs.cancel(job_id, owner=caller.tenant))
+    return await _view(jobs, presenter, await jobs.cancel(job_id, owner=job_scope(caller)))
 
 
 @router.get(
@@ -252,7 +252,7 @@ async def get_content(
     removed the video: `410 Gone` (`video_expired`)."""
     # The headers are read by serve_stored; declared here for the API reference.
     del if_none_match, range_header, if_range
-    video = video_object(await jobs.get(job_id, owner=caller.tenant))
+    video = video_object(await jobs.get(job_id, owner=job_scope(caller)))
     return await serve_stored(request, storage, video, filename=f"{job_id}.mp4")
 
 
@@ -281,7 +281,7 @@ async def get_thumbnail(
     the stored JPEG (ETag: its sha256). `409` (`job_not_succeeded`) while the job has no video, `410`
     (`video_expired`) once STORAGE_RETENTION_S removed it."""
     del if_none_match  # read by serve_stored; declared here for the API reference
-    job = await jobs.get(job_id, owner=caller.tenant)
+    job = await jobs.get(job_id, owner=job_scope(caller))
     if job.status != JobStatus.SUCCEEDED.value or not job.storage_key:
         raise Conflict(
             f"the job is {job.status}; it has no video to take a frame of", code="job_not_succeeded"
@@ -301,5 +301,5 @@ async def delete_job(job_id: str, jobs: JobsDep, caller: PrincipalDep) -> Respon
     then on it is a 404 on every route and out of the list. A video that result reuse shares with other
     jobs stays until the last of them is deleted. An unfinished job is a `409` (`job_not_finished`):
     cancel it first. The job's `Idempotency-Key` stays used until it expires (a retry gets `410`)."""
-    await jobs.delete(job_id, owner=caller.tenant)
+    await jobs.delete(job_id, owner=job_scope(caller))
     return Response(status_code=204)

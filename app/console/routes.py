@@ -31,7 +31,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ValidationError
 
 from app import __version__
-from app.api.auth import PrincipalDep
+from app.api.auth import PrincipalDep, job_scope
 from app.api.deps import JobsDep, PresenterDep, get_authenticator
 from app.api.routing import StrictRoute
 from app.errors import FieldError, NotFound
@@ -171,7 +171,7 @@ async def job_image(
     job_id: str, which: Literal["reference", "last"], jobs: JobsDep, caller: PrincipalDep
 ) -> Response:
     """The job's reference (or last-frame) image as it was sent upstream."""
-    _, body = await jobs.get_with_body(job_id, owner=caller.tenant)
+    _, body = await jobs.get_with_body(job_id, owner=job_scope(caller))
     reference, last = sent_images(body)
     image = reference if which == "reference" else last
     if image is None:
@@ -191,7 +191,7 @@ async def rerun(
     job_id: str, jobs: JobsDep, presenter: PresenterDep, caller: PrincipalDep, response: Response
 ) -> schemas.Job:
     """A new job with the source's parameters and images (as sent), always generated anew."""
-    source, sent = await jobs.get_with_body(job_id, owner=caller.tenant)
+    source, sent = await jobs.get_with_body(job_id, owner=job_scope(caller))
     reference, last = sent_images(sent)
     if reference is None:
         raise FieldError("job_id", "the job has no reference image to run again")

@@ -64,6 +64,7 @@ class Presenter:
             id=job.id,
             status=job.status,
             model=job.model,
+            tenant=job.owner,
             created_at=job.created_at,
             updated_at=job.updated_at,
             finished_at=job.finished_at,

@@ -12,11 +12,12 @@ submission; the job they follow resolves them when it ends, in the transaction o
 from __future__ import annotations
 
 import base64
+import enum
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final, Literal
 
 from sqlalchemy import (
     ColumnElement,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -129,9 +131,26 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return when, job_id
 
 
-def owned_by(owner: str | None) -> ColumnElement[bool]:
-    """The tenant's rows; None (auth off) is a scope of its own."""
+class _Everyone(enum.Enum):
+    EVERY_TENANT = "every tenant"
+
+
+#: The scope of an admin key's reads on the native API: every tenant's jobs.
+EVERY_TENANT: Final = _Everyone.EVERY_TENANT
+#: Whose jobs a read sees: a tenant, None (the jobs made with authentication off), or every tenant.
+Scope = str | None | Literal[_Everyone.EVERY_TENANT]
+
+
+def owned_by(owner: Scope) -> ColumnElement[bool]:
+    """The tenant's rows; None (auth off) is a scope of its own; EVERY_TENANT is every row."""
+    if owner is EVERY_TENANT:
+        return true()
     return Job.owner.is_(None) if owner is None else Job.owner == owner
+
+
+def in_scope(job: Job, owner: Scope) -> bool:
+    """`owned_by` for a row already read."""
+    return owner is EVERY_TENANT or job.owner == owner
 
 
 async def reusable_results(
@@ -264,7 +283,7 @@ async def running_original(session: AsyncSession, owner: str | None, cache_key: 
 async def list_page(
     session: AsyncSession,
     *,
-    owner: str | None,
+    owner: Scope,
     statuses: Sequence[str] | None,
     limit: int,
     cursor: tuple[datetime, str] | None,

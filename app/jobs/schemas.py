@@ -319,6 +319,11 @@ class Job(BaseModel):
     id: str
     status: JobStatusName
     model: str
+    tenant: str | None = Field(
+        default=None,
+        description="The tenant that owns the job (the tenant of the key that made it); null when client "
+        "authentication is off. An admin key lists and reads every tenant's jobs.",
+    )
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None

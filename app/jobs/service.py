@@ -186,13 +186,13 @@ class JobService:
             return Created(job, window=window)
 
     # --- read ---------------------------------------------------------------------------------
-    async def get(self, job_id: str, *, owner: str | None = None) -> Job:
+    async def get(self, job_id: str, *, owner: repository.Scope = None) -> Job:
         """The job as its owner sees it (without the body sent upstream: `repository.CLIENT_VIEW`)."""
         if not plausible_id(job_id):
             raise NotFound(f"no job {job_id[:100]!r}")
         async with self._reads() as session:
             job = await repository.get(session, job_id, client_view=True)
-        if job is None or job.owner != owner or job.deleted_at is not None:
+        if job is None or not repository.in_scope(job, owner) or job.deleted_at is not None:
             raise NotFound(f"no job {job_id}")
         return job
 
@@ -209,7 +209,7 @@ class JobService:
     async def page(
         self,
         *,
-        owner: str | None,
+        owner: repository.Scope,
         statuses: list[str] | None,
         limit: int,
         cursor: str | None,
@@ -238,17 +238,19 @@ class JobService:
         async with self._reads() as session:
             return await repository.search(session, query)
 
-    async def cursor_after(self, job_id: str, *, owner: str | None) -> str:
+    async def cursor_after(self, job_id: str, *, owner: repository.Scope) -> str:
         """The cursor of the page after the owner's job `job_id` (lists that page by the last id seen)."""
         return repository.encode_cursor(await self.get(job_id, owner=owner))
 
-    async def get_with_body(self, job_id: str, *, owner: str | None = None) -> tuple[Job, dict[str, Any]]:
+    async def get_with_body(
+        self, job_id: str, *, owner: repository.Scope = None
+    ) -> tuple[Job, dict[str, Any]]:
         """The job and the body that is (or was) sent upstream for it, images as sent (a remix reuses
         them: the bytes that were checked and hashed, whatever a URL serves now)."""
         job = await self.get(job_id, owner=owner)
         async with self._reads() as session:
             full = await repository.get(session, job.id)
-        if full is None or full.owner != owner:
+        if full is None or not repository.in_scope(full, owner):
             raise NotFound(f"no job {job_id}")
         return job, dict(full.upstream_body or {})
 
@@ -292,7 +294,7 @@ class JobService:
         return await self.estimates.live(jobs)
 
     # --- cancel -------------------------------------------------------------------------------
-    async def cancel(self, job_id: str, *, owner: str | None = None) -> Job:
+    async def cancel(self, job_id: str, *, owner: repository.Scope = None) -> Job:
         canceled_upstream = False
         for _ in range(5):  # re-read and retry when a worker moved the job meanwhile
             job = await self.get(job_id, owner=owner)
@@ -362,7 +364,7 @@ class JobService:
         return True
 
     # --- delete -------------------------------------------------------------------------------
-    async def delete(self, job_id: str, *, owner: str | None) -> None:
+    async def delete(self, job_id: str, *, owner: repository.Scope) -> None:
         """Delete a finished job of `owner`: from now on it is a 404 everywhere (NotFound for an unknown,
         foreign or deleted job; Conflict `job_not_finished` for one still running: cancel it first).
 
