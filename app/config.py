@@ -278,6 +278,14 @@ class Settings(BaseSettings):
         "`410 Gone` (`video_expired`). A video shared by reused jobs goes once every one of them is this "
         "old. 0: keep videos forever.",
     )
+    host: str = Field(
+        default="127.0.0.1",
+        description="The address `wan-gateway serve` listens on (`--host` wins); `0.0.0.0` for every "
+        "interface, as in the Docker image.",
+    )
+    port: int = Field(
+        default=8000, ge=1, le=65535, description="The port `wan-gateway serve` listens on (`--port` wins)."
+    )
     public_base_url: str = Field(
         default="http://127.0.0.1:8000",
         description="How clients reach the gateway; used to build `result.video_url` and signed links.",
