@@ -40,7 +40,7 @@ def split_secrets(value: str) -> list[str]:
     return [s for s in value.replace(",", " ").split() if s]
 
 
-#: Per-family defaults from dashscope-protocol.md §7 (per Alibaba Cloud account).
+#: Per-family defaults from docs/PROTOCOL.md §7 (per Alibaba Cloud account).
 DEFAULT_SUBMIT_RPS: dict[str, float] = {"wan2.6": 5, "wan2.5": 5, "wan2.2": 2, "wan2.1": 2, "kf2v": 2}
 DEFAULT_MAX_INFLIGHT: dict[str, int] = {"wan2.6": 5, "wan2.5": 5, "wan2.2": 2, "wan2.1": 2, "kf2v": 2}
 
