@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.cli import main
 from tests.conftest import CLIP_CACHE, REPO, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.one_database(reason="no sql")]
@@ -103,7 +104,7 @@ class _Child:
         with log.open("wb") as out:
             self.proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
 
-    def answers(self, url: str, *, within: float = 30) -> httpx.Response:
+    def answers(self, url: str, *, within: float = 90) -> httpx.Response:  # a loaded CI machine
         deadline = time.monotonic() + within
         while True:
             assert self.proc.poll() is None, f"exited {self.proc.returncode}:\n{self.log.read_text()}"
@@ -166,8 +167,7 @@ def test_the_wheel_migrates_serves_and_works_outside_the_repo(
 
     assert "database at head" in _run(gateway, "migrate", env=env, cwd=cwd)
 
-    # serve (on HOST/PORT from the environment) and a worker (with its health port), side by side; the
-    # OpenAPI document printed meanwhile is the committed one.
+    # serve (on HOST/PORT from the environment) and a worker (with its health port), side by side.
     port, health_port = free_port(), free_port()
     serve = _Child(
         [gateway, "serve", "--no-migrate"],
@@ -183,9 +183,6 @@ def test_the_wheel_migrates_serves_and_works_outside_the_repo(
         tmp_path / "worker.log",
     )
     children.append(worker)
-    printed = json.loads(_run(gateway, "openapi", env=env, cwd=cwd))
-    assert printed == json.loads((REPO / "openapi" / "openapi.json").read_text())
-    assert not list(cwd.iterdir()), "openapi wrote into the working directory"
 
     base = f"http://127.0.0.1:{port}"
     assert serve.answers(f"{base}/healthz").status_code == 200
@@ -193,8 +190,8 @@ def test_the_wheel_migrates_serves_and_works_outside_the_repo(
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     jobs = httpx.get(f"{base}/v1/jobs", headers=AUTH, timeout=5)  # a query on the migrated schema
     assert jobs.status_code == 200 and jobs.json()["data"] == [], jobs.text
-    if "/v1/models" in printed["paths"]:  # the model registry's route (issue 13), once it is there
-        models = httpx.get(f"{base}/v1/models", headers=AUTH, timeout=5)
+    models = httpx.get(f"{base}/v1/models", headers=AUTH, timeout=5)
+    if models.status_code != 404:  # the model registry's route (issue 13), once it is there
         assert models.status_code == 200 and models.json()["data"], models.text
     assert worker.answers(f"http://127.0.0.1:{health_port}/healthz").status_code == 200
 
@@ -203,3 +200,16 @@ def test_the_wheel_migrates_serves_and_works_outside_the_repo(
     assert serve.stop() in (0, -signal.SIGTERM), serve.log.read_text()  # uvicorn re-raises the signal
     for log in (serve.log, worker.log):
         assert "Traceback" not in log.read_text(), log.read_text()
+
+
+def test_openapi_prints_the_document_unless_told_where_to_write_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    main(["openapi"])
+    printed = capsys.readouterr()
+    assert json.loads(printed.out) == json.loads((REPO / "openapi" / "openapi.json").read_text())
+    assert not list(tmp_path.iterdir()), "openapi wrote into the working directory"
+    main(["openapi", "--output", "api/openapi.json"])
+    assert (tmp_path / "api" / "openapi.json").read_text() == printed.out
+    assert capsys.readouterr().out == ""  # `wrote …` goes to stderr
