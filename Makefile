@@ -36,8 +36,12 @@ $(VERCEL)/node_modules/.installed: $(VERCEL)/package-lock.json $(VERCEL)/package
 
 install: $(BIN)/.installed $(VERCEL)/node_modules/.installed ## Create .venv and install the gateway with its dev tools (and the Vercel AI SDK for its test)
 
-run: install ## Serve on http://127.0.0.1:8000 (sandbox upstream, SQLite, local files; migrations applied)
-	$(BIN)/wan-gateway serve --host 127.0.0.1 --port 8000
+# `make run PORT=8080 HOST=0.0.0.0` listens elsewhere.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+run: install ## Serve on http://127.0.0.1:8000, or PORT=/HOST= (sandbox upstream, SQLite, local files; migrations applied)
+	$(BIN)/wan-gateway serve --host $(HOST) --port $(PORT)
 
 # mypy (≈ 35 s on one core from a cold cache) runs beside the SQLite pass, whose processes leave a third of
 # the CPU idle while they wait on each other; so does the chromium install (`browser-deps`, mostly download,
@@ -80,7 +84,7 @@ browser-deps: ## Install chromium + chromium-driver with apt when /usr/bin/chrom
 fuzz: install ## Schemathesis against the live gateway alone (part of test-sqlite; about 20 s)
 	$(BIN)/pytest tests/fuzz $(PYTEST_ARGS)
 
-openapi: install ## Write openapi/openapi.json from the app
+openapi: install ## Write openapi/openapi.json from the app (`wan-gateway openapi` alone prints it)
 	$(BIN)/wan-gateway openapi --output openapi/openapi.json
 
 config-docs: install ## Write docs/CONFIGURATION.md from the settings

@@ -40,7 +40,7 @@ def split_secrets(value: str) -> list[str]:
     return [s for s in value.replace(",", " ").split() if s]
 
 
-#: Per-family defaults from dashscope-protocol.md §7 (per Alibaba Cloud account).
+#: Per-family defaults from docs/PROTOCOL.md §7 (per Alibaba Cloud account).
 DEFAULT_SUBMIT_RPS: dict[str, float] = {"wan2.6": 5, "wan2.5": 5, "wan2.2": 2, "wan2.1": 2, "kf2v": 2}
 DEFAULT_MAX_INFLIGHT: dict[str, int] = {"wan2.6": 5, "wan2.5": 5, "wan2.2": 2, "wan2.1": 2, "kf2v": 2}
 
@@ -279,6 +279,14 @@ class Settings(BaseSettings):
         "removed by a background loop; the job stays, with `result.expired_at`, and `/content` answers "
         "`410 Gone` (`video_expired`). A video shared by reused jobs goes once every one of them is this "
         "old. 0: keep videos forever.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="The address `wan-gateway serve` listens on (`--host` wins); `0.0.0.0` for every "
+        "interface, as in the Docker image.",
+    )
+    port: int = Field(
+        default=8000, ge=1, le=65535, description="The port `wan-gateway serve` listens on (`--port` wins)."
     )
     public_base_url: str = Field(
         default="http://127.0.0.1:8000",

@@ -266,7 +266,7 @@ async def s3_bucket(moto_server: MotoServer, aws_env: None) -> AsyncIterator[Buc
 
 
 #: Why a test may stay out of the Postgres pass: nothing it checks reaches SQL whose behaviour differs
-#: between SQLite and Postgres (see README, "Tests").
+#: between SQLite and Postgres (see docs/TESTING.md).
 ONE_DATABASE_REASONS = {
     "refused before the database": "the request is answered (4xx) before any row is read or written",
     "http edge": "the HTTP server's own bounds (request head, body, methods): no SQL on the path",

@@ -51,7 +51,7 @@ def from_micros(micros: int) -> Decimal:
     return cents if cents == amount else amount
 
 
-#: DashScope's hosts by region (dashscope-protocol.md §1.1). A workspace host is
+#: DashScope's hosts by region (docs/PROTOCOL.md §1.1). A workspace host is
 #: `{WorkspaceId}.{region}.maas.aliyuncs.com`.
 _HOSTS = {
     "dashscope.aliyuncs.com": "cn-beijing",

@@ -56,7 +56,7 @@ from app.telemetry import tracing
 
 log = logging.getLogger(__name__)
 
-#: Upstream keeps a result URL this long when it gives no `Expires=` (dashscope-protocol.md §7).
+#: Upstream keeps a result URL this long when it gives no `Expires=` (docs/PROTOCOL.md §7).
 RESULT_URL_LIFETIME = timedelta(hours=24)
 #: A refused poll (bad key, revoked access) is our configuration's fault, not the job's: retry slowly.
 POLL_REFUSED_RETRY_S = 30.0
