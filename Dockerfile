@@ -18,8 +18,8 @@ WORKDIR /app
 # pip to resolve and install them. Every dependency ships manylinux wheels (PyAV bundles FFmpeg), so the
 # builder needs no compiler.
 #
-# The gateway is installed in editable mode on purpose: `wan-gateway migrate` finds alembic.ini and
-# migrations/ beside the `app` package (app/db/migrate.py), so the source tree stays in /app, in the same
+# The gateway is installed in editable mode on purpose: `wan-gateway migrate` finds migrations/ beside the
+# `app` package (app/db/migrate.py; a wheel carries them inside instead), so the source tree stays in /app, in the same
 # place in both stages, and the venv points at it. With the `sandbox` extra (numpy): without
 # DASHSCOPE_API_KEY every container runs the built-in DashScope sandbox (docker-compose.yml), so that
 # `docker compose up` works out of the box.

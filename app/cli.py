@@ -1,8 +1,5 @@
 """The `wan-gateway` command: `serve`, `worker`, `migrate`, `keys`, `sandbox`, `webhook-secret`, `openapi`,
-and the client commands `generate`, `jobs`, `usage` (app/client/), which call a running gateway over HTTP.
-
-The server's modules (settings, logging, the app) are imported only by the commands that run one, so a
-client command starts without them."""
+and the client commands `generate`, `jobs`, `usage` (app/client/), which call a running gateway over HTTP."""
 
 from __future__ import annotations
 
@@ -22,24 +19,26 @@ from app.client import jobs as jobs_cli
 from app.client.common import version
 from app.client.usage import add_arguments as add_usage_arguments
 from app.client.usage import run as run_usage
-from app.workers import add_arguments as add_worker_arguments
+from app.config import Settings
+from app.startup import configure_logging, migrate, require_migrated
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
-
-    from app.config import Settings
+from app.workers import add_arguments as add_worker_arguments
 
 
 def cmd_serve(settings: Settings, host: str, port: int, migrate_first: bool) -> None:
+    if not migrate_first:  # before importing the app: a refusal is quick
+        require_migrated(settings, "serve")
     from app import serving
+    from app.billing.cost import MixedCurrencies
     from app.billing.table import PriceTableError
     from app.main import create_app
-    from app.startup import migrate
-    from app.wiring import price_table
+    from app.wiring import pricing
 
-    try:  # the lifespan would refuse it too, but inside uvicorn's traceback
-        price_table(settings)
-    except PriceTableError as exc:
+    try:  # the lifespan would refuse them too, but inside uvicorn's traceback
+        pricing(settings, settings.dashscope_base_url, accounts=settings.upstream_accounts)
+    except (PriceTableError, MixedCurrencies) as exc:
         raise SystemExit(f"wan-gateway serve: {exc}") from None
     if migrate_first:
         migrate(settings)
@@ -207,33 +206,51 @@ def add_keys_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("generate", help="print a random key for GATEWAY_API_KEYS (stores nothing)")
 
 
-def cmd_openapi(output: Path) -> None:
-    from app.config import Settings
+def cmd_openapi(output: Path | None) -> None:
+    """The OpenAPI document on stdout, or into `output` (`make openapi`: openapi/openapi.json)."""
     from app.main import create_app
 
     schema = create_app(Settings(_env_file=None)).openapi()
+    text = json.dumps(schema, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(schema, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
-    print(f"wrote {output}")
+    output.write_text(text)
+    print(f"wrote {output}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="wan-gateway", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(prog="wan-gateway", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="apply migrations, then serve the API (and the job loop)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
-    worker = sub.add_parser("worker", help="run the job poller and webhook dispatcher without the API")
+    serve = sub.add_parser(
+        "serve",
+        help="apply migrations, then serve the API (and the job loop)",
+        description="Apply the database migrations, then serve the API, the console and (unless "
+        "WORKERS_ENABLED=false) the job loops. Every setting comes from the environment "
+        "(docs/CONFIGURATION.md).",
+    )
+    host, port = (Settings.model_fields[name].default for name in ("host", "port"))
+    serve.add_argument("--host", help=f"address to listen on (default: $HOST, else {host})")
+    serve.add_argument("--port", type=int, help=f"port to listen on (default: $PORT, else {port})")
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not apply migrations first (default: apply them); refuse to start when the database is "
+        "not at head",
+    )
+    worker = sub.add_parser(
+        "worker",
+        help="run the job poller and webhook dispatcher without the API",
+        description="The job poller and webhook dispatcher without the API (migrating first).",
+    )
     add_worker_arguments(worker)
     sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     add_keys_arguments(sub.add_parser("keys", help="create, list and revoke client API keys"))
     sandbox = sub.add_parser("sandbox", help="run the DashScope emulator alone")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8001)
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    sandbox.add_argument("--port", type=int, default=8001, help="port to listen on (default: %(default)s)")
     sub.add_parser("webhook-secret", help="print the webhook signing secret(s) receivers verify with")
     generate_cli.add_arguments(
         sub.add_parser(
@@ -245,8 +262,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     jobs_cli.add_arguments(sub.add_parser("jobs", help="list, show, cancel and download a gateway's jobs"))
     add_usage_arguments(sub.add_parser("usage", help="what finished jobs cost (GET /v1/usage of a gateway)"))
-    openapi = sub.add_parser("openapi", help="write the OpenAPI document")
-    openapi.add_argument("--output", type=Path, default=Path("openapi/openapi.json"))
+    openapi = sub.add_parser("openapi", help="print the OpenAPI document (or write it with --output)")
+    openapi.add_argument("--output", type=Path, help="write it to this file (default: print to stdout)")
     args = parser.parse_args(argv)
 
     if args.command == "openapi":
@@ -258,9 +275,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(generate_cli.run(args))
     if args.command == "jobs":
         sys.exit(jobs_cli.run(args))
-    from app.config import Settings
-    from app.startup import configure_logging, migrate
-
     settings = Settings()
     if args.command == "worker":
         from app.workers.process import run as run_worker
@@ -271,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "migrate":
         migrate(settings)
     elif args.command == "serve":
-        cmd_serve(settings, args.host, args.port, not args.no_migrate)
+        cmd_serve(settings, args.host or settings.host, args.port or settings.port, not args.no_migrate)
     elif args.command == "sandbox":
         cmd_sandbox(settings, args.host, args.port)
     elif args.command == "keys":

@@ -40,7 +40,7 @@ def split_secrets(value: str) -> list[str]:
     return [s for s in value.replace(",", " ").split() if s]
 
 
-#: Per-family defaults from dashscope-protocol.md §7 (per Alibaba Cloud account).
+#: Per-family defaults from docs/PROTOCOL.md §7 (per Alibaba Cloud account).
 DEFAULT_SUBMIT_RPS: dict[str, float] = {"wan2.6": 5, "wan2.5": 5, "wan2.2": 2, "wan2.1": 2, "kf2v": 2}
 DEFAULT_MAX_INFLIGHT: dict[str, int] = {"wan2.6": 5, "wan2.5": 5, "wan2.2": 2, "wan2.1": 2, "kf2v": 2}
 
@@ -146,8 +146,10 @@ class Settings(BaseSettings):
         'JSON array `[{"name": "a", "api_key": "sk-…", "base_url": "https://…/api/v1", "region": '
         '"cn-beijing"}, …]` (`base_url`, `region` optional). Each account has its own rate budgets and '
         "in-flight caps (UPSTREAM_MAX_INFLIGHT per account); a queued job goes to an account with a free "
-        "slot of its family and stays bound to it. In sandbox mode a missing `base_url` is the embedded "
-        "sandbox, and SANDBOX_ACCOUNT_COUNT=N alone pools its N keys.",
+        "slot of its family and stays bound to it, and is billed in that account's region (estimated in "
+        "the pool's priciest); every account must bill in one currency (a mix stops the start). In "
+        "sandbox mode a missing `base_url` is the embedded sandbox, and SANDBOX_ACCOUNT_COUNT=N alone "
+        "pools its N keys.",
     )
     dashscope_region: Literal["cn-beijing", "ap-southeast-1", "us-east-1"] | None = Field(
         default=None,
@@ -181,9 +183,9 @@ class Settings(BaseSettings):
     upstream_account_retry_s: float = Field(
         default=60.0,
         gt=0,
-        description="A pooled account whose key is refused (401/403 on a create) leaves rotation; after this "
-        "many seconds one job is placed on it again, and a create that goes through puts it back. Each "
-        "process learns this from its own calls.",
+        description="A pooled account whose key is refused (401/403 on any call: create, poll, cancel, "
+        "reconciliation) leaves rotation for every process sharing the database; after this many seconds "
+        "one job is placed on it again, and any call on it that goes through puts it back.",
     )
     upstream_submit_rps: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_SUBMIT_RPS),
@@ -277,6 +279,14 @@ class Settings(BaseSettings):
         "removed by a background loop; the job stays, with `result.expired_at`, and `/content` answers "
         "`410 Gone` (`video_expired`). A video shared by reused jobs goes once every one of them is this "
         "old. 0: keep videos forever.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="The address `wan-gateway serve` listens on (`--host` wins); `0.0.0.0` for every "
+        "interface, as in the Docker image.",
+    )
+    port: int = Field(
+        default=8000, ge=1, le=65535, description="The port `wan-gateway serve` listens on (`--port` wins)."
     )
     public_base_url: str = Field(
         default="http://127.0.0.1:8000",
@@ -428,11 +438,26 @@ class Settings(BaseSettings):
         "loopback/private/link-local addresses. Cloud metadata addresses stay refused.",
     )
     sse_keepalive_s: float = Field(default=15.0, description="Comment line interval on event streams.")
+    sse_progress_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="At most this often a job's event stream sends a `job.progress` event (no `id:`) while "
+        "the job has not finished, when its progress, queue position or ETA changed.",
+    )
     change_poll_interval_s: float = Field(
         default=1.0,
         description="How often event streams and `Prefer: wait` look for changes made by other processes "
         "(changes made in this process are seen at once).",
     )
+    # --- observability --------------------------------------------------------------------------
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description="OpenTelemetry collector (OTLP over HTTP, e.g. `http://otel-collector:4318`): set, the "
+        "gateway exports traces to its `/v1/traces` — one trace per job, from the submit through its "
+        "upstream calls, the copy and its webhooks (the `otel` extra; docs/OBSERVABILITY.md). The SDK's "
+        "other `OTEL_*` variables (service name, headers, sampler) apply. Unset: no tracing at all.",
+    )
+
     # --- clients: keys and quotas ----------------------------------------------------------------
     gateway_api_keys: SecretStr | None = Field(
         default=None,
@@ -479,6 +504,13 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field(default="INFO", description="Python logging level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`text`: one line per record, with the request's and the job's ids in brackets "
+        "(`[request_id=… job_id=…]`); `json`: one JSON object per line (`timestamp`, `level`, `logger`, "
+        "`message`, `request_id`, `job_id`, `tenant`, `upstream_task_id`, `upstream_request_id`, and the "
+        "access line's `method`, `path`, `status`, `duration_ms`, `client`). See docs/OBSERVABILITY.md.",
+    )
 
     @field_validator("upstream_submit_rps", mode="before")
     @classmethod

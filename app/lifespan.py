@@ -24,6 +24,7 @@ from app.api.deps import STATE_KEY, Resources
 from app.compat.dashscope import routes as dashscope_routes
 from app.compat.dashscope.uploads import UPLOAD_PATH, UploadStore
 from app.config import Settings, UpstreamAccount
+from app.db.account_states import DatabaseAccountStates
 from app.db.budget import DatabaseBudgets
 from app.db.engine import create_engine, read_session_factory, session_factory
 from app.jobs.feed import ChangeFeed
@@ -47,6 +48,7 @@ from app.storage.base import Storage
 from app.storage.factory import open_storage
 from app.storage.renditions import Renditions
 from app.storage.space import StorageSpace
+from app.telemetry import tracing
 from app.tenants.auth import Authenticator
 from app.tenants.keys import ConfiguredKey, KeyProblem, parse_configured_keys
 from app.webhooks.dispatcher import Dispatcher
@@ -167,34 +169,49 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
     engine = create_engine(
         settings.database_url, pool_size=settings.database_pool_size, echo=settings.database_echo
     )
+    # Traces only with OTEL_EXPORTER_OTLP_ENDPOINT (telemetry/tracing.py); off, these are no-ops.
+    tracing.enable(settings.otel_exporter_otlp_endpoint)
+    tracing.instrument_engine(engine)
     sessions = session_factory(engine)
     reads = read_session_factory(engine)  # one-statement reads for clients: autocommit
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(tracing.flush)  # last: the spans of the shutdown included
         stack.push_async_callback(engine.dispose)
         pooled, sandbox = await _open_accounts(settings, stack)
         if pooled:
             base_url, api_key = pooled[0].base_url or "", pooled[0].api_key
+        elif sandbox is not None:  # the single sandbox account: started by _open_accounts, not again
+            base_url, api_key = sandbox.base_url, settings.sandbox.api_key
         else:
             base_url, api_key, sandbox = await _open_upstream(settings, stack)
-        # One price region for now: the single account's, or the pool's first (per-account: left for later).
-        pricing = wiring.pricing(settings, base_url, prices, region=pooled[0].region if pooled else None)
-        if pooled and len(set(regions := wiring.pool_regions(settings, pooled).values())) > 1:
-            log.warning(
-                "the account pool spans regions %s: every job is priced as %s, the first account's",
-                sorted(regions),
-                pricing.region,
+        # Each account bills in its own region; a pool mixing currencies stops the start here.
+        pricing = wiring.pricing(
+            settings, base_url, prices, region=pooled[0].region if pooled else None, accounts=pooled
+        )
+        if len(pricing.regions) > 1:
+            log.info(
+                "the account pool spans regions %s (%s): each job is billed in its account's region, "
+                "estimated in the priciest",
+                ", ".join(pricing.regions),
+                pricing.currency,
             )
         upstream_http = await stack.enter_async_context(
-            httpx.AsyncClient(
-                timeout=wiring.upstream_timeout(settings),
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-                follow_redirects=False,
-                verify=tls.client_context(),
+            tracing.instrument_client(
+                httpx.AsyncClient(
+                    timeout=wiring.upstream_timeout(settings),
+                    limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+                    follow_redirects=False,
+                    verify=tls.client_context(),
+                )
             )
         )
         download_http = await stack.enter_async_context(
-            httpx.AsyncClient(
-                timeout=wiring.download_timeout(settings), follow_redirects=True, verify=tls.client_context()
+            tracing.instrument_client(
+                httpx.AsyncClient(
+                    timeout=wiring.download_timeout(settings),
+                    follow_redirects=True,
+                    verify=tls.client_context(),
+                )
             )
         )
         # Client-given image URLs: no keep-alive, no redirects, no cookies (see app/jobs/fetch.py).
@@ -221,7 +238,10 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             members += [(a.name, client(a.base_url or "", a.api_key)) for a in pooled[1:]]
             log.info("upstream account pool: %s", ", ".join(a.name for a in pooled))
         accounts = AccountPool(members)
-        health = AccountHealth(accounts.names, retry_s=settings.upstream_account_retry_s)
+        # Shared by every process through the database: a key refused anywhere leaves rotation everywhere.
+        health = AccountHealth(
+            accounts.names, retry_s=settings.upstream_account_retry_s, store=DatabaseAccountStates(sessions)
+        )
         storage = await stack.enter_async_context(open_storage(settings))
         space = StorageSpace(storage.staging_dir, settings.storage_min_free_bytes)
         # The link key is read (or generated) once: every replica and restart signs alike (app/links.py).
@@ -271,6 +291,7 @@ async def open_gateway(settings: Settings, *, start_loops: bool | None = None) -
             on_created=poller.wake,
             reads=reads,
             accounts=accounts,
+            health=health,
         )
         secrets = SecretSource(sessions, settings.webhook_secret)
         dispatcher = Dispatcher(

@@ -9,6 +9,14 @@ so it covers every logger and handler (uvicorn's, httpx's, tests'). The factory 
 string arguments too, not only the message: some formatters build their line from the arguments
 (uvicorn's access formatter does: its `request_line` is made of the method, path and query string, never
 of `getMessage()`), and the traceback text, which the standard formatter appends after the message.
+
+A signed URL (DashScope's OSS result links `…?Expires=…&OSSAccessKeyId=…&Signature=…`, the sandbox's file
+links, S3 presigned URLs, the gateway's own `/v1/links/…?expires=&signature=`) loses its whole query
+string: the path says which object, the rest is a bearer credential and its expiry (`strip_query` does
+the same for code that puts a URL into a message or an error text of its own).
+
+The factory also copies the fields `logcontext` holds (`request_id`, `job_id`, …) onto the record, for the
+formatters (`logformat`), which pass those fields and any `extra` through `redact` as well.
 """
 
 from __future__ import annotations
@@ -17,6 +25,9 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from app import logcontext
 
 _DATA_URI = re.compile(r"(data:[\w.+-]*/?[\w.+-]*(?:;[\w.+-]+=[\w.+-]+)*;base64,)([A-Za-z0-9+/=_-]{32,})")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
@@ -28,6 +39,12 @@ _CREDENTIAL_PARAM = re.compile(
     r"token|access[_-]?token|refresh[_-]?token|id[_-]?token|signature|sig|"
     r"x-amz-signature|x-amz-credential|x-amz-security-token|security[_-]?token|ossaccesskeyid)=)"
     r"[^&#\s\"'<>]+"
+)
+#: A URL with a query string; the query goes when it carries one of `_SIGNING_PARAM`.
+_URL_WITH_QUERY = re.compile(r"(?i)\b(https?://[^\s?#\"'<>]+)\?([^\s#\"'<>]*)")
+_SIGNING_PARAM = re.compile(
+    r"(?i)(?:^|[&;])(?:signature|sig|ossaccesskeyid|x-oss-signature|x-oss-credential|x-amz-signature|"
+    r"x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential|security[_-]?token)="
 )
 _traceback_formatter = logging.Formatter()
 #: Keys that are not secrets and stay readable: the sandbox's fixed key (`sandbox.config.DEFAULT_API_KEY`),
@@ -52,6 +69,8 @@ def redact(text: str) -> str:
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, "***")
+    if "://" in text and "?" in text:
+        text = _URL_WITH_QUERY.sub(_unsigned, text)
     if "data:" in text:
         text = _DATA_URI.sub(lambda m: f"{m.group(1)}<{len(m.group(2))} chars>", text)
     if "bearer" in text.lower():
@@ -61,6 +80,20 @@ def redact(text: str) -> str:
     if "wg_" in text or "sk-" in text or "whsec_" in text:
         text = _KEY_SHAPED.sub(lambda m: m[0] if _public(m[0]) else f"{m[1]}***", text)
     return text
+
+
+def _unsigned(match: re.Match[str]) -> str:
+    return match[1] if _SIGNING_PARAM.search(match[2]) else match[0]
+
+
+def strip_query(url: str) -> str:
+    """`url` without its query string and fragment, for a log line or an operator's error text: a
+    signed download link is a credential until it expires."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split("?", 1)[0].split("#", 1)[0]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def install(secrets: Iterable[str | None] = ()) -> None:
@@ -79,6 +112,9 @@ def install(secrets: Iterable[str | None] = ()) -> None:
         if record.exc_info and not record.exc_text:
             # What Formatter.format would append, rendered now so that every formatter uses it redacted.
             record.exc_text = redact(_traceback_formatter.formatException(record.exc_info))
+        fields = logcontext.current()
+        if fields:
+            record.__dict__.update(fields)
         return record
 
     logging.setLogRecordFactory(factory)

@@ -12,16 +12,18 @@ from fastapi import FastAPI, Header
 from fastapi.openapi.utils import get_openapi
 
 from app import __version__
-from app.api import deliveries, docs, events, health, jobs, links, usage
+from app.api import deliveries, docs, events, health, jobs, links, models, usage
 from app.api.body_limit import BodySizeLimit
 from app.compat.dashscope import errors as dashscope_errors
 from app.compat.dashscope import routes as dashscope
 from app.compat.openai import errors as openai_errors
 from app.compat.openai import routes as openai_videos
 from app.config import Settings
+from app.console import routes as console
 from app.errors import PROBLEM_JSON, install_handlers
 from app.jobs.schemas import WebhookPayload
 from app.lifespan import lifespan
+from app.telemetry import tracing
 
 DESCRIPTION = """\
 A self-hosted gateway for **Wan image-to-video** on Alibaba Cloud Model Studio (DashScope).
@@ -58,10 +60,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(deliveries.router)
     app.include_router(health.router)
     app.include_router(usage.router)
+    app.include_router(models.router)
     dashscope.install(app)
     app.include_router(openai_videos.router)
+    console.install(app)
     document_webhooks(app)
     docs.install_docs(app)
+    # A server span per request, only with OTEL_EXPORTER_OTLP_ENDPOINT (the provider is made here, before
+    # the lifespan, which instruments the engine and the clients with the same one).
+    if tracing.enable(app.state.settings.otel_exporter_otlp_endpoint):
+        tracing.instrument_app(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

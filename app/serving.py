@@ -12,10 +12,18 @@ the test suite, with a bounded request head and an access log that is the server
   When it fires, a connection that sent part of a head gets `408`, one that sent nothing is just closed.
   After either answer the server stops reading requests, half-closes, and drops what the client still
   sends for up to `_LINGER_S` before closing, so the client reads the answer rather than a reset.
-- **Access log**: uvicorn's protocols log to the process-wide `uvicorn.access` logger, and its
-  `Config(access_log=False)` empties that logger for everyone: the embedded sandbox's server did that and
-  the gateway's own access log went silent. Here each server names its access logger (or none), and
-  nothing turns off another server's.
+- **Request ids and the access log** (`RequestLog`, a pure ASGI middleware around every gateway server's
+  app, outside the error handlers so that a 500 gets its id too): the request's id is the client's
+  `X-Request-ID` when it is safe (`logcontext.request_id_from`: ≤ 128 characters of `A-Za-z0-9._:+=@/-`),
+  else a new one; it is echoed as `X-Request-ID` on every answer and bound in `logcontext` for every line
+  written while serving the request. When the answer is done, one line on the `app.access` logger
+  (`ACCESS_LOGGER`): client, method, path with its query (redacted as every line is), status and
+  duration, also as `extra` fields for the JSON format. The gateway's lines are thus its own, whichever
+  servers share the process: uvicorn's protocols log to the process-wide `uvicorn.access` logger, whose
+  `Config(access_log=False)` empties that logger for everyone (the embedded sandbox's server did, and the
+  gateway's access log went silent); here each server names its uvicorn access logger (or none:
+  `gateway_config` uses none, `RequestLog` writes the gateway's), and nothing turns off another server's.
+  The standalone sandbox logs on `uvicorn.access.sandbox` (`SANDBOX_ACCESS_LOGGER`).
 - **Embedded servers** (the embedded sandbox, a worker's health port, the test suite's gateways) are
   started and stopped by their host process: `EmbeddedServer` is ready when `ready` is set, stops at once on
   `request_exit()` and shuts down without uvicorn's fixed 0.1 s pause and 0.1 s polling steps (started and
@@ -35,7 +43,8 @@ import contextlib
 import logging
 import socket
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,13 +54,88 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from app import logcontext
 from app.errors import problem
 
 log = logging.getLogger(__name__)
 
 #: How long a refused connection keeps reading (and dropping) what the client still sends before closing.
 _LINGER_S = 2.0
-ACCESS_LOGGER = "uvicorn.access"
+#: The gateway's access lines (written by `RequestLog`).
+ACCESS_LOGGER = "app.access"
+#: uvicorn's own access logger: `wan-gateway sandbox` (standalone) logs under a child of it, by name.
+UVICORN_ACCESS_LOGGER = "uvicorn.access"
+SANDBOX_ACCESS_LOGGER = "uvicorn.access.sandbox"
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class RequestLog:
+    """Pure ASGI middleware: the request's id (taken or made, echoed, bound for its log lines) and its
+    access line. Cheap: a header scan, a context variable, a timer and one log record per request."""
+
+    def __init__(self, app: ASGIApp, *, access_lines: bool = True) -> None:
+        self.app = app
+        self.access_lines = access_lines
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value
+                break
+        request_id = logcontext.request_id_from(given)
+        echoed = (b"x-request-id", request_id.encode("ascii"))
+        status = 500  # what uvicorn answers when the app fails before starting a response
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), echoed]}
+            await send(message)
+
+        started = time.perf_counter()
+        with logcontext.bind(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                if self.access_lines and access_log.isEnabledFor(logging.INFO):
+                    self._log(scope, status, (time.perf_counter() - started) * 1000)
+
+    @staticmethod
+    def _log(scope: Scope, status: int, duration_ms: float) -> None:
+        client = scope.get("client")
+        peer = f"{client[0]}:{client[1]}" if client else "-"
+        query = scope.get("query_string", b"")
+        path = scope.get("path", "")
+        target = f"{path}?{query.decode('latin-1')}" if query else path
+        method = scope.get("method", "-")
+        duration = round(duration_ms, 1)
+        access_log.info(
+            '%s - "%s %s HTTP/%s" %d %.1fms',
+            peer,
+            method,
+            target,
+            scope.get("http_version", "1.1"),
+            status,
+            duration,
+            extra={
+                "method": method,
+                "path": target,
+                "status": status,
+                "duration_ms": duration,
+                "client": peer,
+            },
+        )
 
 
 class HeadSettings(Protocol):
@@ -88,7 +172,7 @@ class ServingConfig(uvicorn.Config):
         app: ASGIApplication | Callable[..., Any],
         *,
         limits: HttpLimits | None = None,
-        access_logger: str | None = ACCESS_LOGGER,
+        access_logger: str | None = UVICORN_ACCESS_LOGGER,
         **kwargs: Any,
     ) -> None:
         self.limits = limits or HttpLimits()
@@ -105,11 +189,13 @@ def gateway_config(
     port: int = 0,
     access_log: bool = True,
 ) -> ServingConfig:
-    """The Config every HTTP server of the gateway runs with (API, worker health port, tests)."""
+    """The Config every HTTP server of the gateway runs with (API, worker health port, tests): its app
+    behind `RequestLog` (request ids; the access line unless `access_log` is off), uvicorn's own access
+    log off."""
     return ServingConfig(
-        app,
+        RequestLog(app, access_lines=access_log),  # type: ignore[arg-type]
         limits=HttpLimits.from_settings(settings),
-        access_logger=ACCESS_LOGGER if access_log else None,
+        access_logger=None,
         host=host,
         port=port,
         lifespan="on",
@@ -206,7 +292,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         serving = config if isinstance(config, ServingConfig) else None
         self.limits = serving.limits if serving is not None else HttpLimits()
-        access_logger = serving.access_logger if serving is not None else ACCESS_LOGGER
+        access_logger = serving.access_logger if serving is not None else UVICORN_ACCESS_LOGGER
         if access_logger is None:
             self.access_log = False
         else:

@@ -34,17 +34,28 @@ def price_table(settings: Settings) -> PriceTable:
 
 
 def pricing(
-    settings: Settings, base_url: str, table: PriceTable | None = None, *, region: str | None = None
+    settings: Settings,
+    base_url: str,
+    table: PriceTable | None = None,
+    *,
+    region: str | None = None,
+    accounts: list[UpstreamAccount] | None = None,
 ) -> Pricing:
     """`table` (default: `price_table`) priced in the region the upstream at `base_url` bills in
-    (`region` — a DASHSCOPE_ACCOUNTS entry's —, else DASHSCOPE_REGION, else derived from the host)."""
+    (`region` — a DASHSCOPE_ACCOUNTS entry's —, else DASHSCOPE_REGION, else derived from the host), and
+    for a pool each of its `accounts` in its own region (`pool_regions`). A pool mixing currencies raises
+    `billing.cost.MixedCurrencies`, naming each account's region."""
     table = table if table is not None else price_table(settings)
-    return Pricing(table, resolve_region(region or settings.dashscope_region, base_url))
+    regions = pool_regions(settings, accounts) if accounts else {}
+    return Pricing(table, resolve_region(region or settings.dashscope_region, base_url), regions)
 
 
 def pool_regions(settings: Settings, accounts: list[UpstreamAccount]) -> dict[str, str]:
     """Each pooled account's price region (its `region`, else DASHSCOPE_REGION, else its host's)."""
-    return {a.name: resolve_region(a.region or settings.dashscope_region, a.base_url or "") for a in accounts}
+    default = settings.dashscope_base_url
+    return {
+        a.name: resolve_region(a.region or settings.dashscope_region, a.base_url or default) for a in accounts
+    }
 
 
 def upstream_timeout(settings: Settings) -> httpx.Timeout:
@@ -94,6 +105,7 @@ def service_config(settings: Settings) -> ServiceConfig:
         poll_min_s=settings.poll_min_interval_s,
         poll_max_s=settings.poll_max_interval_s,
         storage_retention_s=settings.storage_retention_s or None,
+        max_inflight=dict(settings.upstream_max_inflight),
     )
 
 
@@ -141,7 +153,11 @@ def link_signer(settings: Settings, secret: str) -> LinkSigner:
 
 
 def stream_timings(settings: Settings) -> StreamTimings:
-    return StreamTimings(keepalive_s=settings.sse_keepalive_s, recheck_s=settings.change_poll_interval_s)
+    return StreamTimings(
+        keepalive_s=settings.sse_keepalive_s,
+        recheck_s=settings.change_poll_interval_s,
+        progress_s=settings.sse_progress_interval_s,
+    )
 
 
 def sandbox_config(settings: Settings) -> SandboxConfig:

@@ -653,7 +653,7 @@ def check_log_secrets(replay: Replay, record: Record) -> str:
 async def attack_log_secrets(replay: Replay, record: Record) -> None:
     await asyncio.sleep(0.5)
     log = check_log_secrets(replay, record)
-    record.note(f"{len(log.splitlines())} log lines, {log.count('uvicorn.access')} access lines")
+    record.note(f"{len(log.splitlines())} log lines, {log.count(' app.access ')} access lines")
 
 
 async def attack_head(replay: Replay, record: Record) -> None:

@@ -72,6 +72,7 @@ def base_env(workdir: Path, args: argparse.Namespace) -> dict[str, str]:
         "OUTPUT_DIR": str(workdir / "output"),
         "DASHSCOPE_CREDENTIALS_FILE": str(workdir / "none"),
         "SANDBOX_CLIP_CACHE_DIR": str(REPO / ".cache" / "sandbox-clips"),
+        "SANDBOX_CLIP_CAPTIONS": "false",  # "backlog 0", "backlog 1", …: one clip, warmed before measuring
         "LOG_LEVEL": "WARNING",
     }
 

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import app.compat.dashscope.uploads
+import app.db.account_states
 import app.db.budget
 import app.jobs.models
 import app.links

@@ -127,6 +127,9 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "output_dir": tmp_path / "output",
         "sandbox_state_path": tmp_path / "sandbox.db",
         "sandbox_clip_cache_dir": CLIP_CACHE,
+        # Captions off: the suite's many prompts ("job 0", "job 1", …) would each cost an encode. With the
+        # fixed test images, one clip then serves every job of a size, duration and sound.
+        "sandbox_clip_captions": False,
         "sandbox_pending_s": 0.05,
         "sandbox_running_s": 0.1,
         "poll_min_interval_s": 0.05,
@@ -263,7 +266,7 @@ async def s3_bucket(moto_server: MotoServer, aws_env: None) -> AsyncIterator[Buc
 
 
 #: Why a test may stay out of the Postgres pass: nothing it checks reaches SQL whose behaviour differs
-#: between SQLite and Postgres (see README, "Tests").
+#: between SQLite and Postgres (see docs/TESTING.md).
 ONE_DATABASE_REASONS = {
     "refused before the database": "the request is answered (4xx) before any row is read or written",
     "http edge": "the HTTP server's own bounds (request head, body, methods): no SQL on the path",

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.deps import get_authenticator
+from app.jobs.repository import EVERY_TENANT, Scope
 from app.tenants.auth import Forbidden, Principal
 
 bearer = HTTPBearer(
@@ -50,3 +51,11 @@ async def admin(caller: PrincipalDep) -> Principal:
 
 
 AdminDep = Annotated[Principal, Depends(admin)]
+
+
+def job_scope(caller: Principal) -> Scope:
+    """Whose jobs the native job routes read and act on: the caller's tenant's, or every tenant's for an
+    admin key (an operator can look into, cancel or delete any job). A new job is always the caller's
+    own tenant's; the drop-in surfaces (`/api/v1`, `/v1/videos`) stay within the caller's tenant, as the
+    APIs they copy do."""
+    return EVERY_TENANT if caller.admin and caller.tenant is not None else caller.tenant

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.auth import PrincipalDep
+from app.api.auth import PrincipalDep, job_scope
 from app.api.deps import DeliveriesDep, JobsDep
 from app.api.problems import problem_responses
 from app.api.routing import StrictRoute
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["webhooks"], route_class=StrictRoute
 async def list_deliveries(
     job_id: str, jobs: JobsDep, deliveries: DeliveriesDep, caller: PrincipalDep
 ) -> schemas.DeliveryList:
-    await jobs.get(job_id, owner=caller.tenant)
+    await jobs.get(job_id, owner=job_scope(caller))
     return await deliveries.list(job_id)
 
 
@@ -38,5 +38,5 @@ async def redeliver(
 ) -> schemas.Delivery:
     """Queues the same event again, now, under the same `webhook-id` (receivers deduplicate on it), with
     a fresh retry schedule. An endpoint that had answered 410 Gone is re-enabled."""
-    await jobs.get(job_id, owner=caller.tenant)
+    await jobs.get(job_id, owner=job_scope(caller))
     return await deliveries.redeliver(job_id, delivery_id)

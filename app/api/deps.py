@@ -28,10 +28,13 @@ STATE_KEY = "resources"
 
 @dataclass(frozen=True)
 class StreamTimings:
-    """How event streams pace themselves (SSE_KEEPALIVE_S, CHANGE_POLL_INTERVAL_S)."""
+    """How event streams pace themselves (SSE_KEEPALIVE_S, CHANGE_POLL_INTERVAL_S,
+    SSE_PROGRESS_INTERVAL_S)."""
 
     keepalive_s: float
     recheck_s: float
+    #: The least time between two `job.progress` events of a stream.
+    progress_s: float
 
 
 @dataclass(frozen=True, kw_only=True)

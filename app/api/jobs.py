@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse
 
-from app.api.auth import PrincipalDep
+from app.api.auth import PrincipalDep, job_scope
 from app.api.deps import JobsDep, PresenterDep, RenditionsDep, StorageDep
 from app.api.forms import multipart_body
 from app.api.problems import problem_responses
@@ -25,7 +25,11 @@ from app.api.stored import (
 )
 from app.errors import Conflict, FieldError
 from app.jobs import schemas
+from app.jobs.models import Job
+from app.jobs.presenter import Presenter
+from app.jobs.service import JobService
 from app.jobs.states import JobStatus
+from app.providers.dashscope.capabilities import MODELS
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictRoute)
 log = logging.getLogger(__name__)
@@ -112,7 +116,7 @@ async def create_job(
         response.headers.update(created.window.headers())
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return presenter.job(job)
+    return await _view(jobs, presenter, job)
 
 
 @router.get(
@@ -129,6 +133,9 @@ async def list_jobs(
         list[str] | None,
         Query(description="Only these statuses (repeat the parameter or separate with commas)."),
     ] = None,
+    model: Annotated[
+        str | None, Query(max_length=64, description="Only jobs of this model (see `GET /v1/models`).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
     cursor: Annotated[
         str | None, Query(max_length=200, description="`next_cursor` of the page before.")
@@ -138,8 +145,15 @@ async def list_jobs(
     for value in statuses:
         if value not in _STATUSES:
             raise FieldError("status", f"unknown status {value!r}; one of {', '.join(_STATUSES)}")
-    page = await jobs.page(owner=caller.tenant, statuses=statuses or None, limit=limit, cursor=cursor)
-    return schemas.JobList(data=[presenter.job(j) for j in page.jobs], next_cursor=page.next_cursor)
+    if model is not None and model not in MODELS:
+        raise FieldError("model", f"unknown model {model[:64]!r}; GET /v1/models lists them")
+    page = await jobs.page(
+        owner=job_scope(caller), statuses=statuses or None, model=model, limit=limit, cursor=cursor
+    )
+    live = await jobs.live(page.jobs)  # a few queries for the page, whatever its size
+    return schemas.JobList(
+        data=[presenter.job(j, live.get(j.id)) for j in page.jobs], next_cursor=page.next_cursor
+    )
 
 
 @router.get(
@@ -163,13 +177,18 @@ async def get_job(
 ) -> schemas.Job:
     """With `Prefer: wait=N` this is a long poll: it answers as soon as the job enters a new status, or
     after N seconds (at most 60) with the job unchanged; a finished job answers at once."""
-    job = await jobs.get(job_id, owner=caller.tenant)
+    job = await jobs.get(job_id, owner=job_scope(caller))
     wait = parse_prefer_wait(prefer)
     if wait is not None:
         response.headers["Preference-Applied"] = f"wait={wait}"
         if not JobStatus(job.status).terminal and wait > 0:
             job = await jobs.wait_for_event(job, wait)
-    return presenter.job(job)
+    return await _view(jobs, presenter, job)
+
+
+async def _view(jobs: JobService, presenter: Presenter, job: Job) -> schemas.Job:
+    """The job with its progress, queue position and ETA right now."""
+    return presenter.job(job, (await jobs.live([job])).get(job.id))
 
 
 _PREFER_WAIT = re.compile(r'(?:^|[,;\s])wait\s*=\s*"?([0-9]+)"?', re.IGNORECASE)
@@ -197,7 +216,7 @@ async def cancel_job(
 ) -> schemas.Job:
     """A job not yet submitted is canceled here; a task still PENDING upstream is canceled there; a
     running one cannot be canceled (409, DashScope only cancels PENDING tasks). Canceling twice is fine."""
-    return presenter.job(await jobs.cancel(job_id, owner=caller.tenant))
+    return await _view(jobs, presenter, await jobs.cancel(job_id, owner=job_scope(caller)))
 
 
 @router.get(
@@ -233,7 +252,7 @@ async def get_content(
     removed the video: `410 Gone` (`video_expired`)."""
     # The headers are read by serve_stored; declared here for the API reference.
     del if_none_match, range_header, if_range
-    video = video_object(await jobs.get(job_id, owner=caller.tenant))
+    video = video_object(await jobs.get(job_id, owner=job_scope(caller)))
     return await serve_stored(request, storage, video, filename=f"{job_id}.mp4")
 
 
@@ -262,7 +281,7 @@ async def get_thumbnail(
     the stored JPEG (ETag: its sha256). `409` (`job_not_succeeded`) while the job has no video, `410`
     (`video_expired`) once STORAGE_RETENTION_S removed it."""
     del if_none_match  # read by serve_stored; declared here for the API reference
-    job = await jobs.get(job_id, owner=caller.tenant)
+    job = await jobs.get(job_id, owner=job_scope(caller))
     if job.status != JobStatus.SUCCEEDED.value or not job.storage_key:
         raise Conflict(
             f"the job is {job.status}; it has no video to take a frame of", code="job_not_succeeded"
@@ -282,5 +301,5 @@ async def delete_job(job_id: str, jobs: JobsDep, caller: PrincipalDep) -> Respon
     then on it is a 404 on every route and out of the list. A video that result reuse shares with other
     jobs stays until the last of them is deleted. An unfinished job is a `409` (`job_not_finished`):
     cancel it first. The job's `Idempotency-Key` stays used until it expires (a retry gets `410`)."""
-    await jobs.delete(job_id, owner=caller.tenant)
+    await jobs.delete(job_id, owner=job_scope(caller))
     return Response(status_code=204)

@@ -1,14 +1,19 @@
 """A job's cost: estimated from the request at submit, billed from DashScope's `usage` at success.
 
-`Pricing` holds the price table and the region the gateway's upstream account bills in. Each function is
-pure given those (no database, no clock), so quota code can reserve `estimate(...)` and settle to
-`billed(...)` or `free(...)`:
+`Pricing` holds the price table and the region each upstream account bills in (one region for the single
+account; in a DASHSCOPE_ACCOUNTS pool, each account's). Each function is pure given those (no database, no
+clock), so quota code can reserve `estimate(...)` and settle to `billed(...)` or `free(...)`:
 
-- `estimate`: duration × the unit price of the tier and sound the request settled on (`estimated`);
-- `billed`: what DashScope charges for a SUCCEEDED task, read only from its `usage` — seconds
-  (`duration`, else `video_duration`, else `output_video_duration`), tier (`SR`), sound (`audio`); never
-  from the request, whose values the service may have changed;
+- `estimate`: duration × the unit price of the tier and sound the request settled on (`estimated`). A
+  queued job has no account yet, so in a pool it is priced in the pool's most expensive region for that
+  row: the reservation is never below what any account will bill;
+- `billed`: what DashScope charges for a SUCCEEDED task, in the region of the account that ran it, read
+  only from its `usage` — seconds (`duration`, else `video_duration`, else `output_video_duration`), tier
+  (`SR`), sound (`audio`); never from the request, whose values the service may have changed;
 - `free`: DashScope bills only success, so failed, canceled, reused and followed jobs cost "0".
+
+Budgets and usage add amounts, so a pool bills in one currency: `Pricing` refuses accounts whose regions
+bill in different currencies (`MixedCurrencies`, raised when the gateway starts).
 
 A model, tier or sound the table does not price gives None (no cost shown) and one warning in the log
 per (region, model, tier, sound): submit and the job go on, the operator adds the row with
@@ -46,7 +51,7 @@ def from_micros(micros: int) -> Decimal:
     return cents if cents == amount else amount
 
 
-#: DashScope's hosts by region (dashscope-protocol.md §1.1). A workspace host is
+#: DashScope's hosts by region (docs/PROTOCOL.md §1.1). A workspace host is
 #: `{WorkspaceId}.{region}.maas.aliyuncs.com`.
 _HOSTS = {
     "dashscope.aliyuncs.com": "cn-beijing",
@@ -101,26 +106,61 @@ class Cost:
         }
 
 
+class MixedCurrencies(ValueError):
+    """A pool whose accounts bill in different currencies: budgets and usage could not add them up."""
+
+
 @dataclass
 class Pricing:
     table: PriceTable
+    #: The region of the single account (no pool), or of a job bound to no known account.
     region: str
+    #: A pool's accounts by name → the region each bills in (empty: the single account, `region`).
+    accounts: Mapping[str, str] = field(default_factory=dict)
     _warned: set[tuple[str, str, str | None, bool | None]] = field(default_factory=set, repr=False)
+
+    def __post_init__(self) -> None:
+        currencies = {REGION_CURRENCY[region] for region in self.regions}
+        if len(currencies) > 1:
+            each = ", ".join(
+                f"{name}: {region} ({REGION_CURRENCY[region]})" for name, region in self.accounts.items()
+            )
+            raise MixedCurrencies(
+                f"DASHSCOPE_ACCOUNTS mixes currencies ({each}): budgets, /v1/usage and the spend metrics "
+                f"add amounts in one currency, so a pool's accounts must all bill in CNY (cn-beijing) or "
+                f"all in USD (ap-southeast-1, us-east-1). Run one gateway per currency, or set each "
+                f"account's `region`"
+            )
+
+    @property
+    def regions(self) -> list[str]:
+        """Every region a job may be billed in (one currency), sorted."""
+        return sorted(set(self.accounts.values())) if self.accounts else [self.region]
 
     @property
     def currency(self) -> str:
-        return REGION_CURRENCY[self.region]
+        return REGION_CURRENCY[self.regions[0]]
+
+    def region_of(self, account: str | None) -> str | None:
+        """The region `account` bills in; None when the job is bound to no known pooled account."""
+        if not self.accounts:
+            return self.region
+        return self.accounts.get(account) if account is not None else None
 
     def estimate(self, model: str, *, tier: str | None, audio: bool | None, seconds: float) -> Cost | None:
-        """What a job asking for `seconds` of `tier` video (with sound or not) should cost."""
-        price = self._price(model, tier, audio)
+        """What a job asking for `seconds` of `tier` video (with sound or not) may cost: priced in the
+        most expensive region of the pool that prices it (whichever account runs it, the bill is not
+        more)."""
+        price = self._priciest(model, tier, audio)
         if price is None:
             return None
         return self._cost(price, _seconds(seconds), estimated=True)
 
-    def billed(self, model: str, usage: Mapping[str, Any] | None) -> Cost | None:
-        """What DashScope charges for a SUCCEEDED task, from its `usage` alone (None: not priced, or a
-        usage without seconds — logged)."""
+    def billed(
+        self, model: str, usage: Mapping[str, Any] | None, *, account: str | None = None
+    ) -> Cost | None:
+        """What DashScope charges for a SUCCEEDED task on `account`, in that account's region, from its
+        `usage` alone (None: not priced, or a usage without seconds — logged)."""
         usage = usage or {}
         seconds = _usage_seconds(usage)
         tier = _usage_tier(usage.get("SR"))
@@ -128,22 +168,41 @@ class Pricing:
         if seconds is None:
             log.warning("cannot bill a %s task: its usage has no seconds (%s)", model, dict(usage))
             return None
-        price = self._price(model, tier, audio)
+        region = self.region_of(account)
+        price = (
+            self._priciest(model, tier, audio) if region is None else self._price(region, model, tier, audio)
+        )
         if price is None:
             return None
         return self._cost(price, seconds, estimated=False)
 
-    def free(self, model: str, *, tier: str | None, audio: bool | None) -> Cost:
-        """The cost of a job DashScope does not bill: 0, with the unit price it would have had (0 when
-        the table has none)."""
-        price = self.table.lookup(self.region, model, tier, audio)
+    def free(self, model: str, *, tier: str | None, audio: bool | None, account: str | None = None) -> Cost:
+        """The cost of a job DashScope does not bill: 0, with the unit price it would have had on its
+        account (on the pool's priciest region when it has none; 0 when the table has no price)."""
+        region = self.region_of(account)
+        if region is None:
+            price = self._priciest(model, tier, audio, warn=False)
+        else:
+            price = self.table.lookup(region, model, tier, audio)
         unit = price.unit_price if price is not None else Decimal(0)
         return Cost(Decimal(0), self.currency, Decimal(0), unit, self.table.version, estimated=False)
 
-    def _price(self, model: str, tier: str | None, audio: bool | None) -> Price | None:
-        price = self.table.lookup(self.region, model, tier, audio)
-        key = (model, self.region, tier, audio)
-        if price is None and key not in self._warned:
+    def _priciest(
+        self, model: str, tier: str | None, audio: bool | None, *, warn: bool = True
+    ) -> Price | None:
+        prices = [
+            price
+            for region in self.regions
+            if (price := self._price(region, model, tier, audio, warn=warn)) is not None
+        ]
+        return max(prices, key=lambda price: price.unit_price, default=None)
+
+    def _price(
+        self, region: str, model: str, tier: str | None, audio: bool | None, *, warn: bool = True
+    ) -> Price | None:
+        price = self.table.lookup(region, model, tier, audio)
+        key = (model, region, tier, audio)
+        if price is None and warn and key not in self._warned:
             self._warned.add(key)
             log.warning(
                 "no price for %s %s (sound: %s) in %s (price table %s): its jobs show no cost; "
@@ -151,7 +210,7 @@ class Pricing:
                 model,
                 tier or "(no tier)",
                 audio,
-                self.region,
+                region,
                 self.table.version,
             )
         return price

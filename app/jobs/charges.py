@@ -44,19 +44,21 @@ def at_start(pricing: Pricing, job: Job) -> dict[str, Any]:
     billed (it reuses a video, or follows another job)."""
     if job.source_job_id is not None:
         tier, audio, _ = _requested(job)
-        return columns(pricing.free(job.model, tier=tier, audio=audio))
+        return columns(pricing.free(job.model, tier=tier, audio=audio, account=job.account))
     return estimate(pricing, job)
 
 
 def estimate(pricing: Pricing, job: Job) -> dict[str, Any]:
-    """The estimate of a job that runs upstream on its own (a follower released to run)."""
+    """The estimate of a job that runs upstream on its own (a follower released to run): a queued job
+    has no account yet, so it is priced in the pool's priciest region (`Pricing.estimate`)."""
     tier, audio, seconds = _requested(job)
     return columns(pricing.estimate(job.model, tier=tier, audio=audio, seconds=seconds))
 
 
 def at_end(pricing: Pricing, job: Job, status: JobStatus, upstream: dict[str, Any] | None) -> dict[str, Any]:
-    """A job entering the terminal `status` (with `upstream`, the task as last seen): what is billed."""
+    """A job entering the terminal `status` (with `upstream`, the task as last seen): what is billed, in
+    the region of the account its task ran on (`job.account`)."""
     tier, audio, _ = _requested(job)
     if status is JobStatus.SUCCEEDED and job.source_job_id is None:
-        return columns(pricing.billed(job.model, (upstream or {}).get("usage")))
-    return columns(pricing.free(job.model, tier=tier, audio=audio))
+        return columns(pricing.billed(job.model, (upstream or {}).get("usage"), account=job.account))
+    return columns(pricing.free(job.model, tier=tier, audio=audio, account=job.account))

@@ -50,7 +50,7 @@ from app.providers.base import ImageInput, InvalidInput
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Formats Wan accepts (dashscope-protocol.md §2.6), by Pillow's format name → MIME type.
+#: Formats Wan accepts (docs/PROTOCOL.md §2.6), by Pillow's format name → MIME type.
 ALLOWED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "WEBP": "image/webp"}
 _PILLOW_FORMATS = tuple(ALLOWED_FORMATS)
 _ACCEPTED = "JPEG, PNG, BMP or WEBP"

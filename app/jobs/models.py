@@ -88,6 +88,11 @@ class Job(Leased, Base):
     upstream: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)  # request id, times, prompts, usage
     video_source_url: Mapped[str | None] = mapped_column(StorableText)
     video_source_expires_at: Mapped[datetime | None]
+    # How far the copy of the finished video has got (bytes received, and declared by upstream; NULL: not
+    # started, or undeclared). Written at most about once a second by the copying worker, without a
+    # version bump (it is no state change), so every API process can show `progress` while `storing`.
+    copy_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    copy_total_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
     # Set (and committed) before a create call; cleared once the outcome is known. A row with this set
     # and no task_id may have created a billable task: it is reconciled, never blindly resubmitted.
@@ -95,6 +100,9 @@ class Job(Leased, Base):
     # The upstream account (DASHSCOPE_ACCOUNTS name) the submit claim placed the job on; every later call
     # for its task goes there. NULL: the single default account.
     account: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The W3C `traceparent` of the request that submitted the job, when tracing is on: the worker's spans
+    # about the job (upstream calls, the copy, webhooks) join that trace (app/telemetry/tracing.py).
+    traceparent: Mapped[str | None] = mapped_column(String(64), default=None)
     # An ambiguous create: when it was sent and answered, its request id, the task-list passes made.
     create_attempt: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
     submit_attempts: Mapped[int] = mapped_column(Integer, default=0)

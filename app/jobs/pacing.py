@@ -10,7 +10,9 @@ the task is expected to end; once it is due, every `POLL_MIN_INTERVAL_S`. A task
 kind never seen to end, is polled every `POLL_MIN_INTERVAL_S`. Few polls are spent, and a finished task
 is noticed within moments — which is what keeps DashScope's few concurrency slots busy.
 
-The estimates live in each worker's memory: they are a hint, learnt again within a few tasks.
+The estimates live in each worker's memory: they are a hint, learnt again within a few tasks. What
+clients see (`progress`, `eta`, `openai-poll-after-ms`) is learnt from the database instead, so every
+process agrees: `estimates.py`, with this module's `mean_run_s` and `typical_run_s`.
 """
 
 from __future__ import annotations

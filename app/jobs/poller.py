@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +26,7 @@ import httpx
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import logcontext
 from app.db.base import utcnow
 from app.jobs import repository
 from app.jobs.delivery import billable_seconds
@@ -33,6 +36,7 @@ from app.jobs.pacing import RunTimes, next_poll_delay, running_since, task_kind,
 from app.jobs.reconcile import Adopt, Attempt, Candidate, Evidence, Wait, by_request_id, decide, overlaps
 from app.jobs.states import JobStatus
 from app.jobs.transitions import Transitions
+from app.logsafety import strip_query
 from app.loops import ClaimLoop
 from app.providers.base import (
     AccountPool,
@@ -46,20 +50,20 @@ from app.providers.base import (
 from app.providers.health import AccountHealth
 from app.retry import MAX_BACKOFF_S, backoff
 from app.storage.base import Storage
-from app.storage.copy import CopyError, copy_video, parse_url_expiry
+from app.storage.copy import CopyError, OnProgress, copy_video, parse_url_expiry
 from app.storage.space import StorageSpace
+from app.telemetry import tracing
 
 log = logging.getLogger(__name__)
 
-#: Upstream keeps a result URL this long when it gives no `Expires=` (dashscope-protocol.md §7).
+#: Upstream keeps a result URL this long when it gives no `Expires=` (docs/PROTOCOL.md §7).
 RESULT_URL_LIFETIME = timedelta(hours=24)
 #: A refused poll (bad key, revoked access) is our configuration's fault, not the job's: retry slowly.
 POLL_REFUSED_RETRY_S = 30.0
-#: A create answered with these statuses means the account's key is refused: in a pool the account
-#: leaves rotation (providers/health.py) and the job goes back to the queue for another one.
-ACCOUNT_REFUSED = (401, 403)
 #: A transient error delays a job by at most this many POLL_MAX_INTERVAL_S (Retry-After still wins).
 RETRY_CAP_POLLS = 4
+#: A storing job's copy progress is written at most this often (and once the body is in).
+COPY_PROGRESS_EVERY_S = 1.0
 #: What a retrying job shows clients (`Job.retry`) when the failure has no reason of its own to give.
 TEMPORARY_ERROR = {"code": "temporary_error", "message": "a step failed for a reason that may pass; retrying"}
 
@@ -87,6 +91,21 @@ class PollerConfig:
 
 class LostJob(Exception):
     """Our compare-and-set failed: someone else (another worker, a cancel) changed the job."""
+
+
+#: The span of a step, by the status it starts from (tracing on: app/telemetry/tracing.py).
+_STEP_SPANS = {
+    JobStatus.QUEUED: "wan.job.reconcile",
+    JobStatus.SUBMITTED: "wan.job.poll",
+    JobStatus.RUNNING: "wan.job.poll",
+    JobStatus.STORING: "wan.job.store",
+}
+
+
+def _span_name(job: Job, action: Action) -> str:
+    if action is Action.SUBMIT:
+        return "wan.job.submit"
+    return _STEP_SPANS.get(JobStatus(job.status), "wan.job.step")
 
 
 def make_worker_id() -> str:
@@ -138,6 +157,8 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         now = utcnow()
         lease_until = now + timedelta(seconds=self._config.lease_s)
         claimed: list[tuple[Job, Action]] = []
+        probed: set[str | None] = set()
+        await self.health.refresh()  # what every process learnt of the accounts (cached ~1 s)
         async with self._sessions.begin() as session:
             for group in await repository.limit_groups_with_queued(session, now):
                 await repository.lock_family(session, group)
@@ -150,18 +171,28 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                     jobs = await repository.claim_for_submit(
                         session, group, free, self.worker_id, now, lease_until, account=account
                     )
-                    if jobs:
-                        self.health.probing(account)  # a no-op for an account in rotation
+                    if jobs and not self.health.up(account):
+                        probed.add(account)
                     claimed += [(job, Action.SUBMIT) for job in jobs]
             rest = limit - len(claimed)
             if rest > 0:
                 jobs = await repository.claim_due(session, rest, self.worker_id, now, lease_until)
                 claimed += [(job, Action.WORK) for job in jobs]
+        for account in probed:  # after the commit: a write of its own (SQLite's writes take turns)
+            await self.health.probing(account)
         return claimed
 
     # --- handling -----------------------------------------------------------------------------
     async def handle(self, item: tuple[Job, Action]) -> None:
         job, action = item
+        # Every line of this step, the copy's and the HTTP client's included, names the job (logcontext).
+        with (
+            tracing.job_span(_span_name(job, action), job.id, job.traceparent, status=job.status),
+            logcontext.bind(**logcontext.job_fields(job)),
+        ):
+            await self._handle(job, action)
+
+    async def _handle(self, job: Job, action: Action) -> None:
         try:
             async with self._keep_lease(job):
                 if action is Action.SUBMIT:
@@ -285,7 +316,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         try:
             receipt = await self._accounts.of(job.account).submit(job.upstream_body or {})
         except PermanentError as exc:
-            if self._accounts.pooled and exc.status in ACCOUNT_REFUSED:
+            if self._accounts.pooled and await self.health.observe(job.account, exc):
                 await self._account_refused(job, exc)
                 return
             await self._fail(job, "upstream_rejected", f"DashScope refused the task: {exc.message}", exc.code)
@@ -311,7 +342,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                     job, f"create: {exc}", exc.retry_after, submit_started_at=None, create_attempt=None
                 )
             return
-        self.health.accepted(job.account)
+        await self.health.accepted(job.account)
         try:
             await self._mark_submitted(
                 job, receipt.task_id, receipt.state, receipt.request_id, first_poll_in=self._config.poll_min_s
@@ -338,8 +369,12 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
     async def _account_refused(self, job: Job, exc: PermanentError) -> None:
         """The account's key was refused: no task was made, so the job is not failed but goes back to the
         queue unbound, for an account in rotation (or this one, once its cool-down ends)."""
-        log.error("upstream account %s refused a create (%s): out of rotation", job.account, exc)
-        self.health.refused(job.account, f"HTTP {exc.status} {exc.code or ''}".strip())
+        log.error(
+            "upstream account %s refused a create (%s): job %s goes back to the queue",
+            job.account,
+            exc,
+            job.id,
+        )
         await self._release(
             job,
             account=None,
@@ -353,6 +388,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         self, job: Job, task_id: str, state: TaskState, request_id: str | None, *, first_poll_in: float
     ) -> None:
         """The job now owns upstream task `task_id`; the create attempt is over."""
+        logcontext.update(upstream_task_id=task_id, upstream_request_id=request_id)
         now = utcnow()
         await self._release(
             job,
@@ -379,8 +415,10 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         try:
             listed = await provider.list_tasks(job.model, *window)
         except ProviderError as exc:
+            await self.health.observe(job.account, exc)  # its jobs wait for the key (never another account)
             await self._reconcile_later(job, attempt, f"reconcile: listing tasks: {exc}")
             return
+        await self.health.accepted(job.account)
         async with self._sessions() as session:
             in_use = await repository.task_ids_in_use(session, [t.task_id for t in listed])
             others = await repository.unresolved_creates(
@@ -397,6 +435,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 try:
                     fetched.append(Candidate(task, await provider.get(task.task_id)))
                 except ProviderError as exc:  # unknown is not "not ours": decide on a later pass
+                    await self.health.observe(job.account, exc)
                     await self._reconcile_later(
                         job, attempt, f"reconcile: reading task {task.task_id}: {exc}"
                     )
@@ -461,8 +500,10 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             return
         except PermanentError as exc:
             # Our key or configuration is wrong, not the job: keep it and keep trying, slowly (a restored
-            # key finds the task again), until its deadline, which fails it saying why.
+            # key finds the task again), until its deadline, which fails it saying why. In a pool a
+            # refused key takes the account out of rotation for every process.
             log.error("job %s: polling task %s refused: %s", job.id, job.task_id, exc)
+            await self.health.observe(job.account, exc)
             now = utcnow()
             if now >= job.deadline_at:
                 await self._fail(
@@ -484,6 +525,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 },
             )
             return
+        await self.health.accepted(job.account)
         await self._apply(job, task)
 
     async def _apply(self, job: Job, task: ProviderTask) -> None:
@@ -498,14 +540,17 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         }
         if task.request_id and not upstream.get("request_id"):
             upstream["request_id"] = task.request_id
+            logcontext.update(upstream_request_id=task.request_id)
         upstream = {k: v for k, v in upstream.items() if v is not None}
         common: dict[str, Any] = {"upstream_status": task.state.value, "upstream": upstream, "retry_count": 0}
         state = task.state
         if state in (TaskState.PENDING, TaskState.RUNNING) and now >= job.deadline_at:
             # Polled first, so a task that finished in time is stored rather than lost.
             if state is TaskState.PENDING:
-                with contextlib.suppress(ProviderError):
+                try:
                     await self._accounts.of(job.account).cancel(job.task_id or "")
+                except ProviderError as exc:
+                    await self.health.observe(job.account, exc)
             await self._fail(
                 job,
                 "deadline_exceeded",
@@ -528,6 +573,8 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 await self._retry_later(job, "SUCCEEDED without video_url", None)
                 return
             expires = parse_url_expiry(task.video_url) or now + RESULT_URL_LIFETIME
+            # The URL without its query: that is a signature, a download credential until it expires.
+            log.info("job %s: task SUCCEEDED; copying %s", job.id, strip_query(task.video_url))
             upstream["usage"] = dict(task.usage)
             await self._write(
                 job,
@@ -576,6 +623,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
                 max_bytes=self._config.max_video_bytes,
                 timeout_s=self._config.download_timeout_s,
                 expires_at=expires,
+                on_progress=self._copy_progress(job.id),
             )
         except CopyError as exc:
             await self._copy_failed(job, exc)
@@ -607,6 +655,25 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
             retry_count=0,
         )
         log.info("job %s succeeded (%s bytes, %.2fs)", job.id, copied.stored.size_bytes, probe.duration_s)
+
+    def _copy_progress(self, job_id: str) -> OnProgress:
+        """Persists how far a copy has got (`Job.copy_bytes`), so any API process shows it: the first
+        chunk, then at most every COPY_PROGRESS_EVERY_S, and the whole body. A failed write is only a
+        stale bar: it never fails the copy."""
+        last = [-math.inf]
+
+        async def record(received: int, declared: int | None) -> None:
+            now = time.monotonic()
+            if now - last[0] < COPY_PROGRESS_EVERY_S and received != declared:
+                return
+            last[0] = now
+            try:
+                async with self._sessions.begin() as session:
+                    await repository.set_copy_progress(session, job_id, received, declared)
+            except Exception:
+                log.warning("job %s: could not record the copy's progress", job_id, exc_info=True)
+
+        return record
 
     async def _copy_failed(self, job: Job, exc: CopyError) -> None:
         # The whole story goes to the log (and `last_error`); clients see `exc.message`, which names no path.
@@ -654,6 +721,7 @@ class JobPoller(ClaimLoop[tuple[Job, Action]]):
         assert job.task_id is not None
         try:
             task = await self._accounts.of(job.account).get(job.task_id)
-        except ProviderError:
+        except ProviderError as exc:
+            await self.health.observe(job.account, exc)
             return None
         return task.video_url if task.state is TaskState.SUCCEEDED else None

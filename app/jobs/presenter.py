@@ -1,4 +1,9 @@
-"""The job as clients see it: the one rendering used by GET, lists, server-sent events and webhooks."""
+"""The job as clients see it: the one rendering used by GET, lists, server-sent events and webhooks.
+
+What changes by the second (`progress`, `queue_position`, `eta`) comes in as a `Live` from
+`estimates.Estimator`, which reads the database; without one (status events and webhooks, rendered inside
+the transition's transaction) progress uses the typical run time and the queue fields are null.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from app.db.base import utcnow
 from app.jobs import schemas as api
 from app.jobs.delivery import delivery_warnings
+from app.jobs.estimates import Live, progress
 from app.jobs.models import Job
-from app.jobs.pacing import typical_run_s
 from app.jobs.states import JobStatus
+
+__all__ = ["LinkIssuer", "Presenter", "progress", "retry"]
 
 
 class LinkIssuer(Protocol):
@@ -36,7 +42,9 @@ class Presenter:
     def thumbnail_url(self, job_id: str) -> str:
         return f"{self.public_base_url}/v1/jobs/{job_id}/thumbnail"
 
-    def job(self, job: Job) -> api.Job:
+    def job(self, job: Job, live: Live | None = None) -> api.Job:
+        """The job; `live`: its progress, queue position and ETA right now (default: no estimates)."""
+        live = live or Live(progress(job))
         upstream_doc = dict(job.upstream or {})
         usage = upstream_doc.pop("usage", None)
         upstream = None
@@ -56,10 +64,13 @@ class Presenter:
             id=job.id,
             status=job.status,
             model=job.model,
+            tenant=job.owner,
             created_at=job.created_at,
             updated_at=job.updated_at,
             finished_at=job.finished_at,
-            progress=progress(job),
+            progress=live.progress,
+            queue_position=live.queue_position,
+            eta=live.eta,
             request=job.request,
             upstream=upstream,
             result=result,
@@ -75,8 +86,8 @@ class Presenter:
             source_job_id=job.source_job_id,
         )
 
-    def job_json(self, job: Job) -> dict[str, Any]:
-        data: dict[str, Any] = self.job(job).model_dump(mode="json")
+    def job_json(self, job: Job, live: Live | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = self.job(job, live).model_dump(mode="json")
         return data
 
 
@@ -91,16 +102,3 @@ def retry(job: Job) -> api.JobRetry | None:
         attempts=job.retry_count,
         next_attempt_at=job.next_attempt_at,
     )
-
-
-def progress(job: Job) -> int | None:
-    status = JobStatus(job.status)
-    if status in (JobStatus.FAILED, JobStatus.CANCELED):
-        return None
-    fixed = {JobStatus.QUEUED: 0, JobStatus.SUBMITTED: 5, JobStatus.STORING: 95, JobStatus.SUCCEEDED: 100}
-    if status in fixed:
-        return fixed[status]
-    started = job.submitted_at or job.created_at
-    typical = typical_run_s(job.request)
-    share = min(1.0, (utcnow() - started).total_seconds() / typical)
-    return 10 + int(80 * share)

@@ -12,16 +12,19 @@ submission; the job they follow resolves them when it ends, in the transaction o
 from __future__ import annotations
 
 import base64
+import enum
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final, Literal
 
 from sqlalchemy import (
     ColumnElement,
+    Label,
     ScalarSelect,
     Select,
+    Subquery,
     and_,
     bindparam,
     case,
@@ -29,6 +32,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -66,6 +70,7 @@ _NOT_FOR_CLIENTS = (
     Job.deadline_at,
     Job.poll_count,
     Job.submit_attempts,
+    Job.traceparent,
 )
 CLIENT_VIEW = tuple(defer(column, raiseload=True) for column in _NOT_FOR_CLIENTS)
 #: Built once: its cache key is computed once, not per request as `session.get` with options does.
@@ -77,6 +82,15 @@ async def get(session: AsyncSession, job_id: str, *, client_view: bool = False) 
     if client_view:
         return (await session.scalars(_GET_FOR_CLIENT, {"job_id": job_id})).first()
     return await session.get(Job, job_id)
+
+
+async def get_many(session: AsyncSession, job_ids: Sequence[str]) -> list[Job]:
+    """The jobs with these ids (those that exist), as clients see them (`CLIENT_VIEW`)."""
+    if not job_ids:
+        return []
+    return list(
+        (await session.scalars(select(Job).options(*CLIENT_VIEW).where(Job.id.in_(list(job_ids))))).all()
+    )
 
 
 @dataclass(frozen=True)
@@ -117,9 +131,26 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return when, job_id
 
 
-def owned_by(owner: str | None) -> ColumnElement[bool]:
-    """The tenant's rows; None (auth off) is a scope of its own."""
+class _Everyone(enum.Enum):
+    EVERY_TENANT = "every tenant"
+
+
+#: The scope of an admin key's reads on the native API: every tenant's jobs.
+EVERY_TENANT: Final = _Everyone.EVERY_TENANT
+#: Whose jobs a read sees: a tenant, None (the jobs made with authentication off), or every tenant.
+Scope = str | None | Literal[_Everyone.EVERY_TENANT]
+
+
+def owned_by(owner: Scope) -> ColumnElement[bool]:
+    """The tenant's rows; None (auth off) is a scope of its own; EVERY_TENANT is every row."""
+    if owner is EVERY_TENANT:
+        return true()
     return Job.owner.is_(None) if owner is None else Job.owner == owner
+
+
+def in_scope(job: Job, owner: Scope) -> bool:
+    """`owned_by` for a row already read."""
+    return owner is EVERY_TENANT or job.owner == owner
 
 
 async def reusable_results(
@@ -252,17 +283,20 @@ async def running_original(session: AsyncSession, owner: str | None, cache_key: 
 async def list_page(
     session: AsyncSession,
     *,
-    owner: str | None,
+    owner: Scope,
     statuses: Sequence[str] | None,
     limit: int,
     cursor: tuple[datetime, str] | None,
     oldest_first: bool = False,
+    model: str | None = None,
 ) -> Page:
     """Newest first (or oldest first); the cursor is the last row of the previous page. Rows as clients
     see them (`CLIENT_VIEW`)."""
     query = select(Job).options(*CLIENT_VIEW).where(owned_by(owner), Job.deleted_at.is_(None))
     if statuses:
         query = query.where(Job.status.in_(statuses))
+    if model:
+        query = query.where(Job.model == model)
     if cursor is not None:
         created, job_id = cursor
         if oldest_first:
@@ -385,16 +419,28 @@ def fair_submit_order(
     rows afterwards (`leases.claim`), hence the spare candidates.
     """
     waiting = (
-        select(
-            Job.id,
-            Job.version,
-            Job.owner,
-            Job.created_at,
-            func.row_number().over(partition_by=Job.owner, order_by=(Job.created_at, Job.id)).label("rank"),
-        )
+        select(Job.id, Job.version, Job.owner, Job.created_at, _owner_rank())
         .where(Job.limit_group == limit_group, _awaits_submit(now))
         .subquery("waiting")
     )
+    return (
+        select(waiting.c.id, waiting.c.version)
+        .where(waiting.c.rank <= count)  # no tenant gets more than `count` of this claim's slots
+        .order_by(*_fair_key(waiting, limit_group, slots_in_use))
+        .limit(2 * count)
+    )
+
+
+def _owner_rank() -> Label[int]:
+    """A waiting job's place among its own tenant's waiting jobs (1: its oldest), FIFO."""
+    return func.row_number().over(partition_by=Job.owner, order_by=(Job.created_at, Job.id)).label("rank")
+
+
+def _fair_key(
+    waiting: Subquery, limit_group: str, slots_in_use: Mapping[str | None, int]
+) -> tuple[ColumnElement[Any], ...]:
+    """The sort key of `fair_submit_order` over `waiting` (id, owner, created_at, rank): the claim and the
+    queue positions clients see (`queue_positions`) order jobs alike."""
     past = aliased(Job, name="past")
 
     def latest_submit(same_owner: ColumnElement[bool]) -> ScalarSelect[datetime | None]:
@@ -410,15 +456,68 @@ def fair_submit_order(
         else_=latest_submit(past.owner == waiting.c.owner),
     )
     return (
-        select(waiting.c.id, waiting.c.version)
-        .where(waiting.c.rank <= count)  # no tenant gets more than `count` of this claim's slots
-        .order_by(
-            waiting.c.rank + _per_owner(waiting.c.owner, slots_in_use),
-            served_at.nulls_first(),
-            waiting.c.created_at,
-            waiting.c.id,
+        waiting.c.rank + _per_owner(waiting.c.owner, slots_in_use),
+        served_at.nulls_first(),
+        waiting.c.created_at,
+        waiting.c.id,
+    )
+
+
+def _waits_in_queue() -> ColumnElement[bool]:
+    """Queued and not yet sent upstream, following no other job: what a queue position counts. Unlike
+    `_awaits_submit`, a job waiting out a retry backoff or held by a lease still counts (it goes next
+    once due)."""
+    return and_(
+        Job.status == JobStatus.QUEUED,
+        Job.submit_started_at.is_(None),
+        Job.source_job_id.is_(None),
+    )
+
+
+async def queue_positions(
+    session: AsyncSession, limit_group: str, job_ids: Sequence[str] | None = None
+) -> dict[str, int]:
+    """1-based places in the family's queue, in the claim's fair order (`fair_submit_order`): 1 goes
+    upstream next. Of `job_ids` (those still waiting), or of every waiting job (None). One query (plus the
+    small count of slots in use per tenant): a window over the family's waiting rows.
+    """
+    if job_ids is not None and not job_ids:
+        return {}
+    in_use = await upstream_slots_by_owner(session, limit_group)
+    waiting = (
+        select(Job.id, Job.owner, Job.created_at, _owner_rank())
+        .where(Job.limit_group == limit_group, _waits_in_queue())
+        .subquery("waiting")
+    )
+    ordered = select(
+        waiting.c.id,
+        func.row_number().over(order_by=_fair_key(waiting, limit_group, in_use)).label("position"),
+    ).subquery("ordered")
+    query = select(ordered.c.id, ordered.c.position)
+    if job_ids is not None:
+        query = query.where(ordered.c.id.in_(list(job_ids)))
+    rows = await session.execute(query)
+    return {job_id: int(position) for job_id, position in rows.all()}
+
+
+async def slot_holders(session: AsyncSession, limit_group: str) -> list[tuple[str, dict[str, Any], datetime]]:
+    """`(model, request, since)` of the family's jobs holding an upstream slot (`_holds_slot`): since their
+    submit (or the start of their create)."""
+    rows = await session.execute(
+        select(Job.model, Job.request, func.coalesce(Job.submitted_at, Job.submit_started_at)).where(
+            Job.limit_group == limit_group, _holds_slot()
         )
-        .limit(2 * count)
+    )
+    return [(model, request or {}, since) for model, request, since in rows.all() if since is not None]
+
+
+async def set_copy_progress(session: AsyncSession, job_id: str, received: int, declared: int | None) -> None:
+    """Record how far a `storing` job's copy has got. No version bump: it is no state change, and the
+    copying worker's compare-and-set that ends the copy must still match."""
+    await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.STORING)
+        .values(copy_bytes=received, copy_total_bytes=declared)
     )
 
 

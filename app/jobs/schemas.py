@@ -319,6 +319,11 @@ class Job(BaseModel):
     id: str
     status: JobStatusName
     model: str
+    tenant: str | None = Field(
+        default=None,
+        description="The tenant that owns the job (the tenant of the key that made it); null when client "
+        "authentication is off. An admin key lists and reads every tenant's jobs.",
+    )
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
@@ -326,8 +331,25 @@ class Job(BaseModel):
         default=None,
         ge=0,
         le=100,
-        description="Rough percentage: by stage, and by elapsed time against a typical run while running. "
-        "DashScope reports no progress of its own. Null once failed or canceled.",
+        description="Percentage from what the gateway knows (DashScope reports none): 0 while queued; "
+        "while submitted or running, the time since submit against the run time learnt from recent jobs "
+        "of the same model, resolution and duration (a typical guess before any has finished), on 0–90 "
+        "and never more however late; while storing, the bytes copied on 90–99; 100 once stored. Null "
+        "once failed or canceled. A job following an identical one (`source_job_id`) shows that job's.",
+    )
+    queue_position: int | None = Field(
+        default=None,
+        ge=1,
+        description="While queued: the job's place in its model family's queue (1 = the next to go "
+        "upstream), in the order the gateway hands out upstream slots (fair across tenants, FIFO within "
+        "one). Null when not waiting in the queue (submitted, following an identical job, finished), and "
+        "in status events and webhooks.",
+    )
+    eta: datetime | None = Field(
+        default=None,
+        description="When the job is expected to be stored (UTC): from the learnt run times and, while "
+        "queued, the family's upstream slots ahead of it (a job following an identical one: that job's). "
+        "Null when unknown: finished, running past its expected time, or in status events and webhooks.",
     )
     request: dict[str, Any] = Field(description="The normalized request (images described, never repeated).")
     upstream: UpstreamInfo | None = None

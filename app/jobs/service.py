@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import logcontext
 from app.db.base import utcnow
 from app.errors import Conflict, FieldError, NotFound, ServiceUnavailable
 from app.jobs import admission, pacing, repository
 from app.jobs import schemas as api
+from app.jobs.estimates import Estimator, Live
 from app.jobs.feed import ChangeFeed, wait_changed
 from app.jobs.fetch import ImageFetcher
 from app.jobs.idempotency import IdempotencyKeys
@@ -37,14 +39,13 @@ from app.jobs.states import JobStatus
 from app.jobs.transitions import Transitions
 from app.netguard import Resolver
 from app.providers.base import AccountPool, PermanentError, TransientError, VideoProvider
+from app.providers.health import AccountHealth
 from app.storage.base import Storage, StorageError
 from app.storage.renditions import rendition_keys
+from app.telemetry import tracing
 from app.tenants.quotas import QuotaLimits
 
 log = logging.getLogger(__name__)
-
-#: How long the run times of recent jobs are reused before being read again (per model, per process).
-RUN_HISTORY_TTL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class ServiceConfig:
     poll_max_s: float
     #: STORAGE_RETENTION_S (None: stored videos are kept forever).
     storage_retention_s: float | None
+    #: UPSTREAM_MAX_INFLIGHT: each family's upstream slots per account, for queued jobs' ETAs.
+    max_inflight: Mapping[str, int]
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,11 @@ class JobService:
         resolver: Resolver | None = None,
         reads: async_sessionmaker[AsyncSession] | None = None,
         accounts: AccountPool | None = None,
+        health: AccountHealth | None = None,
     ) -> None:
         self._sessions = sessions
+        #: A cancel refused for the account's key takes the account out of rotation (providers/health.py).
+        self._health = health
         # Reads of one statement each (get, list, events): autocommit, no write lock (db/engine.py).
         self._reads = reads or sessions
         # `provider` prepares requests (the same on every account); cancels go to the job's own account.
@@ -104,8 +110,11 @@ class JobService:
         self._storage = storage
         self._reuse = ResultReuse(sessions, storage, enabled=config.result_cache)
         self._keys = IdempotencyKeys(sessions, ttl_s=config.idempotency_ttl_s)
-        # model → (monotonic expiry, its recent runs): one small query per model per RUN_HISTORY_TTL_S.
-        self._runs: dict[str, tuple[float, list[tuple[str, datetime, datetime]]]] = {}
+        #: Learnt run times and the live view of jobs (progress, queue position, ETA).
+        self.estimates = Estimator(
+            self._reads, max_inflight=config.max_inflight, accounts=len(self._accounts.names)
+        )
+        feed.subscribe(self.estimates.queues_changed)
 
     # --- create -------------------------------------------------------------------------------
     async def create(
@@ -134,52 +143,56 @@ class JobService:
     ) -> Created:
         """Store a new job for `owner` (the tenant), made with the key named `api_key`, within its quota
         `limits`, if any (or, with an `Idempotency-Key` already used for this body, return its job)."""
-        async with self._keys.hold(owner, idempotency_key, body) as held:
-            if held.replay is not None:
-                return Created(held.replay, replayed=True)
-            accepted = await self._intake.accept(body)
-            lookup = await self._reuse.look(owner, accepted.cache_key, wanted=body.cache)
-            now = utcnow()
-            job = new_job(
-                body,
-                accepted,
-                owner=owner,
-                api_key=api_key,
-                idempotency_key=held.key,
-                now=now,
-                deadline_s=self._config.job_deadline_s,
-            )
-            window = None
-            async with self._sessions.begin() as session:
-                await self._reuse.apply(session, job, lookup, now)
-                if limits is not None and owner is not None:
-                    # The estimate the insert stores is what the budget reserves: priced first.
-                    self._transitions.price(job)
-                    charge = None
-                    if job.cost_micros is not None and job.cost is not None:
-                        charge = admission.Charge(job.cost_micros, str(job.cost.get("currency", "")))
-                    window = await admission.admit(session, owner, limits, job.video_seconds, now, charge)
-                changed = await self._transitions.insert(session, job)
-                await held.link(session, job)
-        if job.cached:
-            log.info("job %s reuses the video of job %s", job.id, job.source_job_id)
-        elif job.source_job_id:
-            log.info("job %s follows the identical job %s", job.id, job.source_job_id)
-        else:
-            log.info("job %s queued (model=%s)", job.id, job.model)
-        self._feed.notify(*changed.jobs)
-        if job.source_job_id is None:
-            self._on_created()
-        return Created(job, window=window)
+        with logcontext.bind(tenant=owner):  # every line of the submit names the tenant, then the job
+            async with self._keys.hold(owner, idempotency_key, body) as held:
+                if held.replay is not None:
+                    return Created(held.replay, replayed=True)
+                accepted = await self._intake.accept(body)
+                lookup = await self._reuse.look(owner, accepted.cache_key, wanted=body.cache)
+                now = utcnow()
+                job = new_job(
+                    body,
+                    accepted,
+                    owner=owner,
+                    api_key=api_key,
+                    idempotency_key=held.key,
+                    now=now,
+                    deadline_s=self._config.job_deadline_s,
+                )
+                job.traceparent = tracing.current_traceparent()
+                window = None
+                async with self._sessions.begin() as session:
+                    await self._reuse.apply(session, job, lookup, now)
+                    if limits is not None and owner is not None:
+                        # The estimate the insert stores is what the budget reserves: priced first.
+                        self._transitions.price(job)
+                        charge = None
+                        if job.cost_micros is not None and job.cost is not None:
+                            charge = admission.Charge(job.cost_micros, str(job.cost.get("currency", "")))
+                        window = await admission.admit(session, owner, limits, job.video_seconds, now, charge)
+                    changed = await self._transitions.insert(session, job)
+                    await held.link(session, job)
+                logcontext.update(job_id=job.id)  # given by the insert
+            tracing.name_job(job.id)
+            if job.cached:
+                log.info("job %s reuses the video of job %s", job.id, job.source_job_id)
+            elif job.source_job_id:
+                log.info("job %s follows the identical job %s", job.id, job.source_job_id)
+            else:
+                log.info("job %s queued (model=%s)", job.id, job.model)
+            self._feed.notify(*changed.jobs)
+            if job.source_job_id is None:
+                self._on_created()
+            return Created(job, window=window)
 
     # --- read ---------------------------------------------------------------------------------
-    async def get(self, job_id: str, *, owner: str | None = None) -> Job:
+    async def get(self, job_id: str, *, owner: repository.Scope = None) -> Job:
         """The job as its owner sees it (without the body sent upstream: `repository.CLIENT_VIEW`)."""
         if not plausible_id(job_id):
             raise NotFound(f"no job {job_id[:100]!r}")
         async with self._reads() as session:
             job = await repository.get(session, job_id, client_view=True)
-        if job is None or job.owner != owner or job.deleted_at is not None:
+        if job is None or not repository.in_scope(job, owner) or job.deleted_at is not None:
             raise NotFound(f"no job {job_id}")
         return job
 
@@ -196,11 +209,12 @@ class JobService:
     async def page(
         self,
         *,
-        owner: str | None,
+        owner: repository.Scope,
         statuses: list[str] | None,
         limit: int,
         cursor: str | None,
         oldest_first: bool = False,
+        model: str | None = None,
     ) -> repository.Page:
         position = None
         if cursor:
@@ -216,6 +230,7 @@ class JobService:
                 limit=limit,
                 cursor=position,
                 oldest_first=oldest_first,
+                model=model,
             )
 
     async def search(self, query: repository.Search) -> tuple[list[Job], int]:
@@ -223,17 +238,19 @@ class JobService:
         async with self._reads() as session:
             return await repository.search(session, query)
 
-    async def cursor_after(self, job_id: str, *, owner: str | None) -> str:
+    async def cursor_after(self, job_id: str, *, owner: repository.Scope) -> str:
         """The cursor of the page after the owner's job `job_id` (lists that page by the last id seen)."""
         return repository.encode_cursor(await self.get(job_id, owner=owner))
 
-    async def get_with_body(self, job_id: str, *, owner: str | None = None) -> tuple[Job, dict[str, Any]]:
+    async def get_with_body(
+        self, job_id: str, *, owner: repository.Scope = None
+    ) -> tuple[Job, dict[str, Any]]:
         """The job and the body that is (or was) sent upstream for it, images as sent (a remix reuses
         them: the bytes that were checked and hashed, whatever a URL serves now)."""
         job = await self.get(job_id, owner=owner)
         async with self._reads() as session:
             full = await repository.get(session, job.id)
-        if full is None or full.owner != owner:
+        if full is None or not repository.in_scope(full, owner):
             raise NotFound(f"no job {job_id}")
         return job, dict(full.upstream_body or {})
 
@@ -264,7 +281,7 @@ class JobService:
         if status is JobStatus.STORING:
             expected_end = now  # the copy of a finished video: moments
         else:
-            run_s = await self._expected_run_s(job)
+            run_s = await self.estimates.run_s(job.model, job.request)
             expected_end = pacing.client_expected_end(
                 job.submitted_at or now, run_s, min_s=self._config.poll_min_s
             )
@@ -272,18 +289,12 @@ class JobService:
             now=now, expected_end=expected_end, min_s=self._config.poll_min_s, max_s=self._config.poll_max_s
         )
 
-    async def _expected_run_s(self, job: Job) -> float:
-        cached = self._runs.get(job.model)
-        if cached is None or cached[0] < time.monotonic():
-            async with self._reads() as session:
-                history = await repository.recent_runs(session, job.model, limit=4 * pacing.HISTORY_JOBS)
-            cached = (time.monotonic() + RUN_HISTORY_TTL_S, history)
-            self._runs[job.model] = cached
-        learnt = pacing.mean_run_s(pacing.task_kind(job.model, job.request), cached[1])
-        return learnt if learnt is not None else pacing.typical_run_s(job.request)
+    async def live(self, jobs: Sequence[Job]) -> dict[str, Live]:
+        """Each job's progress, queue position and ETA right now, by id (`estimates.Estimator.live`)."""
+        return await self.estimates.live(jobs)
 
     # --- cancel -------------------------------------------------------------------------------
-    async def cancel(self, job_id: str, *, owner: str | None = None) -> Job:
+    async def cancel(self, job_id: str, *, owner: repository.Scope = None) -> Job:
         canceled_upstream = False
         for _ in range(5):  # re-read and retry when a worker moved the job meanwhile
             job = await self.get(job_id, owner=owner)
@@ -315,6 +326,8 @@ class JobService:
         try:
             await self._accounts.of(account).cancel(task_id)  # the job's own account: no other knows it
         except PermanentError as exc:
+            if self._health is not None:
+                await self._health.observe(account, exc)
             if exc.code == "UnsupportedOperation":
                 raise Conflict(
                     "the upstream task already started: DashScope can only cancel PENDING tasks",
@@ -328,6 +341,8 @@ class JobService:
                 code="upstream_unavailable",
                 headers={"Retry-After": retry},
             ) from exc
+        if self._health is not None:
+            await self._health.accepted(account)
 
     async def _mark_canceled(self, job: Job) -> bool:
         now = utcnow()
@@ -349,7 +364,7 @@ class JobService:
         return True
 
     # --- delete -------------------------------------------------------------------------------
-    async def delete(self, job_id: str, *, owner: str | None) -> None:
+    async def delete(self, job_id: str, *, owner: repository.Scope) -> None:
         """Delete a finished job of `owner`: from now on it is a 404 everywhere (NotFound for an unknown,
         foreign or deleted job; Conflict `job_not_finished` for one still running: cancel it first).
 

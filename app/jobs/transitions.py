@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing.cost import Pricing
 from app.db.base import utcnow
-from app.jobs import charges, repository
+from app.jobs import charges, outcomes, repository
 from app.jobs.models import Job, JobEvent
 from app.jobs.presenter import Presenter
 from app.jobs.states import JobStatus, check_transition, event_type
@@ -70,7 +70,7 @@ class Transitions:
         await repository.insert(session, job)
         for subscriber in self._subscribers:
             await subscriber.job_created(session, job)
-        await self._record(session, job)
+        await self._record(session, job, None)
         return Changed((job.id,))
 
     def price(self, job: Job) -> None:
@@ -92,6 +92,7 @@ class Transitions:
         On success `job` reflects the new row."""
         now: datetime = values.pop("updated_at", None) or utcnow()
         target = values.get("status")
+        previous = JobStatus(job.status)
         entering = target is not None and target != job.status
         if target is not None and entering:
             target = values["status"] = JobStatus(target)
@@ -105,7 +106,7 @@ class Transitions:
             return None
         if not entering:
             return Changed()
-        await self._record(session, job)
+        await self._record(session, job, previous)
         followers: tuple[str, ...] = ()
         if JobStatus(job.status).terminal and job.source_job_id is None:
             followers = await self._resolve_followers(session, job, now)
@@ -116,8 +117,9 @@ class Transitions:
             return {}
         return charges.estimate(self._pricing, follower)
 
-    async def _record(self, session: AsyncSession, job: Job) -> JobEvent:
-        """Append the event for the status `job` just entered, and whatever its subscribers add."""
+    async def _record(self, session: AsyncSession, job: Job, previous: JobStatus | None) -> JobEvent:
+        """Append the event for the status `job` just entered (from `previous`), and whatever its
+        subscribers add; its metrics (`outcomes.py`) count once the transaction commits."""
         event = JobEvent(
             job_id=job.id,
             type=event_type(JobStatus(job.status)),
@@ -128,6 +130,7 @@ class Transitions:
         await session.flush()
         for subscriber in self._subscribers:
             await subscriber.event_recorded(session, job, event)
+        outcomes.record(session, job, previous)
         return event
 
     async def _resolve_followers(self, session: AsyncSession, job: Job, now: datetime) -> tuple[str, ...]:

@@ -1,6 +1,8 @@
 """`/metrics` in the Prometheus text format: queue depth, upstream tasks in flight, the oldest due job,
 spend (money and billed seconds per currency, model and tenant: ops/usage.py), and in an account pool
-which accounts are in rotation (`wan_gateway_upstream_account_up`, this process's view).
+which accounts are in rotation (`wan_gateway_upstream_account_up`, this process's view); then this
+process's own counters and histograms (jobs finished, upstream calls, copies, webhook attempts:
+`app/telemetry/metrics.py`).
 
 The figures are read from the database at scrape time (every process sees the same queue), so any API or
 worker replica can be scraped; per-process figures (loop heartbeats) come from the process that answers.
@@ -20,6 +22,7 @@ from app.db.base import utcnow
 from app.ops.readiness import Heartbeat
 from app.ops.stats import QueueStats, queue_stats
 from app.ops.usage import GroupBy, Spend, UsageRow, spend, usage
+from app.telemetry import metrics as process_metrics
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -163,6 +166,9 @@ class Metrics:
             heartbeats[loop.name.replace(" ", "_")] = None if last is None else (now - last).total_seconds()
         registry = CollectorRegistry(auto_describe=False)
         health = self._accounts
+        if health is not None:
+            await health.refresh(force=True)  # shared by every process (providers/health.py)
         accounts_up = {name: health.up(name) for name in health.names} if health is not None else {}
         registry.register(_Snapshot(stats, heartbeats, spent, accounts_up))
-        return generate_latest(registry)
+        # Two registries, one exposition: the families' names never overlap.
+        return generate_latest(registry) + process_metrics.render()

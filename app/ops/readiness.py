@@ -111,6 +111,7 @@ class Readiness:
             checks[check] = self._loop_state(loop)
         ready = all(v in ("ok", "disabled") for v in checks.values())
         if self._accounts is not None and self._accounts.names:
+            await self._accounts.refresh(force=True)  # what every process learnt, not only this one
             out = self._accounts.out()
             if not out:
                 checks["upstream_accounts"] = "ok"

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 
 class TaskState(StrEnum):
-    """Upstream task states (dashscope-protocol.md §3)."""
+    """Upstream task states (docs/PROTOCOL.md §3)."""
 
     PENDING = "PENDING"
     RUNNING = "RUNNING"
@@ -206,7 +206,7 @@ class TransientError(ProviderError):
 
 
 class PermanentError(ProviderError):
-    """The request itself is wrong (the 4xx codes of dashscope-protocol.md §5): retrying cannot help."""
+    """The request itself is wrong (the 4xx codes of docs/PROTOCOL.md §5): retrying cannot help."""
 
 
 class VideoProvider(Protocol):

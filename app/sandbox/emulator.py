@@ -5,6 +5,7 @@ headers, status codes of success) is in api.py and files.py.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import uuid
@@ -17,7 +18,7 @@ from app.providers.base import TaskState
 from app.providers.dashscope.capabilities import Endpoint, get_model, output_size
 from app.sandbox import lifecycle
 from app.sandbox.accounts import Account, accounts_of, slot_figures
-from app.sandbox.clips import ClipCache, ClipSpec
+from app.sandbox.clips import ClipCache, ClipSpec, caption_of
 from app.sandbox.config import SandboxConfig
 from app.sandbox.errors import (
     CANCEL_REFUSED,
@@ -45,14 +46,20 @@ DAY_S = 86400.0
 _LIST_TIME_FORMAT = "%Y%m%d%H%M%S"
 
 
-def clip_of(record: TaskRecord) -> ClipSpec:
-    """The clip the task serves: the asked geometry, unless a fault asked for another."""
+def clip_of(record: TaskRecord, clips: ClipCache, *, captions: bool) -> ClipSpec:
+    """The clip the task serves: the asked geometry (unless a fault asked for another), its images, and
+    its prompt's first words. Images no longer kept (a wiped cache) give the placeholder."""
     detail = record.detail
+    images = tuple(detail.images or ())
+    if not all(clips.sources.exists(digest) for digest in images):
+        images = ()
     return ClipSpec(
         detail.served_width or detail.width,
         detail.served_height or detail.height,
         detail.served_duration or detail.duration,
         detail.has_audio,
+        images=images,
+        caption=caption_of(detail.prompt) if captions else "",
     )
 
 
@@ -89,6 +96,9 @@ class Emulator:
         self._upload_prefixes = [account.upload_prefix for account in self.accounts]
         self.revoked: set[str] = set()  # account names whose key is refused (the control API)
         self._task_api = {account.name: WindowLimiter(config.task_api_qps) for account in self.accounts}
+
+    def clip_of(self, record: TaskRecord) -> ClipSpec:
+        return clip_of(record, self.clips, captions=self.config.clip_captions)
 
     async def aclose(self) -> None:
         await self.clips.aclose()
@@ -138,13 +148,18 @@ class Emulator:
                 if other != account.upload_prefix
             ):
                 raise invalid(MEDIA_NOT_FOUND, "InvalidParameter.DataInspection")
-        image_width, image_height = await self.media.image_size(request.image_url)
+        images = [await self.media.image(request.image_url)]
         if request.last_frame_url:
-            await self.media.image_size(request.last_frame_url)
+            images.append(await self.media.image(request.last_frame_url))
         if request.audio_url:
             await self.media.check_audio(request.audio_url)
         outcome = self._outcome(request.prompt)
-        width, height = output_size(request.resolution, image_width, image_height)
+        width, height = output_size(request.resolution, images[0].width, images[0].height)
+        # The clip is made from these (clips.py): kept by digest, so it can be encoded at any later time.
+        seen = [image.data for image in images if image.data is not None]
+        digests = None
+        if len(seen) == len(images):
+            digests = [await asyncio.to_thread(self.clips.sources.put, data) for data in seen]
         detail = TaskDetail(
             endpoint=endpoint.value,
             resolution=request.resolution,
@@ -162,6 +177,7 @@ class Emulator:
             served_height=outcome.served_size[1] if outcome.served_size else None,
             corrupt=outcome.corrupt,
             nul_text=outcome.nul_text,
+            images=digests,
         )
         request_id = new_request_id()
         record = await self._insert(
@@ -170,7 +186,7 @@ class Emulator:
         self.stats.created[request.spec.name] += 1
         self.stats.account_created[account.name, request.spec.name] += 1
         if outcome.state is TaskState.SUCCEEDED:
-            self.clips.prefetch(clip_of(record))
+            self.clips.prefetch(self.clip_of(record))
         return {"request_id": request_id, "output": {"task_id": record.task_id, "task_status": "PENDING"}}
 
     def _outcome(self, prompt: str | None) -> Outcome:
@@ -253,7 +269,7 @@ class Emulator:
         return body
 
     def _view(self, record: TaskRecord, now: float) -> lifecycle.TaskView:
-        clip = clip_of(record)
+        clip = self.clip_of(record)
         task = lifecycle.view(
             record, now, ttl_s=self.config.task_ttl_s, clip_ready_at=lambda: self.clips.ready_at(clip)
         )

@@ -1,6 +1,6 @@
 """The sandbox's own dependencies, the `sandbox` extra, and the message when they are missing.
 
-numpy (the test pattern of the result clips) is needed by the emulator only, so it is an extra (`pip install
+numpy (the frames of the result clips) is needed by the emulator only, so it is an extra (`pip install
 'wan-gateway[sandbox]'`; `make install` and the image include it; python-multipart, for its upload form, is
 a runtime dependency of the gateway itself). Whoever is about to start a sandbox calls `require_extra()`
 first: without it the gateway would start and then fail on the first clip.

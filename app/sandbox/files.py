@@ -8,13 +8,13 @@ import asyncio
 import time
 from pathlib import Path
 
+import av
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from app.sandbox.api import emulator_of
-from app.sandbox.emulator import clip_of
 from app.sandbox.errors import NO_SUCH_KEY, SIGNATURE_MISMATCH, oss_error
 from app.sandbox.signing import verify
 from app.sandbox.uploads import UPLOAD_ROUTE, read_policy
@@ -46,7 +46,7 @@ async def download(request: Request) -> Response:
     record = await emulator.served(task_id)
     if record is None:
         return oss_error(404, "NoSuchKey", NO_SUCH_KEY, Key=name)
-    path = await emulator.clips.ensure(clip_of(record))
+    path = await emulator.clips.ensure(emulator.clip_of(record))
     if record.detail.corrupt:
         return Response(await asyncio.to_thread(damaged_copy, path), media_type="video/mp4")
     return FileResponse(path, media_type="video/mp4")
@@ -54,9 +54,16 @@ async def download(request: Request) -> Response:
 
 def damaged_copy(path: Path) -> bytes:
     """The clip's bytes with a sixth of them zeroed from the middle: the file stays complete (its index and
-    size are intact), but the packets there are gone, as when storage or a transfer loses a block."""
+    size are intact), but the packets there are gone, as when storage or a transfer loses a block. The
+    damage starts after the first video packet at the earliest, so the first frame still decodes (a clip
+    of a flat image is little more than that frame)."""
     data = path.read_bytes()
-    start, length = len(data) // 2, len(data) // 6
+    with av.open(str(path)) as container:
+        first = next(container.demux(video=0))
+        assert first.pos is not None
+        after_first = first.pos + first.size
+    start = max(len(data) // 2, after_first)
+    length = min(len(data) // 6, len(data) - start)
     return data[:start] + bytes(length) + data[start + length :]
 
 

@@ -1,4 +1,4 @@
-"""DashScope's per-account limits as the emulator enforces them (dashscope-protocol.md §2.5 and §7).
+"""DashScope's per-account limits as the emulator enforces them (docs/PROTOCOL.md §2.5 and §7).
 
 The sandbox's own table, not the gateway's configuration: the gateway's `UPSTREAM_SUBMIT_RPS` and
 `UPSTREAM_MAX_INFLIGHT` are what it *chooses* to send, this is what the account *allows*, so a wrong

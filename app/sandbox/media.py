@@ -1,4 +1,5 @@
-"""Input media as the service's "data inspection" sees it (§2.6): decode images and check their limits.
+"""Input media as the service's "data inspection" sees it (§2.6): decode images and check their limits;
+the bytes of an image that passes go on to the result clip (clips.py shows it).
 
 Images come as data: URIs, `oss://` keys of earlier uploads, or http(s) URLs. Nothing beyond 127.0.0.1
 is reachable here, so [EMU] an http(s) image on another host is not fetched and is taken to be the
@@ -13,6 +14,7 @@ import base64
 import binascii
 import io
 import ipaddress
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
@@ -33,6 +35,15 @@ from app.tls import client_context
 IMAGE_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP"})
 _INSPECTION = "InvalidParameter.DataInspection"
 _FETCH_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An input image as inspected: its size, and its bytes (None: a URL the sandbox cannot reach)."""
+
+    width: int
+    height: int
+    data: bytes | None
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -57,8 +68,8 @@ class MediaInspector:
             await self._http.aclose()
             self._http = None
 
-    async def image_size(self, url: str) -> tuple[int, int]:
-        """(width, height) of the image at `url`, after the format/size checks. Raises ApiError."""
+    async def image(self, url: str) -> InputImage:
+        """The image at `url`, after the format/size checks. Raises ApiError."""
         if url.startswith("data:"):
             data = await asyncio.to_thread(self._decode_data_uri, url)
         elif url.startswith("oss://"):
@@ -68,9 +79,10 @@ class MediaInspector:
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise invalid(INVALID_URL, "InvalidURL")
             if not is_loopback_host(parts.hostname):
-                return self._config.assumed_image_size
+                return InputImage(*self._config.assumed_image_size, data=None)
             data = await self._fetch(url)
-        return await asyncio.to_thread(self._check_image, data)
+        width, height = await asyncio.to_thread(self._check_image, data)
+        return InputImage(width, height, data)
 
     async def check_audio(self, url: str) -> None:
         if url.startswith("oss://"):

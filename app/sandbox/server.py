@@ -2,7 +2,8 @@
 
 Embedded (the gateway's lifespan, tests) it leaves signal handling and logging configuration to its
 host process and keeps no access log; `serve_forever` (the `wan-gateway sandbox` command) runs it
-standalone with uvicorn's own, access log included. Either way it is served by `app.serving`'s protocol.
+standalone with uvicorn's own, access log included (on `uvicorn.access.sandbox`). Either way it is
+served by `app.serving`'s protocol.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from app.sandbox.faults import FaultSet
 from app.sandbox.media import is_loopback_host
 from app.sandbox.settings import DEFAULT_API_KEY
 from app.sandbox.stats import SandboxStats
-from app.serving import ACCESS_LOGGER, EmbeddedServer, ServingConfig
+from app.serving import SANDBOX_ACCESS_LOGGER, EmbeddedServer, ServingConfig
 
 log = logging.getLogger("uvicorn.error")
 
@@ -128,10 +129,11 @@ class SandboxServer:
             lifespan="on",
             # Embedded: leave the host's logging alone (None skips uvicorn's dictConfig and levels), and
             # keep no access log of our own: the gateway's HTTP client logs its upstream calls already.
-            # (Never `access_log=False`: that empties the shared `uvicorn.access` logger, the gateway's.)
+            # Standalone: its lines on `uvicorn.access.sandbox` (uvicorn's access format, and a name of
+            # its own). Never `access_log=False`: that empties the shared `uvicorn.access` logger.
             log_config=uvicorn.config.LOGGING_CONFIG if standalone else None,
             log_level="info" if standalone else None,
-            access_logger=ACCESS_LOGGER if standalone else None,
+            access_logger=SANDBOX_ACCESS_LOGGER if standalone else None,
             timeout_graceful_shutdown=5,
         )
         server = _StandaloneServer(uv_config) if standalone else EmbeddedServer(uv_config)

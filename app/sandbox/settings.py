@@ -68,5 +68,11 @@ class SandboxSettings(BaseSettings):
         "Default: `sandbox.db` next to a SQLite DATABASE_URL, else under OUTPUT_DIR.",
     )
     clip_cache_dir: Path = Field(
-        default=Path(".cache/sandbox-clips"), description="Where the sandbox keeps the MP4s it has encoded."
+        default=Path(".cache/sandbox-clips"),
+        description="Where the sandbox keeps the MP4s it has encoded (and the input images they show).",
+    )
+    clip_captions: bool = Field(
+        default=True,
+        description="Sandbox: show the prompt's first words as a caption in result videos. Off, clips "
+        "depend only on the image, size, duration and sound, so many prompts share one encode.",
     )

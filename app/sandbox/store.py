@@ -73,6 +73,9 @@ class TaskDetail:
     served_height: int | None = None
     corrupt: bool = False
     nul_text: bool = False  # the `nul` fault (faults.Outcome.nul_text)
+    #: sha256 of the input images the clip shows (clips.SourceImages): the reference image, or the first
+    #: and last frames; None: an image the sandbox could not see (or a task of an older sandbox).
+    images: list[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ import os
 import re
 import shutil
 import tempfile
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -36,10 +38,13 @@ from app.retry import parse_retry_after
 from app.storage.base import Storage, StorageError, StoredObject
 from app.storage.keys import validate_key
 from app.storage.probe import ProbeError, VideoProbe, probe_video_async
+from app.telemetry import metrics, tracing
 
 #: Bytes gathered in memory before one write+hash in a worker thread: bounds memory and thread hops.
 WRITE_BUFFER_BYTES = 1 << 20
 _ERROR_BODY_BYTES = 2048
+#: Told how far a copy has got: `(bytes received, bytes declared or None)`, after each buffered write.
+OnProgress = Callable[[int, int | None], Awaitable[None]]
 #: Errors that mean "the filesystem is full", not "the filesystem is broken".
 OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -252,6 +257,7 @@ async def _download(
     timeout_s: float,
     staging: Path,
     progress: _Progress,
+    on_progress: OnProgress | None = None,
 ) -> tuple[str, int]:
     """Stream `url` into `f`; return (sha256 hex, size). Raises CopyError (and OSError when writing)."""
     digest = hashlib.sha256()
@@ -289,8 +295,12 @@ async def _download(
                 if len(buffer) >= WRITE_BUFFER_BYTES:
                     full, buffer = buffer, bytearray()
                     await asyncio.to_thread(_write_and_hash, f, digest, full)
+                    if on_progress is not None:
+                        await on_progress(received, declared)
             if buffer:
                 await asyncio.to_thread(_write_and_hash, f, digest, buffer)
+            if on_progress is not None:
+                await on_progress(received, declared)
             # h11 already refuses a body shorter than its Content-Length; this also covers transports
             # that do not (and any Content-Encoding a server applied despite `identity`).
             if declared is not None and response.num_bytes_downloaded != declared:
@@ -323,14 +333,31 @@ async def copy_video(
     max_bytes: int,
     timeout_s: float,
     expires_at: datetime | None = None,
+    on_progress: OnProgress | None = None,
 ) -> CopyResult:
     """Download `url` and publish it under `key`; on success the object is durable, hashed and probed.
 
     `timeout_s` bounds connecting and each read (a stalled body fails, a slow but moving one does not).
-    `expires_at` (tz-aware; see `parse_url_expiry`) short-cuts a URL known to be dead. Raises CopyError;
+    `expires_at` (tz-aware; see `parse_url_expiry`) short-cuts a URL known to be dead. `on_progress` is
+    awaited after every buffered write (each WRITE_BUFFER_BYTES) and once the body is in: it throttles
+    itself (the job poller persists it at most about once a second). Raises CopyError;
     a bad `key` or a naive `expires_at` is a programming error (ValueError).
     """
     validate_key(key)
+    with tracing.span("wan.storage.copy", key=key):
+        return await _copy(client, url, storage, key, max_bytes, timeout_s, expires_at, on_progress)
+
+
+async def _copy(
+    client: httpx.AsyncClient,
+    url: str,
+    storage: Storage,
+    key: str,
+    max_bytes: int,
+    timeout_s: float,
+    expires_at: datetime | None,
+    on_progress: OnProgress | None,
+) -> CopyResult:
     if expires_at is not None:
         if expires_at.tzinfo is None:
             raise ValueError("expires_at must be timezone-aware")
@@ -347,6 +374,7 @@ async def copy_video(
     temp = Path(name)
     published = False
     progress = _Progress()
+    started = time.perf_counter()
     try:
         try:
             # Closing waits for an in-flight threaded write (BufferedWriter holds its lock), so a
@@ -360,6 +388,7 @@ async def copy_video(
                     timeout_s=timeout_s,
                     staging=temp.parent,
                     progress=progress,
+                    on_progress=on_progress,
                 )
                 await asyncio.to_thread(_flush_and_sync, f)
         except OSError as exc:
@@ -379,6 +408,9 @@ async def copy_video(
         except (OSError, StorageError) as exc:
             raise _storage_failed("cannot publish the video", exc, progress) from exc
         published = True
+        # Counted here, where the bytes landed: a job that then fails to record them stored them still.
+        metrics.STORED_BYTES.inc(stored.size_bytes)
+        metrics.COPY_THROUGHPUT.observe(stored.size_bytes / max(time.perf_counter() - started, 1e-6))
         return CopyResult(stored=stored, probe=probe)
     finally:
         if not published:

@@ -21,19 +21,33 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import logcontext
 from app.db.base import utcnow
-from app.jobs.models import JobEvent
+from app.jobs.models import Job, JobEvent
 from app.loops import ClaimLoop
 from app.netguard import Resolver, UnsafeURL, vet_url
 from app.statuses import DeliveryStatus
+from app.telemetry import metrics, tracing
 from app.webhooks import payloads, repository, signing
 from app.webhooks.models import WebhookDelivery
 from app.webhooks.secrets import SecretSource
 from app.webhooks.sender import SendResult, WebhookSender
 
 log = logging.getLogger(__name__)
+
+
+def _outcome(result: SendResult) -> str:
+    """The `outcome` label of an attempt: `ok`, the status class (410 and 429 apart), or why no answer."""
+    status = result.status_code
+    if status is None:
+        return "timeout" if result.timed_out else "network"
+    if status == 410:
+        return "http_410"
+    return metrics.http_outcome(status)
+
 
 #: Up to this fraction is added to each scheduled delay, so retries of many deliveries spread out.
 JITTER = 0.10
@@ -92,9 +106,35 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
             return await repository.next_due_at(session, utcnow())
 
     async def handle(self, delivery: WebhookDelivery) -> None:
+        traceparent = None
+        if tracing.enabled():  # the job's trace: one more read, only when tracing is on
+            async with self._sessions() as session:
+                traceparent = await session.scalar(select(Job.traceparent).where(Job.id == delivery.job_id))
+        # Every line of the delivery names it and its job (logcontext), as the poller's lines do.
+        with (
+            tracing.job_span(
+                "wan.webhook.deliver", delivery.job_id, traceparent, attempt=delivery.attempt_count + 1
+            ),
+            logcontext.bind(delivery_id=delivery.id, job_id=delivery.job_id),
+        ):
+            await self._deliver(delivery)
+
+    async def _deliver(self, delivery: WebhookDelivery) -> None:
         async with self._sessions() as session:
             event = await session.get(JobEvent, delivery.event_id)
             gone = await repository.is_gone(session, delivery.url)
+            ids = (
+                await session.execute(
+                    select(Job.owner, Job.task_id, Job.upstream).where(Job.id == delivery.job_id)
+                )
+            ).first()
+        if ids is not None:
+            owner, task_id, upstream = ids
+            logcontext.update(
+                tenant=owner,
+                upstream_task_id=task_id,
+                upstream_request_id=(upstream or {}).get("request_id"),
+            )
         if event is None:  # the job was deleted
             await self._finish(
                 delivery, None, status=DeliveryStatus.FAILED, last_error="the event no longer exists"
@@ -114,7 +154,9 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
             )
         except UnsafeURL as exc:
             refused = SendResult(None, 0, f"refused: {exc.reason}", None)
-            await self._finish(delivery, refused, status=DeliveryStatus.FAILED, last_error=refused.error)
+            await self._finish(
+                delivery, refused, status=DeliveryStatus.FAILED, last_error=refused.error, outcome="refused"
+            )
             return
         text = payloads.body(event.type, event.created_at, event.data)
         now = utcnow()
@@ -123,6 +165,16 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
         await self._record(delivery, result)
 
     async def _record(self, delivery: WebhookDelivery, result: SendResult) -> None:
+        answer = f"HTTP {result.status_code}" if result.status_code is not None else result.error
+        log.log(
+            logging.INFO if result.ok else logging.WARNING,
+            "webhook delivery %s (attempt %d) to %s: %s in %d ms",
+            delivery.id,
+            delivery.attempt_count + 1,
+            delivery.origin,
+            answer,
+            result.latency_ms,
+        )
         common: dict[str, Any] = {
             "attempt_count": delivery.attempt_count + 1,
             "last_status_code": result.status_code,
@@ -164,9 +216,16 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
         )
 
     async def _finish(
-        self, delivery: WebhookDelivery, result: SendResult | None, *, gone: bool = False, **values: Any
+        self,
+        delivery: WebhookDelivery,
+        result: SendResult | None,
+        *,
+        gone: bool = False,
+        outcome: str | None = None,
+        **values: Any,
     ) -> None:
-        """Record the attempt (if one was made) and the delivery's new state in one transaction."""
+        """Record the attempt (if one was made) and the delivery's new state in one transaction; the
+        attempt is counted (`wan_gateway_webhook_attempts_total`) once that has committed."""
         if values.get("status") in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
             values.setdefault("finished_at", utcnow())
             values.setdefault("next_attempt_at", None)
@@ -180,6 +239,9 @@ class Dispatcher(ClaimLoop[WebhookDelivery]):
                     latency_ms=result.latency_ms,
                     error=result.error,
                     response_body=result.response_body,
+                )
+                metrics.after_commit(
+                    session, lambda: metrics.WEBHOOK_ATTEMPTS.labels(outcome or _outcome(result)).inc()
                 )
             if not await repository.finish_attempt(session, delivery, **values):
                 # e.g. a manual redelivery reset it meanwhile: that newer state stands

@@ -14,6 +14,7 @@ import httpx
 
 from app.netguard import VettedURL
 from app.retry import parse_retry_after
+from app.telemetry import tracing
 from app.tls import client_context
 
 RESPONSE_EXCERPT_BYTES = 1024
@@ -26,6 +27,8 @@ class SendResult:
     error: str | None
     response_body: str | None
     retry_after: float | None = None
+    #: No answer came in time (else, without a status code, the connection failed).
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
@@ -44,7 +47,7 @@ class WebhookSender:
         async with httpx.AsyncClient(
             verify=self._ssl, trust_env=False, follow_redirects=False, transport=self._transport
         ) as client:
-            return await _send(client, target, headers, body, timeout_s)
+            return await _send(tracing.instrument_client(client), target, headers, body, timeout_s)
 
 
 async def _send(
@@ -66,7 +69,7 @@ async def _send(
     try:
         response = await client.send(request, stream=True, follow_redirects=False)
     except httpx.TimeoutException:
-        return SendResult(None, elapsed(), f"no answer within {timeout_s:g} s", None)
+        return SendResult(None, elapsed(), f"no answer within {timeout_s:g} s", None, timed_out=True)
     except httpx.TransportError as exc:
         return SendResult(None, elapsed(), f"{type(exc).__name__}: {exc}".strip(), None)
     try:

@@ -25,7 +25,7 @@ from app.api.deps import STATE_KEY, Resources
 from app.config import Settings
 from app.lifespan import Gateway, open_gateway
 from app.serving import EmbeddedServer, gateway_config
-from app.startup import configure_logging, migrate
+from app.startup import configure_logging, migrate, require_migrated
 from app.workers import add_arguments
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def run(settings: Settings, args: argparse.Namespace) -> None:
     configure_logging(settings)
-    if not args.no_migrate:
+    if args.no_migrate:
+        require_migrated(settings, "worker")
+    else:
         migrate(settings)
     asyncio.run(run_worker(settings, health_host=args.health_host, health_port=args.health_port))

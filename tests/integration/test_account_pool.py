@@ -3,13 +3,19 @@ job's task lives (and is polled, and reconciled) on the account it was sent to."
 
 from __future__ import annotations
 
+import json
+import time
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from app.jobs.models import Job
-from tests.conftest import make_settings, serve
+from app.providers import health as account_health
+from tests.conftest import Served, make_settings, serve
 from tests.helpers import data_uri, wait_for
 
 
@@ -183,3 +189,149 @@ async def test_a_refused_account_leaves_rotation_and_returns(tmp_path: Path, dat
         ready = await served.client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["checks"]["upstream_accounts"] == "ok", ready.text
         assert await account_up("sandbox-2") == "1.0"
+
+
+async def test_each_job_is_billed_in_its_accounts_region(tmp_path: Path, database_url: str) -> None:
+    """Two accounts in Singapore and Virginia (both USD; Virginia's wan2.6-i2v-flash priced by
+    PRICE_TABLE_FILE, dearer): every job is estimated at the dearer price while queued, billed at its own
+    account's once it succeeds, and /v1/usage adds the bills in the pool's one currency."""
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        'version = "us-1"\n[regions.us-east-1.models."wan2.6-i2v-flash"]\n'
+        '"720P" = { audio = "0.07", silent = "0.02" }\n'
+    )
+    accounts = [
+        {"name": "sg", "api_key": "sk-sandbox", "region": "ap-southeast-1"},
+        {"name": "us", "api_key": "sk-sandbox-2", "region": "us-east-1"},
+    ]
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        sandbox_account_count=2,
+        dashscope_accounts=json.dumps(accounts),  # the embedded sandbox's two keys, one region each
+        price_table_file=prices,
+        upstream_max_inflight="wan2.6=2",  # 4 jobs: two on each account
+        sandbox_running_s=0.2,
+    )
+    async with serve(settings) as served:
+        gateway = served.gateway
+        assert gateway.accounts.names == ["sg", "us"]
+        png = data_uri(640, 360)
+        ids = [await served.submit(png, prompt=f"region {i}") for i in range(4)]
+        for job_id in ids:
+            cost = (await served.job(job_id))["cost"]
+            assert cost["estimated"] and (cost["amount"], cost["unit_price"], cost["currency"]) == (
+                "0.14",
+                "0.07",
+                "USD",
+            ), cost
+
+        async def all_done() -> list[dict[str, Any]] | None:
+            await gateway.poller.run_once()
+            jobs = [await served.job(job_id) for job_id in ids]
+            return jobs if all(j["status"] in ("succeeded", "failed") for j in jobs) else None
+
+        jobs = await wait_for(all_done, within=60, what="the four jobs to finish")
+        async with gateway.sessions() as session:
+            rows = (await session.execute(select(Job.id, Job.account).where(Job.id.in_(ids)))).all()
+        bound = {job_id: str(account) for job_id, account in rows}
+        assert sorted(bound.values()) == ["sg", "sg", "us", "us"], bound
+        expected = {"sg": ("0.10", "0.05"), "us": ("0.14", "0.07")}
+        for job in jobs:
+            cost = job["cost"]
+            assert job["status"] == "succeeded" and not cost["estimated"], job
+            assert (cost["amount"], cost["unit_price"], cost["currency"]) == (
+                *expected[bound[job["id"]]],
+                "USD",
+            )
+            assert Decimal(cost["amount"]) <= Decimal("0.14")  # never above what was reserved
+        usage = (await served.client.get("/v1/usage", params={"group_by": "model"})).json()
+        assert [(r["amount"], r["currency"], r["jobs"]) for r in usage["data"]] == [("0.48", "USD", 4)], usage
+
+
+async def test_a_refused_poll_takes_the_account_out_for_every_process(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two gateways on one database and one upstream (A with the embedded sandbox, B an API replica
+    pointed at it). A poll on account 2 refused in A takes the account out for B too: B's /readyz and
+    /metrics name it and B's placement skips it; after the cool-down B's probe succeeds and A sees it
+    back. Time is moved by the clock AccountHealth reads (no sleeps)."""
+    shift = [0.0]
+    monkeypatch.setattr(account_health, "wall_clock", lambda: time.time() + shift[0])
+    common: dict[str, Any] = {"upstream_max_inflight": "wan2.6=2", "upstream_account_retry_s": 60}
+    settings_a = make_settings(tmp_path, database_url, sandbox_account_count=2, **common)
+    async with serve(settings_a) as a:
+        sandbox = a.gateway.sandbox
+        assert sandbox is not None
+        keys = sandbox.config.api_keys
+        pool = [
+            {"name": f"sandbox-{n}", "api_key": key, "base_url": sandbox.base_url}
+            for n, key in enumerate(keys, start=1)
+        ]
+        settings_b = make_settings(
+            tmp_path / "b",
+            database_url,
+            dashscope_sandbox=False,
+            dashscope_accounts=json.dumps(pool),
+            auth_disabled=True,
+            **common,
+        )
+        async with serve(settings_b) as b:
+            png = data_uri(640, 360)
+
+            async def revoke(revoked: bool) -> None:
+                async with httpx.AsyncClient(base_url=sandbox.public_url, timeout=10) as upstream:
+                    answer = await upstream.post(
+                        "/_sandbox/accounts",
+                        json={"account": "2", "revoked": revoked},
+                        headers={"Authorization": f"Bearer {keys[0]}"},
+                    )
+                assert answer.status_code == 200, answer.text
+
+            async def placed(ids: list[str]) -> dict[str, str | None]:
+                async with a.gateway.sessions() as session:
+                    query = select(Job.id, Job.account).where(Job.id.in_(ids), Job.task_id.is_not(None))
+                    return {job_id: account for job_id, account in (await session.execute(query)).all()}
+
+            async def account_up(served: Served) -> dict[str, str]:
+                text = (await served.client.get("/metrics")).text
+                prefix = "wan_gateway_upstream_account_up{account="
+                return {
+                    line.split('"')[1]: line.split()[-1]
+                    for line in text.splitlines()
+                    if line.startswith(prefix)
+                }
+
+            # Long tasks placed by A (cap 2 per account): account 1 full, account 2 with a slot free.
+            x1, x2, y = [await a.submit(png, prompt=f"[sandbox:stuck] {name}") for name in ("x1", "x2", "y")]
+            await a.gateway.poller.run_once()
+            assert await placed([x1, x2, y]) == {x1: "sandbox-1", x2: "sandbox-1", y: "sandbox-2"}
+
+            await revoke(True)
+
+            async def b_sees_it_refused() -> str | None:
+                await a.gateway.poller.run_once()  # A polls y on account 2: 401
+                check = (await b.client.get("/readyz")).json()["checks"]["upstream_accounts"]
+                return check if check.startswith("degraded") else None
+
+            check = await wait_for(b_sees_it_refused, within=20, what="B to see account 2 refused")
+            assert "sandbox-2" in check and "401" in check, check
+            assert await account_up(b) == {"sandbox-1": "1.0", "sandbox-2": "0.0"}
+            assert (await b.client.get("/readyz")).status_code == 200  # one account left: still ready
+            # B's own placement skips account 2's free slot although B never called it.
+            z = await b.submit(png, prompt="[sandbox:stuck] z")
+            await b.gateway.poller.run_once()
+            job = await b.job(z)
+            assert job["status"] == "queued" and await placed([z]) == {}, job
+
+            await revoke(False)
+            shift[0] += 61  # the cool-down is over: B places one job on it, the probe
+
+            async def probed() -> dict[str, str | None] | None:
+                await b.gateway.poller.run_once()
+                return await placed([z]) or None
+
+            assert await wait_for(probed, within=20, what="B's probe on account 2") == {z: "sandbox-2"}
+            ready = await a.client.get("/readyz")
+            assert ready.json()["checks"]["upstream_accounts"] == "ok", ready.text
+            assert await account_up(a) == {"sandbox-1": "1.0", "sandbox-2": "1.0"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import sys
@@ -44,6 +45,7 @@ def _child_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "OUTPUT_DIR": str(tmp_path / "output"),
         "SANDBOX_STATE_PATH": str(tmp_path / "sandbox.db"),
         "SANDBOX_CLIP_CACHE_DIR": str(CLIP_CACHE),
+        "SANDBOX_CLIP_CAPTIONS": "false",  # one clip per image and geometry, whatever the prompt
         "DASHSCOPE_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
         **extra,
     }
@@ -65,8 +67,9 @@ async def _child(*args: str, env: dict[str, str]) -> AsyncIterator[asyncio.subpr
 async def test_serve_logs_every_request_with_its_sandbox_and_no_key(
     tmp_path: Path, sqlite_template: Path
 ) -> None:
-    """`wan-gateway serve` in its default mode (embedded sandbox): an access line per request, none with a
-    key, even one passed as a query parameter."""
+    """`wan-gateway serve` in its default mode (embedded sandbox), LOG_FORMAT=json: every line of its log is
+    a JSON object, an access line per request with the id echoed in `X-Request-ID`, none with a key, even
+    one passed as a query parameter."""
     key = "Q7rT0pLm9XcV2bN8kJ4hG6fD1sA3zW5y"
     shutil.copy(sqlite_template, tmp_path / "gateway.db")
     port = free_port()
@@ -75,6 +78,7 @@ async def test_serve_logs_every_request_with_its_sandbox_and_no_key(
         DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
         GATEWAY_API_KEYS=f"alice:{key}",
         WORKERS_ENABLED="false",
+        LOG_FORMAT="json",
     )
     async with _child("serve", "--port", str(port), "--no-migrate", env=env) as process:
         async with httpx.AsyncClient(
@@ -89,16 +93,24 @@ async def test_serve_logs_every_request_with_its_sandbox_and_no_key(
 
             await wait_for(up, within=60, what="wan-gateway serve to answer")
             auth = {"Authorization": f"Bearer {key}"}
-            assert (await client.get("/v1/jobs?limit=1", headers=auth)).status_code == 200
+            listed = await client.get("/v1/jobs?limit=1", headers={**auth, "X-Request-ID": "cli-test-1"})
+            assert listed.status_code == 200
             refused = await client.get(f"/v1/jobs/job_x?api_key={key}", headers=auth)
             assert refused.status_code == 422 and key not in refused.text
-            assert (await client.get("/nowhere")).status_code == 404
+            nowhere = await client.get("/nowhere")
+            assert nowhere.status_code == 404
         process.terminate()
         assert process.stderr is not None
         log = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
-    access = [line for line in log.splitlines() if " uvicorn.access: " in line]
-    for request in ("GET /v1/jobs?limit=1 ", "GET /v1/jobs/job_x?api_key=*** ", "GET /nowhere "):
-        assert len([line for line in access if request in line]) == 1, log
+    lines = [json.loads(line) for line in log.splitlines()]  # every line: one JSON object
+    access = {line["path"]: line for line in lines if line["logger"] == "app.access"}
+    answers = {"/v1/jobs?limit=1": listed, "/v1/jobs/job_x?api_key=***": refused, "/nowhere": nowhere}
+    for path, answer in answers.items():
+        assert access[path]["request_id"] == answer.headers["x-request-id"], log
+        assert access[path]["status"] == answer.status_code and access[path]["method"] == "GET"
+    assert access["/v1/jobs?limit=1"]["request_id"] == "cli-test-1"
+    served = [line for line in lines if line["logger"] == "app.access" and line["path"] != "/healthz"]
+    assert len(served) == len(answers), served
     assert key not in log
 
 

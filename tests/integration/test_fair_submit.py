@@ -204,3 +204,21 @@ async def test_a_tenants_backlog_does_not_hold_back_another_tenants_job(
         # Then a's backlog resumes, oldest first.
         got = await wait_for(lambda: sent(slots + 4), within=30, what="two more of a's jobs to be sent")
         assert got == sorted([f"a{i:02}" for i in range(1, slots + 3)] + ["b", "no-owner"])
+
+
+async def test_queue_positions_are_the_claim_order(queue: Queue) -> None:
+    """What clients see as `queue_position` is the order the claim hands out slots in."""
+    await queue.add("a-running", "a", JobStatus.RUNNING, submitted_at=T0)
+    await queue.add("b-running", "b", JobStatus.RUNNING, submitted_at=T0 + timedelta(seconds=1))
+    await queue.backlog("a", 5, "a")
+    await queue.backlog("b", 3, "b")
+    await queue.backlog(None, 2, "anon")
+    await queue.add("follower", "a", source_job_id="job_elsewhere")  # waits for another job: no place
+    waiting = [job_id for job_id, name in queue.names.items() if "running" not in name]
+    async with queue.sessions() as session:
+        positions = await repository.queue_positions(session, GROUP, waiting)
+    assert sorted(positions.values()) == list(range(1, 11))
+    in_line = [queue.names[job_id] for job_id in sorted(positions, key=positions.__getitem__)]
+    # anon holds no slot: its first two go first (the second ties with a1, b1 and was never served).
+    assert in_line[:4] == ["anon1", "anon2", "a1", "b1"]
+    assert await queue.claim(10) == in_line

@@ -10,7 +10,7 @@ from tests.helpers import raw_head
 
 #: Headers that may differ between two answers to the same request (a stream's GET is chunked; its HEAD
 #: has no body to frame).
-PER_ANSWER = {"date", "connection", "transfer-encoding"}
+PER_ANSWER = {"x-request-id", "date", "connection", "transfer-encoding"}
 #: GETs whose body changes between two requests (ages, timestamps): their length may differ too.
 LIVE_BODIES = {"/metrics", "/v1/admin/stats"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ async def live(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
         sandbox_pending_s=0.3,
         sandbox_running_s=0.6,
         sse_keepalive_s=0.2,
+        sse_progress_interval_s=0.1,
         change_poll_interval_s=5.0,  # long: events must arrive through the in-process feed, not polling
     )
     async with serve(settings) as served:
@@ -55,7 +57,7 @@ async def read_stream(
 async def test_stream_shows_every_status_change_live_then_closes(live: Served, png_uri: str) -> None:
     job_id = await live.submit(png_uri)
     blocks = await asyncio.wait_for(read_stream(live, job_id), 60)
-    events = [b for b in blocks if "event" in b]
+    events = [b for b in blocks if "event" in b and b["event"] != "job.progress"]
     assert [e["event"] for e in events] == [
         "job.queued",
         "job.submitted",
@@ -71,13 +73,28 @@ async def test_stream_shows_every_status_change_live_then_closes(live: Served, p
     assert any("comment" in b for b in blocks), "keep-alive comments while nothing happens"
     # Live, not batched at the end: the changes arrived spread over the job's run.
     assert events[-1]["at"] - events[0]["at"] > 0.5
+    # Between status events, ephemeral progress events: no id (a resume never skips a status), the job
+    # as GET shows it then, each one different from the one before, none after the end.
+    kinds = [b.get("event") for b in blocks if "event" in b]
+    progress = [b for b in blocks if b.get("event") == "job.progress"]
+    assert progress and all("id" not in b for b in progress)
+    assert kinds.index("job.progress") > kinds.index("job.queued")
+    assert kinds[-1] == "job.succeeded"
+    shown = [json.loads(b["data"]) for b in progress]
+    assert all(p["type"] == "job.progress" and p["data"]["id"] == job_id for p in shown)
+    views = [(p["data"]["progress"], p["data"]["queue_position"], p["data"]["eta"]) for p in shown]
+    assert all(a != b for a, b in itertools.pairwise(views))
+    assert {p["data"]["status"] for p in shown} <= {"queued", "submitted", "running", "storing"}
+    assert all(0 <= p["data"]["progress"] < 100 for p in shown)
 
 
 async def test_reconnect_with_last_event_id_replays_only_what_was_missed(live: Served, png_uri: str) -> None:
     job_id = await live.submit(png_uri)
-    everything = [b for b in await asyncio.wait_for(read_stream(live, job_id), 60) if "event" in b]
+    everything = [
+        b for b in await asyncio.wait_for(read_stream(live, job_id), 60) if "id" in b and "event" in b
+    ]
     running = next(b for b in everything if b["event"] == "job.running")
-    resumed = [b for b in await read_stream(live, job_id, {"Last-Event-ID": running["id"]}) if "event" in b]
+    resumed = [b for b in await read_stream(live, job_id, {"Last-Event-ID": running["id"]}) if "id" in b]
     assert [b["event"] for b in resumed] == ["job.storing", "job.succeeded"]
     assert [b["data"] for b in resumed] == [b["data"] for b in everything[-2:]]
     # Resuming after the terminal event: nothing to send, the stream ends at once.

@@ -42,6 +42,7 @@ def gateway_env(tmp_path: Path, database_url: str) -> dict[str, str]:
         "OUTPUT_DIR": str(tmp_path / "output"),
         "SANDBOX_STATE_PATH": str(tmp_path / "sandbox.db"),
         "SANDBOX_CLIP_CACHE_DIR": str(CLIP_CACHE),
+        "SANDBOX_CLIP_CAPTIONS": "false",  # "job 0", "job 1", …: one clip for all of them
         # SANDBOX_PORT unset, as with `make run`: the embedded sandbox comes back on another port, so
         # video URLs stored before a kill point nowhere and must be re-read from the task.
         "SANDBOX_PENDING_S": "0.5",
@@ -122,7 +123,9 @@ async def test_kill_9_at_several_points_then_every_job_finishes_once(process: Ga
 
     process.stop()
     # What upstream holds: open the sandbox's state file with a fresh sandbox and list every task.
-    config = SandboxConfig(state_path=Path(process.env["SANDBOX_STATE_PATH"]), clip_cache_dir=CLIP_CACHE)
+    config = SandboxConfig(
+        state_path=Path(process.env["SANDBOX_STATE_PATH"]), clip_cache_dir=CLIP_CACHE, clip_captions=False
+    )
     async with (
         SandboxServer(config) as upstream,
         httpx.AsyncClient(timeout=10, verify=client_context()) as client,

@@ -77,6 +77,17 @@ async def test_two_tenants_see_only_their_own_jobs(tmp_path: Path, database_url:
         assert (await c.post(f"/v1/jobs/{theirs}/cancel", headers=as_(BOB))).json()["status"] == "canceled"
         assert (await c.get(f"/v1/jobs/{mine}", headers=as_(ALICE))).json()["status"] == "succeeded"
 
+        # An admin key (the operator, the console's admin view) sees and reads every tenant's jobs, each
+        # naming its tenant; a job it submits is its own tenant's. The drop-in surfaces stay per tenant.
+        own = await submit(served, OPS, prompt="ops job")
+        listed = (await c.get("/v1/jobs", headers=as_(OPS))).json()["data"]
+        assert [(j["id"], j["tenant"]) for j in listed] == [(own, "ops"), (theirs, "bob"), (mine, "alice")]
+        for path in (f"/v1/jobs/{mine}", f"/v1/jobs/{mine}/content", f"/v1/jobs/{mine}/deliveries"):
+            assert (await c.get(path, headers=as_(OPS))).status_code == 200, path
+        assert (await c.get(f"/v1/jobs/{own}", headers=as_(ALICE))).status_code == 404
+        assert (await c.get(f"/v1/videos/{mine}", headers=as_(OPS))).status_code == 404
+        assert (await c.post(f"/v1/jobs/{own}/cancel", headers=as_(OPS))).json()["status"] == "canceled"
+
 
 async def test_requests_without_a_valid_key_are_refused(tmp_path: Path, database_url: str) -> None:
     async with serve(keyed(tmp_path, database_url)) as served:

@@ -26,6 +26,8 @@ def make_config(tmp_path: Path) -> Callable[..., SandboxConfig]:
         values: dict[str, Any] = {
             "state_path": tmp_path / "sandbox.db",
             "clip_cache_dir": CLIP_CACHE,
+            # Captions off but where a test asks for them: each distinct prompt would cost an encode.
+            "clip_captions": False,
             "pending_s": 0.05,
             "running_s": 0.1,
             **overrides,

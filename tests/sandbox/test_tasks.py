@@ -255,9 +255,9 @@ async def test_success_waits_for_the_clip(
     release = threading.Event()
     real_encode = clips.encode_clip
 
-    def gated_encode(spec: clips.ClipSpec, path: Path, *, preset: str = "ultrafast") -> None:
+    def gated_encode(spec: clips.ClipSpec, path: Path, **options: Any) -> None:
         release.wait(timeout=30)
-        real_encode(spec, path, preset=preset)
+        real_encode(spec, path, **options)
 
     monkeypatch.setattr(clips, "encode_clip", gated_encode)
     config = make_config(clip_cache_dir=tmp_path / "clips", pending_s=0.05, running_s=0.05)

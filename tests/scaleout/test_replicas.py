@@ -229,7 +229,8 @@ async def test_sigterm_drains_within_the_bound_and_nothing_is_lost(tmp_path: Pat
 
 
 async def test_worker_health_port_reports_loops_and_queue(tmp_path: Path, database_url: str) -> None:
-    async with cluster(tmp_path, database_url, **FAST) as running:
+    """…and the metrics of the work it did, under the names the API's /metrics uses."""
+    async with cluster(tmp_path, database_url, **FAST) as running, receiver(SECRET) as hook:
         with showing_logs_on_failure(running):
             await running.start_sandbox()
             _, api = await running.start_api()
@@ -243,3 +244,20 @@ async def test_worker_health_port_reports_loops_and_queue(tmp_path: Path, databa
                 assert api_ready["checks"]["job_poller"] == "disabled"  # WORKERS_ENABLED=false
                 metrics = (await client.get(health + "/metrics")).text
                 assert 'wan_gateway_loop_heartbeat_age_seconds{loop="job_poller"}' in metrics
+
+                jobs = await all_finished(api, await submit_many(api, 1, hook, "counted"), within=60)
+                await assert_each_job_once(running, jobs, hook)
+                [model] = {job["model"] for job in jobs.values()}
+                metrics = (await client.get(health + "/metrics")).text
+                lines = metrics.splitlines()
+                labels = f'error_code="none",model="{model}",status="succeeded"'
+                finished = f"wan_gateway_jobs_finished_total{{{labels}}} 1.0"
+                assert finished in lines, metrics
+                assert 'wan_gateway_webhook_attempts_total{outcome="ok"} 1.0' in lines, metrics
+                assert 'wan_gateway_upstream_calls_total{operation="create",outcome="ok"} 1.0' in lines
+                api_metrics = (await client.get(api + "/metrics")).text
+
+                def families(text: str) -> set[str]:
+                    return {line.split()[2] for line in text.splitlines() if line.startswith("# HELP")}
+
+                assert families(metrics) == families(api_metrics)  # one set of names, every process

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app import wiring
-from app.billing.cost import Pricing, region_for_base_url, resolve_region
+from app.billing.cost import MixedCurrencies, Pricing, region_for_base_url, resolve_region
 from app.billing.table import PriceTableError, builtin_table, load_table
 from tests.conftest import make_settings
 
@@ -219,3 +219,63 @@ def test_budget_amounts_and_periods() -> None:
     )
     assert period_bounds("month", datetime(2026, 2, 3, 4, tzinfo=UTC))[1] == datetime(2026, 3, 1, tzinfo=UTC)
     assert period_bounds("total", late) == (None, None)
+
+
+def test_a_pool_bills_each_account_in_its_region_and_reserves_the_priciest(tmp_path: Path) -> None:
+    """Singapore and Virginia (both USD): each bill is its account's price; the estimate, made before
+    the job has an account, is the priciest region's, so it is never below any bill. Mixing currencies
+    (Beijing's CNY with Singapore's USD) is refused, naming each account."""
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        'version = "us-1"\n[regions.us-east-1.models."wan2.6-i2v-flash"]\n'
+        '"720P" = { audio = "0.07", silent = "0.02" }\n'
+    )
+    accounts = json.dumps(
+        [
+            {"name": "sg", "api_key": "sk-a", "region": "ap-southeast-1"},
+            {"name": "us", "api_key": "sk-b", "region": "us-east-1"},
+        ]
+    )
+    settings = make_settings(
+        tmp_path, "sqlite+aiosqlite://", price_table_file=prices, dashscope_accounts=accounts
+    )
+    pricing = wiring.pricing(settings, "http://127.0.0.1:1", accounts=settings.upstream_accounts)
+    assert pricing.regions == ["ap-southeast-1", "us-east-1"] and pricing.currency == "USD"
+    usage = {"duration": 5, "SR": 720, "audio": True}
+    sg = pricing.billed("wan2.6-i2v-flash", usage, account="sg")
+    us = pricing.billed("wan2.6-i2v-flash", usage, account="us")
+    assert sg is not None and (sg.amount, sg.unit_price, sg.currency) == (
+        Decimal("0.25"),
+        Decimal("0.05"),
+        "USD",
+    )
+    assert us is not None and (us.amount, us.unit_price) == (Decimal("0.35"), Decimal("0.07"))
+    for audio, bill_sg, bill_us in ((True, "0.05", "0.07"), (False, "0.025", "0.02")):  # priciest differs
+        estimate = pricing.estimate("wan2.6-i2v-flash", tier="720P", audio=audio, seconds=5)
+        assert estimate is not None and estimate.estimated
+        assert estimate.unit_price == max(Decimal(bill_sg), Decimal(bill_us)), (audio, estimate)
+    # A price only one region has: the estimate is that one; a job billed where it is unpriced has none.
+    only_sg = pricing.estimate("wan2.5-i2v-preview", tier="480P", audio=None, seconds=5)
+    assert only_sg is not None and only_sg.amount == Decimal("0.25")
+    assert pricing.billed("wan2.5-i2v-preview", {"duration": 5, "SR": 480}, account="us") is None
+    # Free jobs show their account's unit price; an unbound one (failed while queued) the priciest.
+    assert pricing.free("wan2.6-i2v-flash", tier="720P", audio=True, account="sg").unit_price == Decimal(
+        "0.05"
+    )
+    assert pricing.free("wan2.6-i2v-flash", tier="720P", audio=True).unit_price == Decimal("0.07")
+    # The single account keeps its one region.
+    assert Pricing(TABLE, "cn-beijing").regions == ["cn-beijing"]
+
+    intl = "https://dashscope-intl.aliyuncs.com/api/v1"
+    mixed = json.dumps(
+        [
+            {"name": "bj", "api_key": "sk-a", "region": "cn-beijing"},
+            {"name": "sg", "api_key": "sk-b", "base_url": intl},  # its region from its host
+        ]
+    )
+    settings = make_settings(tmp_path, "sqlite+aiosqlite://", dashscope_accounts=mixed)
+    with pytest.raises(MixedCurrencies) as refused:
+        wiring.pricing(settings, "http://127.0.0.1:1", accounts=settings.upstream_accounts)
+    message = str(refused.value)
+    assert "bj: cn-beijing (CNY)" in message and "sg: ap-southeast-1 (USD)" in message, message
+    assert "one currency" in message, message

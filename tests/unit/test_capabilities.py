@@ -1,4 +1,4 @@
-"""The capability registry covers every model of dashscope-protocol.md §2.5 with its documented limits."""
+"""The capability registry covers every model of docs/PROTOCOL.md §2.5 with its documented limits."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_families_share_the_documented_rate_limits() -> None:
 
 
 def test_output_size_follows_the_documented_example() -> None:
-    # dashscope-protocol.md §2.4: a 750x1000 input at 720P renders 816x1104.
+    # docs/PROTOCOL.md §2.4: a 750x1000 input at 720P renders 816x1104.
     assert output_size("720P", 750, 1000) == (816, 1104)
     assert output_size("720P", 1280, 720) == (1280, 720)
     width, height = output_size("1080P", 1920, 1080)

@@ -1,10 +1,11 @@
 """The capability registry (app/providers/dashscope/capabilities.py) against its source: the capability
-matrix of dashscope-protocol.md §2.5, parsed from the document.
+matrix of docs/PROTOCOL.md §2.5, parsed from the document.
 
 The gateway validates requests with the registry and the sandbox enforces the same registry, so a wrong
-entry would be mirrored and no sandbox test could catch it: this is the oracle. The document lives beside
-the repository (`../shared/dashscope-protocol.md`, as in CI; for a git worktree nested deeper, the nearest
-ancestor's `shared/`); without it the test fails, saying where it looked: it never skips silently.
+entry would be mirrored and no sandbox test could catch it: this is the oracle. The document is the
+repository's docs/PROTOCOL.md (written from `../shared/dashscope-protocol.md`, which is read when the page
+is missing: for a git worktree nested deeper, the nearest ancestor's `shared/`); without either the test
+fails, saying where it looked: it never skips silently.
 The per-family limits (the last column) are pinned too, on both sides: the gateway's defaults
 (`UPSTREAM_SUBMIT_RPS`, `UPSTREAM_MAX_INFLIGHT`) and the sandbox's own table (app/sandbox/limits.py).
 """
@@ -35,7 +36,7 @@ DOCUMENT = "dashscope-protocol.md"
 
 
 def protocol_document() -> str:
-    searched = [parent / "shared" / DOCUMENT for parent in REPO.parents]
+    searched = [REPO / "docs" / "PROTOCOL.md", *(parent / "shared" / DOCUMENT for parent in REPO.parents)]
     for path in searched:
         if path.is_file():
             return path.read_text()

@@ -1,5 +1,5 @@
 """Errors of the facade in DashScope's shape: `{"request_id", "code", "message"}` with its codes and HTTP
-statuses (dashscope-protocol.md §5.1–5.2), which the SDKs turn into `status_code/code/message`.
+statuses (docs/PROTOCOL.md §5.1–5.2), which the SDKs turn into `status_code/code/message`.
 
 Scoped to `/api/v1`: `DashScopeRoute` (the route class of the facade's router) catches whatever its
 endpoint raises — the core's `AppError`s (problem+json elsewhere), request validation, database outages,

@@ -1,4 +1,4 @@
-"""The facade's endpoints under `/api/v1`, DashScope's paths (dashscope-protocol.md §1.2), each a thin
+"""The facade's endpoints under `/api/v1`, DashScope's paths (docs/PROTOCOL.md §1.2), each a thin
 translation onto `JobService` (submit, get, cancel, search) and the upload store.
 
 - `POST /api/v1/services/aigc/video-generation/video-synthesis` (i2v models) and

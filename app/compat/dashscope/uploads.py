@@ -1,4 +1,4 @@
-"""Temporary uploads (dashscope-protocol.md §6): what backs the SDK's `file://` inputs.
+"""Temporary uploads (docs/PROTOCOL.md §6): what backs the SDK's `file://` inputs.
 
 1. `GET /api/v1/uploads?action=getPolicy&model=…` (with the client's key) → `issue`: a policy whose
    `upload_host` is this gateway (`/api/v1/uploads/oss`), valid 300 s, for one `upload_dir` of the caller.

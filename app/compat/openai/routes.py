@@ -25,6 +25,7 @@ from app.compat.openai.errors import PREFIX, renamed
 from app.compat.openai.forms import create_params
 from app.compat.openai.schemas import OpenAIError, Video, VideoDeleted, VideoList
 from app.errors import FieldError, NotFound
+from app.jobs.estimates import Live
 from app.jobs.models import Job
 from app.jobs.schemas import JobCreate
 from app.jobs.service import Created, JobService
@@ -164,15 +165,15 @@ async def _submit(
     return created
 
 
-def _video(jobs: JobService, job: Job) -> Video:
-    return translate.video(job, expires_at=jobs.expires_at(job))
+def _video(jobs: JobService, job: Job, live: Live | None) -> Video:
+    return translate.video(job, expires_at=jobs.expires_at(job), live=live)
 
 
 async def _answer(jobs: JobService, job: Job, response: Response) -> Video:
     wait = await jobs.poll_after_s(job)
     if wait is not None:
         response.headers["openai-poll-after-ms"] = str(max(1, round(wait * 1000)))
-    return _video(jobs, job)
+    return _video(jobs, job, (await jobs.live([job])).get(job.id))
 
 
 @router.post(
@@ -222,7 +223,8 @@ async def list_videos(
     page = await jobs.page(
         owner=caller.tenant, statuses=None, limit=limit, cursor=cursor, oldest_first=order == "asc"
     )
-    data = [_video(jobs, job) for job in page.jobs]
+    live = await jobs.live(page.jobs)
+    data = [_video(jobs, job, live.get(job.id)) for job in page.jobs]
     return VideoList(
         data=data,
         first_id=data[0].id if data else None,

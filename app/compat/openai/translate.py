@@ -24,8 +24,8 @@ from pydantic import ValidationError
 from app.compat.openai.errors import param_name
 from app.compat.openai.schemas import Video, VideoError, VideoStatus
 from app.errors import FieldError, field_name
+from app.jobs.estimates import Live, progress
 from app.jobs.models import Job
-from app.jobs.presenter import progress
 from app.jobs.schemas import JobCreate
 from app.jobs.states import JobStatus
 from app.providers.dashscope.capabilities import DEFAULT_MODEL, MODELS, ModelSpec
@@ -187,8 +187,9 @@ def remix_create(
     return validated(body, lax=lax)
 
 
-def video(job: Job, *, expires_at: datetime | None = None) -> Video:
-    """The job as OpenAI's `Video`; `expires_at`: when its stored video goes (STORAGE_RETENTION_S)."""
+def video(job: Job, *, expires_at: datetime | None = None, live: Live | None = None) -> Video:
+    """The job as OpenAI's `Video`; `expires_at`: when its stored video goes (STORAGE_RETENTION_S);
+    `live`: its progress now (`estimates.Estimator`), the same number `/v1/jobs` shows."""
     status = JobStatus(job.status)
     request = job.request or {}
     error = None
@@ -204,7 +205,7 @@ def video(job: Job, *, expires_at: datetime | None = None) -> Video:
         id=job.id,
         model=job.model,
         status=STATUS[status],
-        progress=100 if status is JobStatus.SUCCEEDED else progress(job) or 0,
+        progress=(live.progress if live is not None else progress(job)) or 0,
         created_at=int(job.created_at.timestamp()),
         completed_at=int(job.finished_at.timestamp()) if job.finished_at and status.terminal else None,
         expires_at=int(expires_at.timestamp()) if expires_at is not None else None,

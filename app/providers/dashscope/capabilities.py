@@ -1,4 +1,4 @@
-"""The per-model capability registry: every Wan image-to-video model of dashscope-protocol.md §2.5.
+"""The per-model capability registry: every Wan image-to-video model of docs/PROTOCOL.md §2.5.
 
 Both the gateway's validation (mapping.py) and the sandbox emulator read this table, so what the gateway
 accepts and what the emulator enforces cannot drift apart. Sources are cited in the protocol document.
@@ -217,7 +217,7 @@ def get_model(name: str) -> ModelSpec | None:
 
 def output_size(resolution: str, image_width: int, image_height: int) -> tuple[int, int]:
     """The frame size the service renders: the image's aspect ratio at the tier's pixel count, both
-    sides floored to multiples of 16 (dashscope-protocol.md §2.4: 750x1000 at 720P -> 816x1104)."""
+    sides floored to multiples of 16 (docs/PROTOCOL.md §2.4: 750x1000 at 720P -> 816x1104)."""
     pixels = TIER_PIXELS[resolution]
     aspect = image_width / image_height
     width = int(math.sqrt(pixels * aspect)) // 16 * 16

@@ -7,7 +7,8 @@ have reached the service must be reconciled through the task list, never blindly
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from app.providers.dashscope.mapping import build_submission
 from app.providers.dashscope.ratelimit import UpstreamLimiter
 from app.providers.dashscope.schemas import parse_list, parse_receipt, parse_task
 from app.retry import parse_retry_after
+from app.telemetry import metrics
 
 #: 429 codes that are a billing or purchase state, not a rate: retrying cannot help (§5.2).
 _PERMANENT_429 = {"CommodityNotPurchased", "PrepaidBillOverdue", "PostpaidBillOverdue"}
@@ -64,6 +66,33 @@ def classify(response: httpx.Response) -> ProviderError:
             message, status=status, code=code, request_id=request_id, retry_after=retry_after
         )
     return PermanentError(message, status=status, code=code, request_id=request_id)
+
+
+async def _timed(operation: str, sending: Awaitable[httpx.Response]) -> httpx.Response:
+    """Await one upstream call, counting it by operation and outcome and timing it (telemetry/metrics.py):
+    every call to DashScope goes through here."""
+    started = time.perf_counter()
+    outcome: str | None = None  # cancelled (shutdown): not an outcome of the call
+    try:
+        response = await sending
+        outcome = metrics.http_outcome(response.status_code)
+        return response
+    except httpx.TimeoutException:
+        outcome = "timeout"
+        raise
+    except httpx.TransportError:
+        outcome = "network"
+        raise
+    finally:
+        if outcome is not None:
+            _observe(operation, outcome, time.perf_counter() - started)
+
+
+def _observe(operation: str, outcome: str, elapsed_s: float) -> None:
+    metrics.UPSTREAM_LATENCY.labels(operation).observe(elapsed_s)
+    metrics.UPSTREAM_CALLS.labels(operation, outcome).inc()
+    if outcome == "http_429":
+        metrics.UPSTREAM_THROTTLED.labels(operation).inc()
 
 
 def _has_oss_input(body: Mapping[str, Any]) -> bool:
@@ -119,7 +148,7 @@ class DashScopeClient:
         self, path: str, body: Mapping[str, Any], headers: dict[str, str], group: str
     ) -> SubmitReceipt:
         try:
-            response = await self._http.post(self._base + path, json=body, headers=headers)
+            response = await _timed("create", self._http.post(self._base + path, json=body, headers=headers))
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # The request never left: safe to send again.
             raise TransientError(f"{type(exc).__name__}: {exc}", maybe_created=False) from exc
@@ -148,11 +177,11 @@ class DashScopeClient:
             raise
 
     async def get(self, task_id: str) -> ProviderTask:
-        response = await self._call("GET", f"/tasks/{task_id}")
+        response = await self._call("get", "GET", f"/tasks/{task_id}")
         return parse_task(self._json(response))
 
     async def cancel(self, task_id: str) -> None:
-        await self._call("POST", f"/tasks/{task_id}/cancel")
+        await self._call("cancel", "POST", f"/tasks/{task_id}/cancel")
 
     async def list_tasks(self, model: str, start: datetime, end: datetime) -> list[ListedTask]:
         # No start/end on the wire: the service's zone for them is undocumented, while its default window
@@ -161,17 +190,20 @@ class DashScopeClient:
         page, pages = 1, 1
         while page <= min(pages, LIST_MAX_PAGES):
             params = {"model_name": model, "page_no": page, "page_size": LIST_PAGE_SIZE}
-            response = await self._call("GET", "/tasks", params=params)
+            response = await self._call("list", "GET", "/tasks", params=params)
             rows, pages = parse_list(self._json(response))
             found += [t for t in rows if t.created_at is None or start <= t.created_at <= end]
             page += 1
         return found
 
-    async def _call(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> httpx.Response:
+    async def _call(
+        self, operation: str, method: str, path: str, params: Mapping[str, Any] | None = None
+    ) -> httpx.Response:
         await self._limiter.query()
         try:
-            response = await self._http.request(
-                method, self._base + path, headers=self._headers(), params=params
+            response = await _timed(
+                operation,
+                self._http.request(method, self._base + path, headers=self._headers(), params=params),
             )
         except httpx.TransportError as exc:
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
