@@ -6,9 +6,10 @@ so time spent queued for a slot does not skew it; both in DashScope's own clock,
 cancels out). A task's start on our clock is its `scheduled_time` shifted by the gap between its
 `submit_time` and the moment we got its id. While a RUNNING task is young, polls
 back off (`POLL_MIN_INTERVAL_S` × 1.5 per poll, up to `POLL_MAX_INTERVAL_S`), but never past the moment
-the task is expected to end; once it is due, every `POLL_MIN_INTERVAL_S`. A task still PENDING, or of a
-kind never seen to end, is polled every `POLL_MIN_INTERVAL_S`. Few polls are spent, and a finished task
-is noticed within moments — which is what keeps DashScope's few concurrency slots busy.
+the task is expected to end (`MARGIN_S` after it); a task still running then is looked at again soon —
+half the time it is overdue, at least `FLOOR_S` —, backing off to every `POLL_MIN_INTERVAL_S`. A task
+still PENDING, or of a kind never seen to end, is polled every `POLL_MIN_INTERVAL_S`. Few polls are
+spent, and a finished task is noticed within moments — which is what keeps DashScope's few slots busy.
 
 The estimates live in each worker's memory: they are a hint, learnt again within a few tasks. What
 clients see (`progress`, `eta`, `openai-poll-after-ms`) is learnt from the database instead, so every
@@ -22,8 +23,14 @@ from datetime import UTC, datetime, timedelta
 
 #: Weight of the newest observation in the moving average.
 ALPHA = 0.3
-#: Poll this long after the expected end, so a task that ends on time is seen at the first try.
-MARGIN_S = 0.25
+#: Poll this long after the expected end, so a task that ends on time is seen at the first try. Small:
+#: a poll that comes a moment early costs only a re-poll `FLOOR_S` later (see `OVERDUE_SHARE`).
+MARGIN_S = 0.1
+#: An overdue task is polled again after this share of the time it is overdue (between FLOOR_S and
+#: POLL_MIN_INTERVAL_S): a task ending just after its expected end is seen within moments, instead of
+#: one POLL_MIN_INTERVAL_S (2 s) later, while one far overdue settles to every POLL_MIN_INTERVAL_S.
+#: That re-poll once cost 2 s of an upstream slot per early poll (bench/capacity.py, issue 12).
+OVERDUE_SHARE = 0.5
 #: Never schedule two polls of one task closer than this (or POLL_MIN_INTERVAL_S, if smaller).
 FLOOR_S = 0.2
 #: DashScope's task time format, e.g. `2025-09-01 12:00:00.123`.
@@ -92,7 +99,8 @@ def next_poll_delay(
     backoff = min(max_s, min_s * 1.5 ** min(poll_count, 20))
     remaining = expected_s - elapsed_s
     if remaining <= 0:
-        return min_s  # due: look often
+        # Due: look again soon (the slot is likely free by now), less soon the later it runs.
+        return max(min(min_s, FLOOR_S), min(min_s, OVERDUE_SHARE * -remaining))
     return max(min(min_s, FLOOR_S), min(backoff, remaining + MARGIN_S))
 
 

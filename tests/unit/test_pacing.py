@@ -23,16 +23,22 @@ def test_a_young_task_is_polled_with_backoff_but_never_past_its_expected_end() -
 
 
 def test_the_next_poll_lands_just_after_the_expected_end() -> None:
-    # 25 s into a task expected to take 30 s: not 15 s later (backoff), but at 30.25 s.
-    assert next_poll_delay(poll_count=6, elapsed_s=25, expected_s=30, min_s=2, max_s=15) == pytest.approx(
-        5.25
-    )
+    # 25 s into a task expected to take 30 s: not 15 s later (backoff), but at 30.1 s.
+    assert next_poll_delay(poll_count=6, elapsed_s=25, expected_s=30, min_s=2, max_s=15) == pytest.approx(5.1)
     # Young task: the backoff is shorter than the time left.
     assert next_poll_delay(poll_count=0, elapsed_s=0, expected_s=30, min_s=2, max_s=15) == 2
 
 
-def test_an_overdue_task_is_polled_every_minimum_interval() -> None:
-    assert next_poll_delay(poll_count=9, elapsed_s=31, expected_s=30, min_s=2, max_s=15) == 2
+def test_an_overdue_task_is_polled_again_soon_then_every_minimum_interval() -> None:
+    """Overdue by 0.1 s (the expected-end poll) → again 0.2 s later (the floor), not 2 s: a task that
+    ends a moment late frees its slot within moments. Further overdue, the wait grows to the minimum."""
+    elapsed, polls = 30.1, []
+    while elapsed < 45:
+        delay = next_poll_delay(poll_count=9, elapsed_s=elapsed, expected_s=30, min_s=2, max_s=15)
+        polls.append(round(delay, 3))
+        elapsed += delay
+    assert polls[:4] == [0.2, 0.2, 0.25, 0.375], polls
+    assert polls[-1] == 2 and len(polls) < 16, polls  # no more polls than at 2 s steps over those 15 s
 
 
 def test_run_time_comes_from_dashscopes_own_timestamps() -> None:
