@@ -13,7 +13,7 @@ XDIST ?= -n auto --dist loadgroup
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install run test lint typecheck test-sqlite test-postgres test-browser browser-deps fuzz openapi config-docs format clean
+.PHONY: help install run test lint typecheck test-sqlite test-postgres test-browser browser-deps browser-after-deps fuzz openapi config-docs format clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -43,12 +43,17 @@ PORT ?= 8000
 run: install ## Serve on http://127.0.0.1:8000, or PORT=/HOST= (sandbox upstream, SQLite, local files; migrations applied)
 	$(BIN)/wan-gateway serve --host $(HOST) --port $(PORT)
 
-# mypy (≈ 35 s on one core from a cold cache) runs beside the SQLite pass, whose processes leave a third of
-# the CPU idle while they wait on each other; so does the chromium install (`browser-deps`, mostly download,
-# ~40 s on a CI machine where it is missing). The Postgres pass follows, beside the browser test.
+# Everything at once: each pass alone leaves about a third of the CPU idle while its processes wait on each
+# other (gateways starting, sandbox tasks running, leases lapsing), and the slowest tests of both passes
+# (kill -9 restarts, multi-process scale-out) start first, side by side, instead of one pass's tail after
+# the other's. mypy (≈ 35 s on one core from a cold cache) and the chromium install (`browser-deps`,
+# mostly download, ~40 s on a CI machine where it is missing; the browser test follows it) fill the rest.
+# --output-sync keeps each target's output together (shown when it ends).
 test: install ## Everything CI runs: lint, types, the suite on SQLite, its database tests on a throwaway Postgres, the browser test
-	$(MAKE) --no-print-directory -j3 lint typecheck test-sqlite browser-deps
-	$(MAKE) --no-print-directory -j2 test-postgres test-browser
+	$(MAKE) --no-print-directory -j5 --output-sync=target lint typecheck test-sqlite test-postgres browser-after-deps
+
+browser-after-deps: browser-deps
+	@$(MAKE) --no-print-directory test-browser
 
 lint: install ## ruff check + format check
 	$(BIN)/ruff check .

@@ -273,6 +273,8 @@ ONE_DATABASE_REASONS = {
     "no sql": "startup, documents or configuration only: the database is opened, never queried by the test",
     "api client": "a client of the API (the CLI): what it shows are the API's answers, which the API's own "
     "tests check on both databases",
+    "kill -9 on postgres in scaleout": "a single process killed and restarted: tests/scaleout kills workers "
+    "mid-job (after the create, before its task id is saved; every job once) on Postgres",
 }
 
 

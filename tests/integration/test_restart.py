@@ -62,6 +62,7 @@ def process(tmp_path: Path, database_url: str) -> Iterator[GatewayProcess]:
     gateway.stop()
 
 
+@pytest.mark.one_database(reason="kill -9 on postgres in scaleout")
 async def test_kill_9_at_several_points_then_every_job_finishes_once(process: GatewayProcess) -> None:
     base = f"http://127.0.0.1:{process.port}"
     png = data_uri(640, 360)
@@ -143,6 +144,7 @@ async def test_kill_9_at_several_points_then_every_job_finishes_once(process: Ga
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
+@pytest.mark.one_database(reason="kill -9 on postgres in scaleout")
 async def test_kill_9_between_the_terminal_status_and_its_delivery(tmp_path: Path, database_url: str) -> None:
     """The receiver refuses the first attempt; the process dies before the retry. After a restart the
     event is delivered, under the webhook-id of the attempt made before the crash."""
