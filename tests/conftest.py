@@ -127,9 +127,11 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "output_dir": tmp_path / "output",
         "sandbox_state_path": tmp_path / "sandbox.db",
         "sandbox_clip_cache_dir": CLIP_CACHE,
-        # Captions off: the suite's many prompts ("job 0", "job 1", …) would each cost an encode. With the
-        # fixed test images, one clip then serves every job of a size, duration and sound.
+        # Captions and pictures off: the suite's many prompts ("job 0", "job 1", …) and test images would
+        # each cost an encode (a cold CI cache paid ~60 of them); one clip then serves every job of a size,
+        # duration and sound. tests/sandbox/test_clip_picture.py and the browser test turn them on.
         "sandbox_clip_captions": False,
+        "sandbox_clip_pictures": False,
         "sandbox_pending_s": 0.05,
         "sandbox_running_s": 0.1,
         "poll_min_interval_s": 0.05,

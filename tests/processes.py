@@ -88,7 +88,8 @@ def base_env(tmp_path: Path, database_url: str) -> dict[str, str]:
         "DASHSCOPE_CREDENTIALS_FILE": str(tmp_path / "none"),
         "OUTPUT_DIR": str(tmp_path / "output"),
         "SANDBOX_CLIP_CACHE_DIR": str(CLIP_CACHE),
-        "SANDBOX_CLIP_CAPTIONS": "false",  # one clip per image and geometry, whatever the prompt
+        "SANDBOX_CLIP_CAPTIONS": "false",  # one clip per geometry, whatever the prompt and image
+        "SANDBOX_CLIP_PICTURES": "false",
         "LOG_LEVEL": "INFO",
     }
 

@@ -25,6 +25,7 @@ class SandboxConfig:
     state_path: Path
     clip_cache_dir: Path = _ENV.clip_cache_dir
     clip_captions: bool = _ENV.clip_captions  # the prompt's first words burnt into result videos
+    clip_pictures: bool = _ENV.clip_pictures  # the input image animated (else a placeholder gradient)
     #: One emulated account per key (its own tasks, uploads, slots and rates); account `n` is key `n`
     #: (1-based), as the stats and list rows name it.
     api_keys: tuple[str, ...] = (_ENV.api_key.get_secret_value(),)
@@ -87,6 +88,7 @@ class SandboxConfig:
             state_path=settings.state_path or default_state_path,
             clip_cache_dir=settings.clip_cache_dir,
             clip_captions=settings.clip_captions,
+            clip_pictures=settings.clip_pictures,
             api_keys=account_keys(settings.api_key.get_secret_value(), settings.account_count),
             host=settings.host,
             port=settings.port,

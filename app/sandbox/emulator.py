@@ -46,11 +46,12 @@ DAY_S = 86400.0
 _LIST_TIME_FORMAT = "%Y%m%d%H%M%S"
 
 
-def clip_of(record: TaskRecord, clips: ClipCache, *, captions: bool) -> ClipSpec:
+def clip_of(record: TaskRecord, clips: ClipCache, *, captions: bool, pictures: bool = True) -> ClipSpec:
     """The clip the task serves: the asked geometry (unless a fault asked for another), its images, and
-    its prompt's first words. Images no longer kept (a wiped cache) give the placeholder."""
+    its prompt's first words. Images no longer kept (a wiped cache), or `pictures` off, give the
+    placeholder."""
     detail = record.detail
-    images = tuple(detail.images or ())
+    images = tuple(detail.images or ()) if pictures else ()
     if not all(clips.sources.exists(digest) for digest in images):
         images = ()
     return ClipSpec(
@@ -98,7 +99,9 @@ class Emulator:
         self._task_api = {account.name: WindowLimiter(config.task_api_qps) for account in self.accounts}
 
     def clip_of(self, record: TaskRecord) -> ClipSpec:
-        return clip_of(record, self.clips, captions=self.config.clip_captions)
+        return clip_of(
+            record, self.clips, captions=self.config.clip_captions, pictures=self.config.clip_pictures
+        )
 
     async def aclose(self) -> None:
         await self.clips.aclose()

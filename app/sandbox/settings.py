@@ -76,3 +76,9 @@ class SandboxSettings(BaseSettings):
         description="Sandbox: show the prompt's first words as a caption in result videos. Off, clips "
         "depend only on the image, size, duration and sound, so many prompts share one encode.",
     )
+    clip_pictures: bool = Field(
+        default=True,
+        description="Sandbox: result videos animate the task's input image(s). Off, they show a neutral "
+        "gradient instead and depend only on the size, duration and sound (and the caption), so tasks of "
+        "one geometry share one encode whatever their images: load tests, the test suite.",
+    )

@@ -237,7 +237,8 @@ async def test_console_signs_in_submits_a_png_watches_it_succeed_and_plays_it(
 ) -> None:
     browser_or_skip()
     # The loops run in the gateway (a browser does not call run_once); the sandbox finishes at once.
-    settings = keyed(tmp_path, database_url, workers_enabled=True)
+    # The clip animates the PNG the form sent, as a user sees it (the rest of the suite turns that off).
+    settings = keyed(tmp_path, database_url, workers_enabled=True, sandbox_clip_pictures=True)
     async with serve(settings) as served:
         # selenium blocks: the browser runs in a thread while this loop serves it.
         await asyncio.to_thread(drive, served.url, tmp_path)

@@ -93,6 +93,8 @@ def env(tmp_path: Path, installed: Path) -> dict[str, str]:
         "OUTPUT_DIR": str(tmp_path / "output"),
         "SANDBOX_STATE_PATH": str(tmp_path / "sandbox.db"),
         "SANDBOX_CLIP_CACHE_DIR": str(CLIP_CACHE),
+        "SANDBOX_CLIP_CAPTIONS": "false",  # one cached clip per geometry (tests/conftest.py)
+        "SANDBOX_CLIP_PICTURES": "false",
         "DASHSCOPE_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
         "LOG_LEVEL": "INFO",
     }

@@ -45,7 +45,8 @@ def _child_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "OUTPUT_DIR": str(tmp_path / "output"),
         "SANDBOX_STATE_PATH": str(tmp_path / "sandbox.db"),
         "SANDBOX_CLIP_CACHE_DIR": str(CLIP_CACHE),
-        "SANDBOX_CLIP_CAPTIONS": "false",  # one clip per image and geometry, whatever the prompt
+        "SANDBOX_CLIP_CAPTIONS": "false",  # one clip per geometry, whatever the prompt and image
+        "SANDBOX_CLIP_PICTURES": "false",
         "DASHSCOPE_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
         **extra,
     }

@@ -43,6 +43,7 @@ def gateway_env(tmp_path: Path, database_url: str) -> dict[str, str]:
         "SANDBOX_STATE_PATH": str(tmp_path / "sandbox.db"),
         "SANDBOX_CLIP_CACHE_DIR": str(CLIP_CACHE),
         "SANDBOX_CLIP_CAPTIONS": "false",  # "job 0", "job 1", …: one clip for all of them
+        "SANDBOX_CLIP_PICTURES": "false",
         # SANDBOX_PORT unset, as with `make run`: the embedded sandbox comes back on another port, so
         # video URLs stored before a kill point nowhere and must be re-read from the task.
         "SANDBOX_PENDING_S": "0.5",
@@ -125,7 +126,10 @@ async def test_kill_9_at_several_points_then_every_job_finishes_once(process: Ga
     process.stop()
     # What upstream holds: open the sandbox's state file with a fresh sandbox and list every task.
     config = SandboxConfig(
-        state_path=Path(process.env["SANDBOX_STATE_PATH"]), clip_cache_dir=CLIP_CACHE, clip_captions=False
+        state_path=Path(process.env["SANDBOX_STATE_PATH"]),
+        clip_cache_dir=CLIP_CACHE,
+        clip_captions=False,
+        clip_pictures=False,
     )
     async with (
         SandboxServer(config) as upstream,

@@ -28,6 +28,7 @@ def make_config(tmp_path: Path) -> Callable[..., SandboxConfig]:
             "clip_cache_dir": CLIP_CACHE,
             # Captions off but where a test asks for them: each distinct prompt would cost an encode.
             "clip_captions": False,
+            "clip_pictures": False,
             "pending_s": 0.05,
             "running_s": 0.1,
             **overrides,

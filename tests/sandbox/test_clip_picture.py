@@ -56,7 +56,7 @@ async def test_clips_show_the_image_and_the_prompt(
     make_config: Callable[..., SandboxConfig], tmp_path: Path
 ) -> None:
     async with (
-        SandboxServer(make_config(clip_captions=True)) as server,
+        SandboxServer(make_config(clip_captions=True, clip_pictures=True)) as server,
         client_for(server) as client,
     ):
 
