@@ -99,11 +99,11 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> None:
                 if args.keys_command == "create":
                     await _create_key(session, args)
                 elif args.keys_command == "list":
-                    from app.lifespan import configured_keys
+                    from app.tenants.keys import keys_of_settings
 
                     default = _budget(settings, None, None)
                     print(_key_line("NAME", "TENANT", "PREFIX", "SOURCE", "ADMIN", "STATUS", "BUDGET"))
-                    for entry in configured_keys(settings):
+                    for entry in keys_of_settings(settings.gateway_api_keys, settings.gateway_admin_keys):
                         print(
                             _key_line(
                                 entry.name, entry.name, entry.prefix, "env", entry.admin, "active", default

@@ -50,7 +50,7 @@ from app.storage.renditions import Renditions
 from app.storage.space import StorageSpace
 from app.telemetry import tracing
 from app.tenants.auth import Authenticator
-from app.tenants.keys import ConfiguredKey, KeyProblem, parse_configured_keys
+from app.tenants.keys import ConfiguredKey, keys_of_settings
 from app.webhooks.dispatcher import Dispatcher
 from app.webhooks.outbox import WebhookOutbox
 from app.webhooks.secrets import SecretSource
@@ -366,16 +366,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources | UploadSt
 
 
 def configured_keys(settings: Settings) -> list[ConfiguredKey]:
-    entries: list[ConfiguredKey] = []
-    for value, admin, variable in (
-        (settings.gateway_api_keys, False, "GATEWAY_API_KEYS"),
-        (settings.gateway_admin_keys, True, "GATEWAY_ADMIN_KEYS"),
-    ):
-        if value is not None:
-            entries += parse_configured_keys(value.get_secret_value(), admin=admin, variable=variable)
-    if len({e.name for e in entries}) != len(entries):
-        raise KeyProblem("GATEWAY_API_KEYS and GATEWAY_ADMIN_KEYS share a name")
-    return entries
+    return keys_of_settings(settings.gateway_api_keys, settings.gateway_admin_keys)
 
 
 async def check_client_auth(gateway: Gateway) -> None:

@@ -12,6 +12,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,6 +60,25 @@ class ConfiguredKey:
     key_hash: str
     prefix: str
     admin: bool = False
+
+
+class _Secret(Protocol):
+    def get_secret_value(self) -> str: ...
+
+
+def keys_of_settings(api_keys: _Secret | None, admin_keys: _Secret | None) -> list[ConfiguredKey]:
+    """GATEWAY_API_KEYS and GATEWAY_ADMIN_KEYS (their settings' values) → entries, names unique across both.
+    Here rather than in the lifespan, so `wan-gateway keys list` need not import the whole server."""
+    entries: list[ConfiguredKey] = []
+    for value, admin, variable in (
+        (api_keys, False, "GATEWAY_API_KEYS"),
+        (admin_keys, True, "GATEWAY_ADMIN_KEYS"),
+    ):
+        if value is not None:
+            entries += parse_configured_keys(value.get_secret_value(), admin=admin, variable=variable)
+    if len({e.name for e in entries}) != len(entries):
+        raise KeyProblem("GATEWAY_API_KEYS and GATEWAY_ADMIN_KEYS share a name")
+    return entries
 
 
 def parse_configured_keys(
