@@ -23,7 +23,7 @@ async def live(tmp_path: Path, database_url: str) -> AsyncIterator[Served]:
         database_url,
         workers_enabled=True,
         sandbox_pending_s=0.3,
-        sandbox_running_s=0.6,
+        sandbox_running_s=1.5,  # long enough that a loaded machine still polls the task while RUNNING
         sse_keepalive_s=0.2,
         sse_progress_interval_s=0.1,
         change_poll_interval_s=5.0,  # long: events must arrive through the in-process feed, not polling
