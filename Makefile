@@ -77,12 +77,14 @@ test-browser: install ## The console in headless chromium (tests/browser; skippe
 
 # Debian's chromium and its chromedriver (the same version) for tests/browser, installed only when one is
 # missing. apt's output goes to a log, shown only if the install fails (it runs beside other targets).
+# Without recommends: 20 packages instead of 131 (apt's recommends bring samba, avahi, cups, a perl and a
+# systemd upgrade — minutes of unpacking and triggers on a CI machine, all beside the suite).
 BROWSER_LOG ?= .cache/browser-deps.log
 browser-deps: ## Install chromium + chromium-driver with apt when /usr/bin/chromium or chromedriver is missing
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
 	mkdir -p $(dir $(BROWSER_LOG)); \
 	echo "browser-deps: installing chromium and chromium-driver (log: $(BROWSER_LOG))"; \
-	if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
+	if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; } \
 		>$(BROWSER_LOG) 2>&1; then echo "browser-deps: $$(/usr/bin/chromium --version 2>/dev/null)"; \
 	else cat $(BROWSER_LOG); echo "browser-deps: apt-get install failed"; exit 1; fi
 

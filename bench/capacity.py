@@ -93,6 +93,14 @@ class Child:
             return None
         return None
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the process has used so far (Linux `/proc/PID/stat`)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -375,9 +383,14 @@ def accounts_run(args: argparse.Namespace, image: str, count: int) -> dict[str, 
             f"{sandbox_url}/_sandbox/stats", headers={"Authorization": f"Bearer {SANDBOX_KEY}"}, timeout=10
         ).raise_for_status()
         t0 = time.time()
+        cpu0 = worker.cpu_s(), sandbox.cpu_s()
+        profiler = start_profile(args, worker, count)
         time.sleep(args.seconds)
         stats = sandbox_stats(sandbox_url)  # read before the worker stops: the window is the drain only
         t1 = time.time()
+        cpu1 = worker.cpu_s(), sandbox.cpu_s()
+        if profiler is not None:
+            profiler.wait(timeout=60)
         finished = stored_jobs(env["DATABASE_URL"], t0, t1)
         load = os.getloadavg()[0]
     finally:
@@ -406,7 +419,22 @@ def accounts_run(args: argparse.Namespace, image: str, count: int) -> dict[str, 
         "per_account": per_account,
         "responses_429": stats["responses"].get("429", 0),
         "load_1m": load,
+        # CPU per second of window: 1.0 = one core, the machine has os.cpu_count()
+        "worker_cpu": (cpu1[0] - cpu0[0]) / (t1 - t0),
+        "sandbox_cpu": (cpu1[1] - cpu0[1]) / (t1 - t0),
     }
+
+
+def start_profile(args: argparse.Namespace, worker: Child, count: int) -> subprocess.Popen[bytes] | None:
+    """`--profile-dir`: py-spy samples the worker over the window (collapsed stacks, a file per count)."""
+    if not args.profile_dir:
+        return None
+    out = Path(args.profile_dir) / f"worker-{count}-accounts.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    argv = [str(spy), "record", "--pid", str(worker.proc.pid), "--duration", str(int(args.seconds))]
+    argv += ["--format", "raw", "--rate", "50", "--nonblocking", "--output", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def accounts_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
@@ -418,14 +446,16 @@ def accounts_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> Non
     )
     base = rows[0]["jobs_per_min"] or float("nan")
     header = f"{'accounts':>8} {'done':>5} {'jobs/min':>9} {'ratio':>6} {'429s':>5} {'load':>5}"
-    print(header + "  slot utilization per account")
+    print(header + f" {'worker':>6} {'sandbox':>7}  slot utilization per account")
     for row in rows:
         row["ratio"] = row["jobs_per_min"] / base
         utils = " ".join(f"#{a['account']} {a['utilization'] * 100:.1f}%" for a in row["per_account"])
         print(
             f"{row['accounts']:8d} {row['done']:5d} {row['jobs_per_min']:9.1f} {row['ratio']:5.2f}× "
-            f"{row['responses_429']:5d} {row['load_1m']:5.2f}  {utils}"
+            f"{row['responses_429']:5d} {row['load_1m']:5.2f} {row['worker_cpu']:6.2f} "
+            f"{row['sandbox_cpu']:7.2f}  {utils}"
         )
+    print("(worker, sandbox: CPU cores each used over the window; the machine has", os.cpu_count(), "cores)")
     print(json.dumps({"capacity_accounts": rows}, separators=(",", ":")))
 
 
@@ -554,6 +584,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--settle-s", type=float, default=0.0, help="with --accounts: drain seconds before the window"
+    )
+    parser.add_argument(
+        "--profile-dir",
+        default=None,
+        help="with --accounts: py-spy records the worker over each window (collapsed stacks, needs root)",
     )
     args = parser.parse_args()
     image = png_data_uri()
