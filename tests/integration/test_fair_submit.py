@@ -201,9 +201,12 @@ async def test_a_tenants_backlog_does_not_hold_back_another_tenants_job(
         got = await wait_for(lambda: sent(slots + 2), within=30, what="two more jobs to be sent")
         assert got == sorted([f"a{i:02}" for i in range(1, slots + 1)] + ["b", "no-owner"])
 
-        # Then a's backlog resumes, oldest first.
+        # Then a's backlog resumes, oldest first. (On a loaded machine one pass of the loop may find a third
+        # slot freed by then, so a's jobs are checked as a prefix of its backlog, not as an exact count.)
         got = await wait_for(lambda: sent(slots + 4), within=30, what="two more of a's jobs to be sent")
-        assert got == sorted([f"a{i:02}" for i in range(1, slots + 3)] + ["b", "no-owner"])
+        assert "b" in got and "no-owner" in got
+        a_sent = [name for name in got if name.startswith("a")]
+        assert a_sent == [f"a{i:02}" for i in range(1, len(a_sent) + 1)], "a's backlog out of order"
 
 
 async def test_queue_positions_are_the_claim_order(queue: Queue) -> None:
